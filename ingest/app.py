@@ -1,0 +1,244 @@
+"""The ingest service: ``create_app(settings, sinks)`` (an ASGI app, run by uvicorn in the container).
+
+POST /v1/events validates each event on its own, keeps rejected ones in the
+bad-events sink with their reason, and answers 202 only once the accepted ones
+are durable (in the stream, or in the dead-letter queue when the stream fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ingest.batcher import GroupCommitter
+from streamboard.badevents import keep_bad_events
+from streamboard.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RateLimited,
+    StreamboardError,
+    Unauthorized,
+    Unavailable,
+    http_status,
+)
+from streamboard.ports import App, AppRegistry, DeadLetterQueue, EventStream, Lake, StreamRecord
+from streamboard.registry import REGISTRY, InvalidEvent, Registry
+from streamboard.settings import Settings
+
+log = logging.getLogger("streamboard.ingest")
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass
+class IngestSinks:
+    stream: EventStream
+    dlq: DeadLetterQueue
+    apps: AppRegistry
+    lake: Lake  # where the bad-events sink writes
+
+
+class _AuthCache:
+    """Key-hash lookups cached briefly, so a hot app does not hit the registry on every request."""
+
+    def __init__(self, apps: AppRegistry, ttl: float = 30.0) -> None:
+        self.apps, self.ttl = apps, ttl
+        self._cache: dict[str, tuple[float, App | None]] = {}
+
+    def get(self, key: str) -> App | None:
+        now = asyncio.get_running_loop().time()
+        hit = self._cache.get(key)
+        if hit and hit[0] > now:
+            return hit[1]
+        app = self.apps.authenticate(key)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now + self.ttl, app)
+        return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)  # bounded: a zip bomb stops here
+        except zlib.error as exc:
+            raise BadRequest(f"body is not valid gzip: {exc}") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+    elif encoding not in ("identity", ""):
+        raise BadRequest(f"unsupported content-encoding {encoding!r}; send gzip or no encoding")
+    return body
+
+
+def _events_of(body: bytes, max_events: int) -> list[Any]:
+    if not body.strip():
+        raise BadRequest('empty body; send {"events": [...]} or one event object')
+    try:
+        doc = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    if isinstance(doc, dict) and "events" in doc:
+        if set(doc) != {"events"}:
+            raise BadRequest("a batch body has only the key 'events'")
+        events = doc["events"]
+        if not isinstance(events, list):
+            raise BadRequest("'events' must be an array of event objects")
+    elif isinstance(doc, dict):
+        events = [doc]
+    else:
+        raise BadRequest('body must be {"events": [...]} or one event object')
+    if not events:
+        raise BadRequest("'events' is empty")
+    if len(events) > max_events:
+        raise PayloadTooLarge(f"{len(events)} events in one request; the limit is {max_events}")
+    return events
+
+
+def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGISTRY) -> Starlette:
+    committer = GroupCommitter(sinks.stream, sinks.dlq, linger_ms=settings.ingest_linger_ms)
+    auth = _AuthCache(sinks.apps)
+    max_future = dt.timedelta(seconds=settings.max_future_seconds)
+
+    async def post_events(request: Request) -> Response:
+        key = request.headers.get("x-api-key")
+        if not key:
+            raise Unauthorized("missing x-api-key header")
+        app = auth.get(key)
+        if app is None:
+            raise Unauthorized("unknown API key")
+        body = await _read_body(request, settings.ingest_max_body)
+        events = _events_of(body, settings.ingest_max_events)
+        now = dt.datetime.now(dt.UTC)
+        accepted: list[StreamRecord] = []
+        rejected: list[dict[str, Any]] = []
+        bad: list[tuple[Any, str]] = []
+        for i, raw in enumerate(events):
+            try:
+                event = registry.validate(raw, app_id=app.app_id, received_at=now, max_future=max_future)
+            except InvalidEvent as exc:
+                rejected.append({"index": i, "error": str(exc)})
+                bad.append((raw, str(exc)))
+                continue
+            accepted.append(StreamRecord(event["user_id"], _encoder.encode(event)))
+        if bad:
+            await asyncio.to_thread(keep_bad_events, sinks.lake, f"ingest-{app.app_id}", bad, now)
+        await committer.submit(accepted)
+        return JSONResponse({"accepted": len(accepted), "rejected": rejected}, status_code=202)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document(registry, settings))
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        status = http_status(exc)
+        headers = {}
+        if isinstance(exc, RateLimited | Unavailable):
+            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        if status >= 500 and not isinstance(exc, Unavailable):
+            log.exception("ingest failed on %s", request.url.path, exc_info=exc)
+            return JSONResponse({"error": "internal error; the failure was logged"}, status_code=500)
+        return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
+
+    async def on_disconnect(request: Request, exc: Exception) -> Response:
+        return Response(status_code=400)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await committer.start()
+        try:
+            yield
+        finally:
+            await committer.stop()  # flush: nothing submitted is left unwritten
+
+    app = Starlette(
+        routes=[
+            Route("/v1/events", post_events, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+        ],
+        exception_handlers={StreamboardError: on_error, Exception: on_error, ClientDisconnect: on_disconnect},
+        lifespan=lifespan,
+    )
+    app.state.committer = committer
+    return app
+
+
+def openapi_document(registry: Registry, settings: Settings) -> dict[str, Any]:
+    """The ingest API's OpenAPI document, with one event schema per registered type."""
+    schemas, refs = {}, []
+    for t in registry:
+        props: dict[str, Any] = {"event_type": {"const": t.name}}
+        for f in t.columns:
+            if f.name in ("app_id", "received_at", "event_type"):
+                continue
+            props[f.name] = msgspec.json.schema(f.py_type)
+            props[f.name].pop("$defs", None)
+            if f.doc:
+                props[f.name]["description"] = f.doc
+        props["app_id"] = {"type": "string", "description": "optional; must equal the key's app"}
+        required = ["event_type"] + [f.name for f in t.columns if f.required and f.name not in ("app_id", "received_at", "event_type")]
+        schemas[f"{t.name}_event"] = {"type": "object", "properties": props, "required": required,
+                                      "additionalProperties": False, "description": t.doc}
+        refs.append({"$ref": f"#/components/schemas/{t.name}_event"})
+    error = {"type": "object", "properties": {"error": {"type": "string"}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Streamboard ingest API", "version": "1"},
+        "paths": {
+            "/v1/events": {
+                "post": {
+                    "summary": f"Post up to {settings.ingest_max_events} events ({settings.ingest_max_body} bytes)",
+                    "parameters": [{"name": "x-api-key", "in": "header", "required": True,
+                                    "schema": {"type": "string"}}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                        {"type": "object", "properties": {"events": {"type": "array", "items": {"oneOf": refs},
+                                                                     "maxItems": settings.ingest_max_events}},
+                         "required": ["events"]},
+                        *refs,
+                    ]}}}},
+                    "responses": {
+                        "202": {"description": "Accepted events are durable", "content": {"application/json": {
+                            "schema": {"type": "object", "properties": {
+                                "accepted": {"type": "integer"},
+                                "rejected": {"type": "array", "items": {"type": "object", "properties": {
+                                    "index": {"type": "integer"}, "error": {"type": "string"}}}}}}}}},
+                        **{code: {"description": d, "content": {"application/json": {"schema": error}}}
+                           for code, d in [("400", "Malformed body"), ("401", "Missing or unknown key"),
+                                           ("413", "Too large"), ("429", "Rate limited"),
+                                           ("503", "Stream and dead-letter queue unavailable")]},
+                    },
+                }
+            },
+            "/healthz": {"get": {"responses": {"200": {"description": "Healthy"}}}},
+        },
+        "components": {"schemas": schemas},
+    }
+
+

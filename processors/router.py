@@ -1,0 +1,71 @@
+"""Router Lambda: fans the Kinesis stream out to one delivery stream per event type.
+
+Event source: Kinesis (batch, ReportBatchItemFailures on). Records that could not
+be delivered are reported in ``batchItemFailures`` so the event source mapping
+retries from the first of them; records that can never be routed (not JSON, an
+unknown type) are quarantined in the bad-events sink, never allowed to block the shard.
+Also updates the near-real-time profiles (deduplicated by event_id).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+from collections import defaultdict
+from typing import Any
+
+from streamboard.backend import Backend
+from streamboard.badevents import keep_bad_events
+from streamboard.registry import format_ts
+
+log = logging.getLogger("streamboard.router")
+
+
+def route(records: list[dict[str, Any]], backend: Backend) -> dict[str, Any]:
+    """Route Kinesis records (the ``Records`` of a Lambda event); return the partial-batch response."""
+    by_stream: dict[str, list[tuple[str, bytes, dict[str, Any]]]] = defaultdict(list)
+    quarantined: list[tuple[Any, str]] = []
+    for rec in records:
+        seq = rec["kinesis"]["sequenceNumber"]
+        raw = base64.b64decode(rec["kinesis"]["data"])
+        try:
+            event = json.loads(raw)
+            event_type = backend.registry.get(event["event_type"])
+        except (ValueError, KeyError, TypeError) as exc:
+            quarantined.append((raw.decode("utf-8", "replace"), f"router: cannot route record {seq}: {exc}"))
+            continue
+        by_stream[event_type.delivery_stream].append((seq, raw.rstrip(b"\n") + b"\n", event))
+
+    if quarantined:
+        keep_bad_events(backend.lake, "router", quarantined)
+
+    failed: set[str] = set()
+    delivered: list[dict[str, Any]] = []
+    for stream, items in by_stream.items():
+        try:
+            failed_idx = set(backend.delivery.put_record_batch(stream, [data for _, data, _ in items]))
+        except Exception as exc:  # noqa: BLE001 - any delivery failure means: retry these records
+            log.warning("delivery to %s failed: %s", stream, exc)
+            failed_idx = set(range(len(items)))
+        for i, (seq, _, event) in enumerate(items):
+            if i in failed_idx:
+                failed.add(seq)
+            else:
+                delivered.append(event)
+
+    # Profiles: applying an event twice counts it once, so retried records are harmless.
+    backend.profiles.apply(delivered, format_ts(dt.datetime.now(dt.UTC)))
+    order = {rec["kinesis"]["sequenceNumber"]: i for i, rec in enumerate(records)}
+    return {"batchItemFailures": [{"itemIdentifier": s} for s in sorted(failed, key=order.__getitem__)]}
+
+
+def handle(event: dict[str, Any], backend: Backend) -> dict[str, Any]:
+    return route(event.get("Records", []), backend)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from processors.deployed import backend
+
+    return handle(event, backend())

@@ -1,0 +1,352 @@
+"""``streamboard``: run the local stack, demo it, refresh boards, query the lake, manage apps.
+
+Errors are one clear line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from streamboard.errors import ConfigError, StreamboardError
+from streamboard.settings import ENV_ADMIN_KEY, ENV_API_KEY, Settings, load_settings
+
+log = logging.getLogger("streamboard")
+
+
+class CliError(Exception):
+    """An error to print as one line, with exit status 1."""
+
+
+# --- shared helpers ---------------------------------------------------------------------------------
+
+def _settings(args: argparse.Namespace) -> Settings:
+    s = load_settings()
+    return s.with_overrides(
+        data_dir=Path(args.data_dir) if getattr(args, "data_dir", None) else None,
+        ingest_port=getattr(args, "ingest_port", None),
+        api_port=getattr(args, "api_port", None),
+        refresh_seconds=getattr(args, "refresh_seconds", None),
+        firehose_buffer_seconds=getattr(args, "buffer_seconds", None),
+    )
+
+
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total: int, label: str, stream: Any = None) -> None:
+        self.total, self.label, self.done = total, label, 0
+        self.stream = stream or sys.stderr
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._last = 0.0
+
+    def advance(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+            now = time.monotonic()
+            if now - self._last >= 0.1 or self.done >= self.total:
+                self._last = now
+                self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        rate = self.done / max(now - self.started, 1e-6)
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                          f"{self.done}/{self.total} ({rate:,.0f}/s)")
+        if self.done >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], out: Any = None, max_rows: int | None = None) -> None:
+    out = out or sys.stdout
+    rows = [["" if v is None else str(v) for v in r] for r in rows]
+    shown = rows if max_rows is None else rows[:max_rows]
+    widths = [max([len(c)] + [len(r[i]) for r in shown]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for r in shown:
+        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n")
+    if max_rows is not None and len(rows) > max_rows:
+        out.write(f"... {len(rows) - max_rows} more rows (use --format csv or json for all)\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from streamboard.runtime.stack import LocalStack
+
+    settings = _settings(args)
+    stack = LocalStack(settings)
+    print(f"streamboard local stack (data in {Path(settings.data_dir).resolve()})", flush=True)
+    print(f"  ingest API: {stack.ingest_url}   (x-api-key from ${ENV_API_KEY}, default local-dev-key)", flush=True)
+    print(f"  read API:   {stack.api_url}   (admin key from ${ENV_ADMIN_KEY}, default local-admin-key)", flush=True)
+    print("  stop with Ctrl-C (SIGINT) or SIGTERM", flush=True)
+    stack.run()
+    print("stopped cleanly", flush=True)
+    return 0
+
+
+def _post_all(ingest_url: str, key: str, events: list[dict[str, Any]], batch: int = 100,
+              workers: int = 4, label: str = "posting events") -> dict[str, int]:
+    totals = {"accepted": 0, "rejected": 0, "requests": 0}
+    progress = Progress(len(events), label)
+    lock = threading.Lock()
+    chunks = [events[i:i + batch] for i in range(0, len(events), batch)]
+
+    def post(client: httpx.Client, chunk: list[dict[str, Any]]) -> None:
+        for attempt in range(5):
+            resp = client.post(f"{ingest_url}/v1/events", json={"events": chunk}, headers={"x-api-key": key})
+            if resp.status_code in (429, 503) and attempt < 4:
+                time.sleep(float(resp.headers.get("retry-after", "1")))
+                continue
+            if resp.status_code != 202:
+                raise CliError(f"ingest answered {resp.status_code}: {resp.text}")
+            body = resp.json()
+            with lock:
+                totals["accepted"] += body["accepted"]
+                totals["rejected"] += len(body["rejected"])
+                totals["requests"] += 1
+            progress.advance(len(chunk))
+            return
+
+    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(workers) as pool:
+        for f in [pool.submit(post, client, c) for c in chunks]:
+            f.result()
+    return totals
+
+
+def _admin_refresh(api_url: str, admin_key: str) -> dict[str, Any]:
+    resp = httpx.post(f"{api_url}/v1/admin/refresh", headers={"x-api-key": admin_key}, timeout=900)
+    if resp.status_code != 200:
+        raise CliError(f"refresh failed ({resp.status_code}): {resp.text}")
+    return dict(resp.json())
+
+
+def print_boards(api_url: str, top: int = 5, out: Any = None) -> list[dict[str, Any]]:
+    out = out or sys.stdout
+    boards = []
+    overall = httpx.get(f"{api_url}/v1/leaderboards/overall", params={"limit": 1}).json()
+    scopes = ["overall"] + sorted({c for c in _categories(api_url)})
+    for scope in scopes:
+        for window in ("all", "30d", "365d"):
+            board = httpx.get(f"{api_url}/v1/leaderboards/{scope}", params={"window": window, "limit": top}).json()
+            boards.append(board)
+            out.write(f"\n{scope} / {window}  (as of {board['as_of']})\n")
+            print_table(["rank", "user_id", "user_name", "score"],
+                        [[e["rank"], e["user_id"], e["user_name"], e["score"]] for e in board["entries"]], out)
+    del overall
+    return boards
+
+
+def _categories(api_url: str) -> list[str]:
+    from streamboard.synthetic import CATEGORIES
+
+    found = []
+    for c in CATEGORIES:
+        if httpx.get(f"{api_url}/v1/leaderboards/{c}", params={"limit": 1}).status_code == 200:
+            found.append(c)
+    return found
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streamboard.runtime.stack import LocalStack
+    from streamboard.synthetic import generate
+
+    tmp = None
+    if not args.data_dir:
+        tmp = tempfile.TemporaryDirectory(prefix="streamboard-demo-")
+        args.data_dir = tmp.name
+    settings = _settings(args)
+    stack = LocalStack(settings)
+    thread = threading.Thread(target=stack.run, name="stack", daemon=True)
+    thread.start()
+    if not stack.ready.wait(30):
+        raise CliError("the local stack did not start within 30 s")
+    print(f"local stack up: ingest {stack.ingest_url}, read API {stack.api_url}, data in {settings.data_dir}")
+    try:
+        events = generate(args.events)
+        t0 = time.monotonic()
+        totals = _post_all(stack.ingest_url, settings.api_key, events)
+        post_s = time.monotonic() - t0
+        print("refreshing leaderboards (drains the stream, delivery buffers and crawl first) ...", flush=True)
+        t1 = time.monotonic()
+        summary = _admin_refresh(stack.api_url, settings.admin_key)
+        refresh_s = time.monotonic() - t1
+        boards = print_boards(stack.api_url, top=args.top)
+        files = list(Path(settings.data_dir, "lake").rglob("*.parquet"))
+        print("\nreport")
+        print_table(["measure", "value"], [
+            ["events posted", len(events)],
+            ["accepted (202)", totals["accepted"]],
+            ["rejected (kept in lake/bad-events)", totals["rejected"]],
+            ["requests", totals["requests"]],
+            ["ingest rate", f"{len(events) / post_s:,.0f} events/s"],
+            ["records routed by the refresh", summary.get("routed", 0)],
+            ["Parquet files in the lake", len(files)],
+            ["boards written", summary.get("boards")],
+            ["non-empty boards", sum(1 for b in boards if b["entries"])],
+            ["refresh time", f"{refresh_s:.2f} s"],
+        ])
+        if args.keep_running:
+            print(f"\nstill running; try: curl {stack.api_url}/v1/leaderboards/overall  (Ctrl-C to stop)")
+            while thread.is_alive():
+                thread.join(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        thread.join(60)
+        if tmp is not None:
+            tmp.cleanup()
+    print("stopped cleanly")
+    return 0
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from streamboard.runtime.stack import DataDirLock, Pipeline
+
+    settings = _settings(args)
+    admin_key = settings.admin_key
+    api_url = args.api_url
+    data_dir = Path(settings.data_dir)
+    if api_url is None and DataDirLock.held(data_dir):
+        api_url = json.loads((data_dir / "stack.json").read_text())["api_url"]
+    if api_url:
+        print(f"refreshing through the running stack at {api_url} ...", file=sys.stderr, flush=True)
+        summary = _admin_refresh(api_url, admin_key)
+    else:
+        if not (data_dir / "catalog.db").exists():
+            raise CliError(f"no streamboard data in {data_dir} (give --data-dir, or start `streamboard up`)")
+        lock = DataDirLock(data_dir)
+        lock.acquire()
+        try:
+            print(f"refreshing {data_dir} (no stack running) ...", file=sys.stderr, flush=True)
+            summary = Pipeline(settings).refresh()
+        finally:
+            lock.release()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from streamboard.adapters.local.catalog import LocalCatalog
+    from streamboard.adapters.local.query import LocalQueryEngine
+
+    data_dir = Path(_settings(args).data_dir)
+    if not (data_dir / "catalog.db").exists():
+        raise CliError(f"no streamboard lake in {data_dir} (give --data-dir)")
+    engine = LocalQueryEngine(data_dir / "lake", LocalCatalog(data_dir / "catalog.db"))
+    columns, rows = engine.run(args.query)
+    if args.format == "json":
+        for r in rows:
+            sys.stdout.write(json.dumps(dict(zip(columns, r, strict=True)), default=_json_default) + "\n")
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow([_json_default(v) if isinstance(v, dt.datetime) else v for v in r])
+    else:
+        print_table(columns, rows, max_rows=args.max_rows)
+        print(f"({len(rows)} rows)")
+    return 0
+
+
+def cmd_apps_create(args: argparse.Namespace) -> int:
+    from streamboard.adapters.local.stores import LocalAppRegistry
+
+    registry = LocalAppRegistry(Path(_settings(args).data_dir) / "apps.db")
+    app, key = registry.create(args.name, role=args.role)
+    print(f"created {app.role} app {app.app_id!r}; its API key (shown once, stored only as a hash):")
+    print(key)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="streamboard", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def data_dir(sp: argparse.ArgumentParser, default_note: str = "./data or $STREAMBOARD_DATA_DIR") -> None:
+        sp.add_argument("--data-dir", help=f"where the lake, stream and stores live (default {default_note})")
+
+    def ports(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--ingest-port", type=int, help="ingest API port (default 8080)")
+        sp.add_argument("--api-port", type=int, help="read API port (default 8081)")
+        sp.add_argument("--refresh-seconds", type=float, help="scheduled refresh interval (default 3600)")
+        sp.add_argument("--buffer-seconds", type=float, help="delivery buffer interval (default 60)")
+
+    up = sub.add_parser("up", help="run the local stack until SIGINT/SIGTERM")
+    data_dir(up)
+    ports(up)
+    up.set_defaults(func=cmd_up)
+
+    demo = sub.add_parser("demo", help="local stack + synthetic traffic + refresh + printed boards")
+    data_dir(demo, "a temporary directory")
+    ports(demo)
+    demo.add_argument("--events", type=int, default=5000, help="how many events to post (default 5000)")
+    demo.add_argument("--top", type=int, default=5, help="rows to print per board (default 5)")
+    demo.add_argument("--keep-running", action="store_true", help="keep the stack up after the report")
+    demo.set_defaults(func=cmd_demo)
+
+    refresh = sub.add_parser("refresh", help="refresh every leaderboard now")
+    data_dir(refresh)
+    refresh.add_argument("--api-url", help="read API of a running stack (found from --data-dir by default)")
+    refresh.set_defaults(func=cmd_refresh)
+
+    sql = sub.add_parser("sql", help="run Trino SQL on the local lake (tables and views of athena_sql/)")
+    sql.add_argument("query", help='e.g. "SELECT * FROM leaderboards LIMIT 10"')
+    data_dir(sql)
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sql.add_argument("--max-rows", type=int, default=100, help="rows shown by --format table (default 100)")
+    sql.set_defaults(func=cmd_sql)
+
+    apps = sub.add_parser("apps", help="manage apps and their API keys")
+    apps_sub = apps.add_subparsers(dest="apps_command", required=True)
+    create = apps_sub.add_parser("create", help="create an app and print its new API key once")
+    create.add_argument("name")
+    create.add_argument("--role", choices=("app", "admin"), default="app")
+    data_dir(create)
+    create.set_defaults(func=cmd_apps_create)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("STREAMBOARD_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CliError, StreamboardError, ConfigError) as exc:
+        print(f"streamboard: error: {exc}", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as exc:
+        print(f"streamboard: error: HTTP request failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Ports: the small typed interfaces behind which every AWS touch point sits.
+
+Each port has a ``local`` adapter (embedded: filesystem, SQLite, DuckDB) and an
+``aws`` adapter (boto3). Domain code and handlers only see these protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    """A record to put on the event stream."""
+
+    partition_key: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """Outcome of one record of a put: a sequence number, or an error code and message."""
+
+    shard_id: str | None = None
+    sequence_number: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code is None
+
+
+@dataclass(frozen=True)
+class ReadRecord:
+    """A record read back from one shard of the stream."""
+
+    shard_id: str
+    sequence_number: str
+    partition_key: str
+    data: bytes
+    arrival: float  # epoch seconds
+
+
+class EventStream(Protocol):
+    """The event stream (Kinesis): ordered per partition key, sharded."""
+
+    def put_records(self, records: Sequence[StreamRecord]) -> list[PutResult]: ...
+    def shard_ids(self) -> list[str]: ...
+    def read(self, shard_id: str, after: str | None, limit: int) -> list[ReadRecord]: ...
+    def latest(self, shard_id: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    receipt: str
+    body: bytes
+
+
+class DeadLetterQueue(Protocol):
+    """A queue (SQS): the ingest fallback when the stream fails, and on-failure destinations."""
+
+    def send(self, bodies: Sequence[bytes]) -> None: ...
+    def receive(self, max_messages: int = 10) -> list[QueueMessage]: ...
+    def delete(self, receipts: Sequence[str]) -> None: ...
+    def depth(self) -> int: ...
+
+
+class DeliveryStreams(Protocol):
+    """Firehose delivery streams, one per event type. Returns the indexes of failed records."""
+
+    def put_record_batch(self, stream: str, records: Sequence[bytes]) -> list[int]: ...
+
+
+class Lake(Protocol):
+    """The data lake (S3): objects by key."""
+
+    def put_object(self, key: str, body: bytes) -> None: ...
+    def get_object(self, key: str) -> bytes: ...
+    def list_keys(self, prefix: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Partition:
+    values: tuple[str, ...]  # year, month, day, hour
+    location: str  # key prefix in the lake
+
+
+class Catalog(Protocol):
+    """The data catalog (Glue): one table per event type, partitions added by the crawl."""
+
+    def ensure_table(self, name: str, columns: list[dict[str, str]], partition_keys: list[dict[str, str]]) -> None: ...
+    def table_names(self) -> list[str]: ...
+    def add_partitions(self, table: str, partitions: Sequence[Partition]) -> int: ...
+    def partitions(self, table: str) -> list[Partition]: ...
+
+
+@dataclass
+class QueryStatus:
+    query_id: str
+    state: str  # QUEUED | RUNNING | SUCCEEDED | FAILED | CANCELLED
+    reason: str | None = None
+
+
+class QueryEngine(Protocol):
+    """The query engine (Athena): Trino SQL over the catalog's tables and the views."""
+
+    def start_query(self, sql: str) -> str: ...
+    def status(self, query_id: str) -> QueryStatus: ...
+    def results(self, query_id: str) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class BoardEntry:
+    rank: int
+    user_id: str
+    user_name: str | None
+    score: int
+
+
+@dataclass(frozen=True)
+class Board:
+    scope: str
+    window: str
+    as_of: str | None
+    refreshed_at: str | None
+    entries: tuple[BoardEntry, ...] = ()
+
+
+class BoardStore(Protocol):
+    """Leaderboard snapshots (DynamoDB): each board is replaced atomically."""
+
+    def replace_boards(self, boards: Sequence[Board]) -> None: ...
+    def get_board(self, scope: str, window: str, limit: int) -> Board | None: ...
+    def scopes(self) -> list[str]: ...
+    def ranks_for(self, user_id: str) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class Profile:
+    user_id: str
+    total: int
+    categories: dict[str, int] = field(default_factory=dict)
+    updated_at: str | None = None
+    user_name: str | None = None
+
+
+class ProfileStore(Protocol):
+    """Near-real-time user totals (DynamoDB): applying an event twice counts it once."""
+
+    def apply(self, events: Sequence[dict[str, Any]], now: str) -> int: ...
+    def get(self, user_id: str) -> Profile | None: ...
+
+
+@dataclass(frozen=True)
+class App:
+    app_id: str
+    name: str
+    role: str  # "app" (may post events) or "admin"
+
+
+class AppRegistry(Protocol):
+    """Apps and their API keys; keys are stored only as hashes."""
+
+    def create(self, name: str, role: str = "app", key: str | None = None) -> tuple[App, str]: ...
+    def authenticate(self, key: str) -> App | None: ...
+    def list(self) -> list[App]: ...

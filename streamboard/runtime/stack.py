@@ -1,0 +1,295 @@
+"""The local stack: ingest and read API over HTTP, and the pipeline AWS would run, in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ingest.app import IngestSinks, create_app
+from processors import leaderboards, read_api, router, transform
+from streamboard.backend import Backend, build_local_backend
+from streamboard.errors import ConfigError
+from streamboard.runtime.crawler import crawl, ensure_tables
+from streamboard.runtime.esm import EventSourceMapping
+from streamboard.runtime.firehose import FirehoseEmulator
+from streamboard.settings import Settings
+
+log = logging.getLogger("streamboard.stack")
+
+
+class DataDirLock:
+    """One running stack per data directory (the pipeline's consumers are not shared)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / "stack.lock"
+        self._fh: Any = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")  # noqa: SIM115 - held for the life of the stack
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise ConfigError(f"another streamboard stack is running on {self.path.parent}") from None
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+    @staticmethod
+    def held(data_dir: Path) -> bool:
+        path = Path(data_dir) / "stack.lock"
+        if not path.exists():
+            return False
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+class Pipeline:
+    """Stream -> router -> delivery buffers -> Parquet -> crawl -> query -> boards, on the local backend."""
+
+    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+        self.settings = settings
+        self.backend = backend or build_local_backend(settings)
+        b = self.backend
+        ensure_tables(b.catalog, b.registry)
+        b.apps.create("local", "app", key=settings.api_key)
+        b.apps.create("admin", "admin", key=settings.admin_key)
+        self.esm = EventSourceMapping(
+            b.stream,
+            lambda event, context: router.handle(event, b),
+            Path(settings.data_dir) / "runtime.db",
+            b.router_failures,
+            batch_size=settings.router_batch_size,
+            max_retries=settings.router_max_retries,
+            bisect_on_error=settings.router_bisect_on_error,
+        )
+        delivery: Any = b.delivery
+        self.firehose = FirehoseEmulator(
+            delivery, b.lake, b.registry, lambda event, context: transform.transform(event, b.registry),
+            settings.firehose_buffer_bytes, settings.firehose_buffer_seconds,
+        )
+        self.lock = threading.RLock()
+        self._last_crawl = time.monotonic()
+        self._last_refresh = time.monotonic()
+        b.refresh = self.refresh
+
+    def pump_once(self) -> int:
+        """One round of the background work; returns how many records moved."""
+        with self.lock:
+            moved = self.esm.poll_all()
+            moved += self.firehose.flush()
+            now = time.monotonic()
+            crawled = False
+            if now - self._last_crawl >= self.settings.crawl_seconds:
+                self._last_crawl = now
+                crawled = crawl(self.backend.lake, self.backend.catalog, self.backend.registry) > 0
+        if crawled or now - self._last_refresh >= self.settings.refresh_seconds:
+            self.refresh(drain=False)
+        return moved
+
+    def drain(self) -> dict[str, int]:
+        """Take everything acknowledged so far through the stream, the router, the delivery buffers and
+        the crawl."""
+        with self.lock:
+            targets = {s: self.backend.stream.latest(s) for s in self.backend.stream.shard_ids()}
+            routed = 0
+            deadline = time.monotonic() + 600
+            while not self.esm.caught_up(targets):
+                n = self.esm.poll_all()
+                routed += n
+                if n == 0:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the router did not catch up with the stream within 10 minutes")
+                    time.sleep(0.05)  # a shard is retrying a failed batch
+            delivered = self.firehose.flush(force=True)
+            partitions = crawl(self.backend.lake, self.backend.catalog, self.backend.registry)
+            self._last_crawl = time.monotonic()
+        return {"routed": routed, "delivered": delivered, "new_partitions": partitions}
+
+    def refresh(self, drain: bool = True) -> dict[str, Any]:
+        """Drain (by default), run the leaderboard query, and write the boards from its state-change event."""
+        started = time.monotonic()
+        drained = self.drain() if drain else {}
+        query_id = leaderboards.query_handle({"source": "streamboard.refresh"}, self.backend)["query_ids"][0]
+        state = self.backend.query.status(query_id).state
+        result = leaderboards.writer_handle(leaderboards.state_change_event(query_id, state), self.backend)
+        self._last_refresh = time.monotonic()
+        summary = {**drained, **result, "seconds": round(time.monotonic() - started, 3)}
+        log.info("refresh: %s", summary)
+        return summary
+
+
+def read_api_app(backend: Backend) -> Starlette:
+    """Serve the read API Lambda locally: each request becomes an API Gateway HTTP API (v2) event."""
+
+    async def endpoint(request: Request) -> Response:
+        body = await request.body()
+        event = {
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": request.url.path,
+            "rawQueryString": request.url.query,
+            "headers": dict(request.headers),
+            "requestContext": {
+                "http": {"method": request.method, "path": request.url.path, "protocol": "HTTP/1.1",
+                         "sourceIp": request.client.host if request.client else "127.0.0.1"},
+                "requestId": str(time.time_ns()),
+                "timeEpoch": int(time.time() * 1000),
+            },
+            "body": body.decode("utf-8", "replace") if body else None,
+            "isBase64Encoded": False,
+        }
+        result = await asyncio.to_thread(read_api.handle, event, backend)
+        return Response(result["body"], status_code=result["statusCode"], headers=result["headers"])
+
+    return Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])])
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the stack handles signals for both servers
+        pass
+
+
+def _quiet_server(app: Any, host: str, port: int) -> _Server:
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            lifespan="on", timeout_graceful_shutdown=25)
+    server = _Server(config)
+    server.capture_signals = _no_capture  # type: ignore[method-assign]
+    return server
+
+
+class _NoCapture:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _no_capture() -> _NoCapture:
+    return _NoCapture()
+
+
+class LocalStack:
+    """``streamboard up``: both HTTP services and the pipeline, until SIGINT/SIGTERM or :meth:`stop`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lock = DataDirLock(settings.data_dir)
+        self.lock.acquire()
+        try:
+            self.pipeline = Pipeline(settings)
+        except BaseException:
+            self.lock.release()
+            raise
+        self.backend = self.pipeline.backend
+        self._stop = threading.Event()
+        self.ready = threading.Event()
+        self._servers: list[_Server] = []
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.ingest_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.api_port}"
+
+    def _pump(self) -> None:
+        while not self._stop.is_set():
+            try:
+                moved = self.pipeline.pump_once()
+            except Exception:  # noqa: BLE001 - keep the pipeline running; the error is logged
+                log.exception("pipeline round failed; retrying")
+                moved = 0
+            if not moved:
+                self._stop.wait(self.settings.poll_seconds)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for s in self._servers:
+            s.should_exit = True
+
+    async def serve(self) -> None:
+        backend = self.backend
+        sinks = IngestSinks(backend.stream, backend.dlq, backend.apps, backend.lake)
+        ingest = _quiet_server(create_app(self.settings, sinks, backend.registry), self.settings.host,
+                               self.settings.ingest_port)
+        api = _quiet_server(read_api_app(backend), self.settings.host, self.settings.api_port)
+        self._servers = [ingest, api]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+            except (RuntimeError, ValueError):  # not the main thread (tests run the stack in a thread)
+                pass
+        sockets = [self._bind(self.settings.ingest_port, "--ingest-port"),
+                   self._bind(self.settings.api_port, "--api-port")]
+        pump = threading.Thread(target=self._pump, name="pipeline", daemon=True)
+        pump.start()
+        tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in zip(self._servers, sockets, strict=True)]
+        while not all(s.started for s in self._servers):
+            if any(t.done() for t in tasks):
+                self.stop()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise ConfigError("the HTTP servers failed to start; see the log above")
+            await asyncio.sleep(0.02)
+        (Path(self.settings.data_dir) / "stack.json").write_text(json.dumps({
+            "pid": os.getpid(), "ingest_url": self.ingest_url, "api_url": self.api_url,
+            "started_at": dt.datetime.now(dt.UTC).isoformat()}))
+        self.ready.set()
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            self._stop.set()
+            pump.join(timeout=30)
+            # Flush: what the router already handed to the delivery buffers stays durable in them;
+            # deliver it now so the lake is complete on a clean stop.
+            with self.pipeline.lock:
+                self.pipeline.firehose.flush(force=True)
+            self.lock.release()
+
+    def _bind(self, port: int, flag: str) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.settings.host, port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"cannot listen on {self.settings.host}:{port} ({exc.strerror}); "
+                              f"choose another port with {flag}") from None
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        return sock
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self.serve())
+        finally:
+            self.lock.release()

@@ -1,0 +1,59 @@
+"""The Athena views as files: loading, ordering by dependency, and transpiling Trino SQL for DuckDB."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "athena_sql"
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    sql: str  # Trino dialect, as in the file
+    depends_on: frozenset[str]
+
+
+def _references(sql: str) -> frozenset[str]:
+    tree = sqlglot.parse_one(sql, read="trino")
+    ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
+    return frozenset(t.name for t in tree.find_all(exp.Table) if t.name and t.name not in ctes)
+
+
+@functools.cache
+def load_views(sql_dir: Path = SQL_DIR) -> tuple[View, ...]:
+    """Every ``<view>.sql`` in ``sql_dir``, ordered so that a view comes after the views it reads."""
+    views = {}
+    for path in sorted(Path(sql_dir).glob("*.sql")):
+        text = path.read_text()
+        views[path.stem] = View(path.stem, text.strip().rstrip(";"), _references(text))
+    ordered: list[View] = []
+    done: set[str] = set()
+
+    def visit(name: str, stack: tuple[str, ...]) -> None:
+        if name in done or name not in views:
+            return
+        if name in stack:
+            raise ValueError(f"views depend on each other in a cycle: {' -> '.join(stack + (name,))}")
+        for dep in sorted(views[name].depends_on):
+            visit(dep, stack + (name,))
+        done.add(name)
+        ordered.append(views[name])
+
+    for name in views:
+        visit(name, ())
+    return tuple(ordered)
+
+
+@functools.lru_cache(maxsize=512)
+def to_duckdb(trino_sql: str) -> str:
+    """Transpile one Trino statement to DuckDB (the local stand-in for Athena)."""
+    statements = sqlglot.transpile(trino_sql, read="trino", write="duckdb")
+    if len(statements) != 1:
+        raise ValueError("expected exactly one SQL statement")
+    return statements[0]
