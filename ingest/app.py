@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import zlib
 from collections.abc import AsyncIterator
@@ -203,7 +202,8 @@ def openapi_document(registry: Registry, settings: Settings) -> dict[str, Any]:
             if f.doc:
                 props[f.name]["description"] = f.doc
         props["app_id"] = {"type": "string", "description": "optional; must equal the key's app"}
-        required = ["event_type"] + [f.name for f in t.columns if f.required and f.name not in ("app_id", "received_at", "event_type")]
+        server_set = ("app_id", "received_at", "event_type")
+        required = ["event_type"] + [f.name for f in t.columns if f.required and f.name not in server_set]
         schemas[f"{t.name}_event"] = {"type": "object", "properties": props, "required": required,
                                       "additionalProperties": False, "description": t.doc}
         refs.append({"$ref": f"#/components/schemas/{t.name}_event"})

@@ -101,7 +101,10 @@ class GroupCommitter:
             while count < self.max_records:
                 timeout = deadline - loop.time()
                 try:
-                    item = self._queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(self._queue.get(), timeout)
+                    if timeout <= 0:
+                        item = self._queue.get_nowait()
+                    else:
+                        item = await asyncio.wait_for(self._queue.get(), timeout)
                 except (asyncio.QueueEmpty, TimeoutError):
                     break
                 if count + len(item.records) > self.max_records or size + item.size > self.max_bytes:

@@ -92,6 +92,9 @@ def admin_refresh(backend: Backend, headers: dict[str, str]) -> dict[str, Any]:
 def route(method: str, path: str, params: dict[str, str], headers: dict[str, str], backend: Backend) -> tuple[int, Any]:
     if path == "/healthz" and method == "GET":
         return 200, {"status": "ok"}
+    if path in ("/v1/leaderboards", "/v1/leaderboards/"):
+        _require(method, "GET")
+        return 200, {"scopes": backend.boards.scopes() or ["overall"], "windows": list(WINDOWS)}
     if path.startswith("/v1/leaderboards/"):
         _require(method, "GET")
         return 200, get_leaderboard(backend, unquote(path[len("/v1/leaderboards/"):]), params)
@@ -154,6 +157,10 @@ OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Streamboard read API", "version": "1"},
     "paths": {
+        "/v1/leaderboards": {
+            "get": {"summary": "The scopes that have leaderboards, and the windows",
+                    "responses": {"200": {"description": "scopes and windows"}}}
+        },
         "/v1/leaderboards/{scope}": {
             "get": {
                 "summary": "A leaderboard: 'overall' or a category, over a trailing window",

@@ -74,7 +74,9 @@ class Progress:
         self.stream.flush()
 
 
-def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], out: Any = None, max_rows: int | None = None) -> None:
+def print_table(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], out: Any = None, max_rows: int | None = None
+) -> None:
     out = out or sys.stdout
     rows = [["" if v is None else str(v) for v in r] for r in rows]
     shown = rows if max_rows is None else rows[:max_rows]
@@ -146,29 +148,18 @@ def _admin_refresh(api_url: str, admin_key: str) -> dict[str, Any]:
 
 
 def print_boards(api_url: str, top: int = 5, out: Any = None) -> list[dict[str, Any]]:
+    """Print the top of every board the read API has; return the boards."""
     out = out or sys.stdout
     boards = []
-    overall = httpx.get(f"{api_url}/v1/leaderboards/overall", params={"limit": 1}).json()
-    scopes = ["overall"] + sorted({c for c in _categories(api_url)})
-    for scope in scopes:
+    scopes = httpx.get(f"{api_url}/v1/leaderboards").json()["scopes"]
+    for scope in sorted(scopes, key=lambda s: (s != "overall", s)):
         for window in ("all", "30d", "365d"):
             board = httpx.get(f"{api_url}/v1/leaderboards/{scope}", params={"window": window, "limit": top}).json()
             boards.append(board)
             out.write(f"\n{scope} / {window}  (as of {board['as_of']})\n")
             print_table(["rank", "user_id", "user_name", "score"],
                         [[e["rank"], e["user_id"], e["user_name"], e["score"]] for e in board["entries"]], out)
-    del overall
     return boards
-
-
-def _categories(api_url: str) -> list[str]:
-    from streamboard.synthetic import CATEGORIES
-
-    found = []
-    for c in CATEGORIES:
-        if httpx.get(f"{api_url}/v1/leaderboards/{c}", params={"limit": 1}).status_code == 200:
-            found.append(c)
-    return found
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

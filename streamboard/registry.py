@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -128,7 +128,7 @@ class Registry:
             object.__setattr__(t, "_struct", _client_struct(t))
             self.types[t.name] = t
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[EventType]:
         return iter(self.types.values())
 
     def names(self) -> list[str]:
@@ -171,7 +171,8 @@ class Registry:
             obj = msgspec.convert(body, self.types[event_type]._struct)
         except msgspec.ValidationError as exc:
             message = _humanize(str(exc))
-            if message.startswith("unknown field") and any(f.name == "properties" for f in self.types[event_type].fields):
+            has_properties = any(f.name == "properties" for f in self.types[event_type].fields)
+            if message.startswith("unknown field") and has_properties:
                 message += "; put custom fields under 'properties'"
             raise InvalidEvent(message) from None
         ts: dt.datetime = obj.ts
@@ -223,7 +224,7 @@ def utc_iso(value: Any) -> str | None:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        text = value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
+        text: str = value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
         return text + "Z"
     return str(value)
 

@@ -143,9 +143,10 @@ class EventSourceMapping:
     def _send_to_destination(self, shard: str, records: list[ReadRecord], attempts: int) -> None:
         """The on-failure record Lambda sends for a Kinesis source: a description, not the data."""
         now = dt.datetime.now(dt.UTC).isoformat()
+        function_arn = f"arn:aws:lambda:{self.region}:000000000000:function:streamboard-{self.name}"
         body = {
             "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": attempts,
-                               "functionArn": f"arn:aws:lambda:{self.region}:000000000000:function:streamboard-{self.name}"},
+                               "functionArn": function_arn},
             "timestamp": now,
             "version": "1.0",
             "KinesisBatchInfo": {

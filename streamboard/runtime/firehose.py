@@ -156,7 +156,8 @@ class FirehoseEmulator:
             self.delivered_files += 1
         for kind, errs in failures.items():
             log.warning("%d records of %s failed (%s); kept under %s/", len(errs), stream, kind, ERROR_PREFIX)
-            key = f"{ERROR_PREFIX}/{kind}/{stream}/{hour_prefix(stamp)}/{stream}-{stamp:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}"
+            name = f"{stream}-{stamp:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}"
+            key = f"{ERROR_PREFIX}/{kind}/{stream}/{hour_prefix(stamp)}/{name}"
             self.lake.put_object(key, b"".join(json.dumps(e).encode() + b"\n" for e in errs))
         # Only now, with everything written, leave the buffer (at least once, as Firehose).
         self.buffer.ack(stream, batch[-1][0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -180,7 +181,7 @@ def _quiet_server(app: Any, host: str, port: int) -> _Server:
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="on", timeout_graceful_shutdown=25)
     server = _Server(config)
-    server.capture_signals = _no_capture  # type: ignore[method-assign]
+    server.capture_signals = _no_capture  # type: ignore[method-assign,assignment]
     return server
 
 
@@ -245,10 +246,8 @@ class LocalStack:
         self._servers = [ingest, api]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(RuntimeError, ValueError):  # not the main thread: the caller stops us
                 loop.add_signal_handler(sig, self.stop)
-            except (RuntimeError, ValueError):  # not the main thread (tests run the stack in a thread)
-                pass
         sockets = [self._bind(self.settings.ingest_port, "--ingest-port"),
                    self._bind(self.settings.api_port, "--api-port")]
         pump = threading.Thread(target=self._pump, name="pipeline", daemon=True)

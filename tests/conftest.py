@@ -1,0 +1,42 @@
+"""Shared fixtures: a local backend or pipeline in a temporary data directory, free ports, sample events."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamboard.backend import Backend, build_local_backend
+from streamboard.runtime.stack import Pipeline
+from streamboard.settings import Settings
+
+EVENTS_DIR = Path(__file__).parent / "events"
+
+
+def load_event(name: str) -> Any:
+    """A sample AWS-shaped event from tests/events/<name>.json."""
+    return json.loads((EVENTS_DIR / f"{name}.json").read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def backend(settings: Settings) -> Backend:
+    return build_local_backend(settings)
+
+
+@pytest.fixture
+def pipeline(settings: Settings) -> Pipeline:
+    return Pipeline(settings)
