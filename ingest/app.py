@@ -101,6 +101,8 @@ def _events_of(body: bytes, max_events: int) -> list[Any]:
         doc = _decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("body is not valid JSON: nested too deeply") from None
     if isinstance(doc, dict) and "events" in doc:
         if set(doc) != {"events"}:
             raise BadRequest("a batch body has only the key 'events'")
@@ -145,7 +147,12 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
                 continue
             accepted.append(StreamRecord(event["user_id"], _encoder.encode(event)))
         if bad:
-            await asyncio.to_thread(keep_bad_events, sinks.lake, f"ingest-{app.app_id}", bad, now)
+            try:
+                await asyncio.to_thread(keep_bad_events, sinks.lake, f"ingest-{app.app_id}", bad, now)
+            except OSError as exc:
+                log.error("bad-events sink failed: %s", exc)
+                raise Unavailable("cannot keep the rejected events right now; nothing was accepted, retry later",
+                                  2.0) from exc
         await committer.submit(accepted)
         return JSONResponse({"accepted": len(accepted), "rejected": rejected}, status_code=202)
 

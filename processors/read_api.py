@@ -34,7 +34,7 @@ def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> 
 
 def _limit(params: dict[str, str]) -> int:
     raw = params.get("limit", "10")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:  # '²'.isdigit() is True
         raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}, not {raw!r}")
     return int(raw)
 

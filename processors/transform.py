@@ -48,8 +48,9 @@ def transform_record(raw: bytes, event_type: EventType) -> dict[str, Any]:
             row[col.name] = None
         elif col.kind == "timestamp":
             try:
-                row[col.name] = parse_ts(str(value)).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-            except ValueError:
+                when = parse_ts(str(value))
+                row[col.name] = f"{when.year:04d}-" + when.strftime("%m-%d %H:%M:%S.%f")[:-3]
+            except (ValueError, OverflowError):
                 raise Unprocessable(f"{col.name} is not a timestamp: {value!r}") from None
         elif col.kind == "bigint":
             if not isinstance(value, int) or isinstance(value, bool):

@@ -41,6 +41,46 @@ class Backend:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+def build_backend(settings: Settings, registry: Registry = REGISTRY) -> Backend:
+    """The backend named by ``settings.backend``."""
+    if settings.backend == "local":
+        return build_local_backend(settings, registry)
+    if settings.backend == "aws":
+        return build_aws_backend(settings, registry)
+    from streamboard.errors import ConfigError
+
+    raise ConfigError(f"unknown backend {settings.backend!r}; use 'local' or 'aws'")
+
+
+def build_aws_backend(settings: Settings, registry: Registry = REGISTRY, clients: Any = None) -> Backend:
+    """Every port on AWS (boto3); clients are created lazily on first use."""
+    from streamboard.adapters.aws.catalog import GlueCatalog
+    from streamboard.adapters.aws.clients import Clients
+    from streamboard.adapters.aws.delivery import FirehoseDelivery
+    from streamboard.adapters.aws.lake import S3Lake
+    from streamboard.adapters.aws.query import AthenaQueryEngine
+    from streamboard.adapters.aws.queue import SqsQueue
+    from streamboard.adapters.aws.stores import DynamoAppRegistry, DynamoBoardStore, DynamoProfileStore
+    from streamboard.adapters.aws.stream import KinesisEventStream
+
+    clients = clients or Clients(settings.region, settings.endpoint_url)
+    lake = S3Lake(clients, settings.lake_bucket, settings.lake_prefix)
+    return Backend(
+        settings=settings,
+        registry=registry,
+        stream=KinesisEventStream(clients, settings.stream_name),
+        dlq=SqsQueue(clients, settings.dlq_name),
+        router_failures=SqsQueue(clients, settings.router_failures_name),
+        delivery=FirehoseDelivery(clients, settings.delivery_prefix),
+        lake=lake,
+        catalog=GlueCatalog(clients, settings.glue_database, lake.location),
+        query=AthenaQueryEngine(clients, settings.athena_workgroup, settings.glue_database, settings.athena_output),
+        boards=DynamoBoardStore(clients, settings.boards_table),
+        profiles=DynamoProfileStore(clients, settings.profiles_table),
+        apps=DynamoAppRegistry(clients, settings.apps_table),
+    )
+
+
 def build_local_backend(settings: Settings, registry: Registry = REGISTRY, **query_options: Any) -> Backend:
     """Every port on the embedded backend, with all state under ``settings.data_dir``."""
     from streamboard.adapters.local.catalog import LocalCatalog

@@ -57,6 +57,7 @@ class Field:
     py_type: Any
     required: bool = True
     doc: str = ""
+    reserved: frozenset[str] = frozenset()  # values the field may not take
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(
         "score",
         (
-            Field("category", "string", Slug, doc="slug [a-z0-9_-]{1,64}"),
+            Field("category", "string", Slug, doc="slug [a-z0-9_-]{1,64}; not 'overall'",
+                  reserved=frozenset({"overall"})),
             Field("points", "bigint", Points, doc="integer 1..1,000,000"),
             Field("challenge_id", "string", Name128, required=False, doc="counts once per user"),
             Field("user_name", "string", Name128, required=False, doc="display name; the latest wins"),
@@ -175,8 +177,14 @@ class Registry:
             if message.startswith("unknown field") and has_properties:
                 message += "; put custom fields under 'properties'"
             raise InvalidEvent(message) from None
+        for f in self.types[event_type].fields:
+            if f.reserved and getattr(obj, f.name, None) in f.reserved:
+                raise InvalidEvent(f"{f.name} {getattr(obj, f.name)!r} is reserved (field `{f.name}`)")
         ts: dt.datetime = obj.ts
-        ts = ts.astimezone(dt.UTC)
+        try:
+            ts = ts.astimezone(dt.UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: valid RFC 3339, but before year 1 in UTC
+            raise InvalidEvent("ts is out of range once converted to UTC (field `ts`)") from None
         if ts > received_at + max_future:
             raise InvalidEvent(
                 f"ts {format_ts(ts)} is more than {int(max_future.total_seconds() // 60)} minutes "
@@ -206,7 +214,7 @@ class InvalidEvent(ValueError):
 def format_ts(ts: dt.datetime) -> str:
     """RFC 3339 in UTC with millisecond precision (the lake's precision): 2026-01-02T03:04:05.678Z."""
     ts = ts.astimezone(dt.UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return f"{ts.year:04d}-" + ts.strftime("%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
 def parse_ts(value: str) -> dt.datetime:

@@ -28,8 +28,23 @@ ENV_BUFFER_SECONDS = "STREAMBOARD_FIREHOSE_BUFFER_SECONDS"
 ENV_REFRESH_SECONDS = "STREAMBOARD_REFRESH_SECONDS"
 ENV_CRAWL_SECONDS = "STREAMBOARD_CRAWL_SECONDS"
 ENV_MAX_FUTURE_SECONDS = "STREAMBOARD_MAX_FUTURE_SECONDS"
-ENV_TOP_K = "STREAMBOARD_TOP_K"
 ENV_LINGER_MS = "STREAMBOARD_INGEST_LINGER_MS"
+
+# The aws backend: resource names, set by the CDK on AWS (or by `streamboard up --backend aws`).
+ENV_REGION = "AWS_REGION"
+ENV_ENDPOINT_URL = "STREAMBOARD_ENDPOINT_URL"
+ENV_STREAM_NAME = "STREAMBOARD_STREAM_NAME"
+ENV_DLQ_NAME = "STREAMBOARD_DLQ_NAME"
+ENV_ROUTER_FAILURES_NAME = "STREAMBOARD_ROUTER_FAILURES_NAME"
+ENV_DELIVERY_PREFIX = "STREAMBOARD_DELIVERY_PREFIX"
+ENV_LAKE_BUCKET = "STREAMBOARD_LAKE_BUCKET"
+ENV_LAKE_PREFIX = "STREAMBOARD_LAKE_PREFIX"
+ENV_GLUE_DATABASE = "STREAMBOARD_GLUE_DATABASE"
+ENV_ATHENA_WORKGROUP = "STREAMBOARD_ATHENA_WORKGROUP"
+ENV_ATHENA_OUTPUT = "STREAMBOARD_ATHENA_OUTPUT"
+ENV_BOARDS_TABLE = "STREAMBOARD_BOARDS_TABLE"
+ENV_PROFILES_TABLE = "STREAMBOARD_PROFILES_TABLE"
+ENV_APPS_TABLE = "STREAMBOARD_APPS_TABLE"
 
 DEFAULT_API_KEY = "local-dev-key"
 DEFAULT_ADMIN_KEY = "local-admin-key"
@@ -49,18 +64,33 @@ class Settings:
     admin_key: str = DEFAULT_ADMIN_KEY
     shards: int = 2
     router_batch_size: int = 500
-    router_max_retries: int = 3
+    router_max_retries: int = 5
     router_bisect_on_error: bool = True
+    router_retry_backoff_seconds: float = 0.5
     firehose_buffer_bytes: int = 1 << 20
     firehose_buffer_seconds: float = 60.0
     crawl_seconds: float = 3600.0
     refresh_seconds: float = 3600.0
     poll_seconds: float = 0.2
     max_future_seconds: float = 15 * 60
-    top_k: int = 1000
     ingest_linger_ms: float = 2.0
     ingest_max_body: int = 1 << 20
     ingest_max_events: int = 500
+    # aws backend
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    stream_name: str = "streamboard-events"
+    dlq_name: str = "streamboard-ingest-dlq"
+    router_failures_name: str = "streamboard-router-failures"
+    delivery_prefix: str = "streamboard-"
+    lake_bucket: str = "streamboard-lake"
+    lake_prefix: str = "lake"
+    glue_database: str = "streamboard"
+    athena_workgroup: str = "streamboard"
+    athena_output: str = "s3://streamboard-lake/athena-results/"
+    boards_table: str = "streamboard-boards"
+    profiles_table: str = "streamboard-profiles"
+    apps_table: str = "streamboard-apps"
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with the given fields changed (None values are ignored)."""
@@ -99,6 +129,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         crawl_seconds=_num(env, ENV_CRAWL_SECONDS, d.crawl_seconds),
         refresh_seconds=_num(env, ENV_REFRESH_SECONDS, d.refresh_seconds),
         max_future_seconds=_num(env, ENV_MAX_FUTURE_SECONDS, d.max_future_seconds),
-        top_k=max(1, int(_num(env, ENV_TOP_K, d.top_k, int))),
         ingest_linger_ms=_num(env, ENV_LINGER_MS, d.ingest_linger_ms),
+        region=env.get(ENV_REGION) or env.get("AWS_DEFAULT_REGION") or d.region,
+        endpoint_url=env.get(ENV_ENDPOINT_URL) or None,
+        stream_name=env.get(ENV_STREAM_NAME, d.stream_name),
+        dlq_name=env.get(ENV_DLQ_NAME, d.dlq_name),
+        router_failures_name=env.get(ENV_ROUTER_FAILURES_NAME, d.router_failures_name),
+        delivery_prefix=env.get(ENV_DELIVERY_PREFIX, d.delivery_prefix),
+        lake_bucket=env.get(ENV_LAKE_BUCKET, d.lake_bucket),
+        lake_prefix=env.get(ENV_LAKE_PREFIX, d.lake_prefix),
+        glue_database=env.get(ENV_GLUE_DATABASE, d.glue_database),
+        athena_workgroup=env.get(ENV_ATHENA_WORKGROUP, d.athena_workgroup),
+        athena_output=env.get(ENV_ATHENA_OUTPUT, d.athena_output),
+        boards_table=env.get(ENV_BOARDS_TABLE, d.boards_table),
+        profiles_table=env.get(ENV_PROFILES_TABLE, d.profiles_table),
+        apps_table=env.get(ENV_APPS_TABLE, d.apps_table),
     )

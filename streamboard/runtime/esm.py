@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class EventSourceMapping:
         batch_size: int = 500,
         max_retries: int = 3,
         bisect_on_error: bool = True,
+        retry_backoff_seconds: float = 0.0,
         stream_arn: str = "arn:aws:kinesis:local:000000000000:stream/streamboard-events",
         region: str = "local",
     ) -> None:
@@ -75,6 +77,8 @@ class EventSourceMapping:
         self.batch_size = batch_size
         self.max_retries = max_retries
         self.bisect_on_error = bisect_on_error
+        self.retry_backoff_seconds = retry_backoff_seconds
+        self._not_before: dict[str, float] = {}
         self.stream_arn = stream_arn
         self.region = region
         self._attempts: dict[str, int] = {}
@@ -97,6 +101,8 @@ class EventSourceMapping:
 
     def poll_shard(self, shard: str) -> int:
         """One invocation for ``shard``, if it has records; returns how many records were read."""
+        if time.monotonic() < self._not_before.get(shard, 0.0):
+            return 0  # backing off after a failed attempt
         limit = self._limit.get(shard, self.batch_size)
         records = self.stream.read(shard, self.checkpoint(shard), limit)
         if not records:
@@ -128,6 +134,8 @@ class EventSourceMapping:
             return failed_from
         attempts = self._attempts.get(shard, 0) + 1
         self._attempts[shard] = attempts
+        if self.retry_backoff_seconds:
+            self._not_before[shard] = time.monotonic() + min(30.0, self.retry_backoff_seconds * 2 ** (attempts - 1))
         if function_error and self.bisect_on_error and len(records) > 1:
             self._limit[shard] = max(1, len(records) // 2)
             return 0
@@ -165,6 +173,14 @@ class EventSourceMapping:
 
     def poll_all(self) -> int:
         return sum(self.poll_shard(s) for s in self.stream.shard_ids())
+
+    def caught_up_until(self, started: float) -> bool:
+        """Whether every record that arrived before ``started`` (epoch seconds) is past the checkpoints."""
+        for shard in self.stream.shard_ids():
+            nxt = self.stream.read(shard, self.checkpoint(shard), 1)
+            if nxt and nxt[0].arrival < started:
+                return False
+        return True
 
     def caught_up(self, targets: dict[str, str | None]) -> bool:
         return all(t is None or int(self.checkpoint(s) or 0) >= int(t) for s, t in targets.items())

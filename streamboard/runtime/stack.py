@@ -89,6 +89,7 @@ class Pipeline:
             batch_size=settings.router_batch_size,
             max_retries=settings.router_max_retries,
             bisect_on_error=settings.router_bisect_on_error,
+            retry_backoff_seconds=settings.router_retry_backoff_seconds,
         )
         delivery: Any = b.delivery
         self.firehose = FirehoseEmulator(
@@ -117,11 +118,11 @@ class Pipeline:
     def drain(self) -> dict[str, int]:
         """Take everything acknowledged so far through the stream, the router, the delivery buffers and
         the crawl."""
+        started = time.time()
         with self.lock:
-            targets = {s: self.backend.stream.latest(s) for s in self.backend.stream.shard_ids()}
             routed = 0
             deadline = time.monotonic() + 600
-            while not self.esm.caught_up(targets):
+            while not self.esm.caught_up_until(started):
                 n = self.esm.poll_all()
                 routed += n
                 if n == 0:

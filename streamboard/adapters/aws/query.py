@@ -1,0 +1,88 @@
+"""Athena behind the QueryEngine port: start in a workgroup, poll, page through typed results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Callable
+from typing import Any
+
+from streamboard.adapters.aws.clients import Clients
+from streamboard.errors import QueryFailed
+from streamboard.ports import QueryStatus
+
+
+def _timestamp(text: str) -> dt.datetime:
+    text = text.replace(" UTC", "").strip()
+    parsed = dt.datetime.fromisoformat(text.replace("T", " ").replace("Z", "+00:00"))
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
+_CONVERT: dict[str, Callable[[str], Any]] = {
+    "tinyint": int, "smallint": int, "integer": int, "int": int, "bigint": int,
+    "double": float, "float": float, "real": float,
+    "decimal": decimal.Decimal,
+    "boolean": lambda v: v.lower() == "true",
+    "date": dt.date.fromisoformat,
+    "timestamp": _timestamp,
+    "timestamp with time zone": _timestamp,
+}
+
+
+def convert(value: str | None, athena_type: str) -> Any:
+    """One result cell (Athena returns text) to the Python value of its column type."""
+    if value is None:
+        return None
+    base = athena_type.lower().split("(")[0].strip()
+    fn = _CONVERT.get(base)
+    return fn(value) if fn else value
+
+
+class AthenaQueryEngine:
+    def __init__(self, clients: Clients, workgroup: str, database: str, output_location: str | None = None) -> None:
+        self.clients = clients
+        self.workgroup = workgroup
+        self.database = database
+        self.output_location = output_location
+
+    def start_query(self, sql: str) -> str:
+        kwargs: dict[str, Any] = {
+            "QueryString": sql,
+            "QueryExecutionContext": {"Database": self.database},
+            "WorkGroup": self.workgroup,
+        }
+        if self.output_location:
+            kwargs["ResultConfiguration"] = {"OutputLocation": self.output_location}
+        return str(self.clients("athena").start_query_execution(**kwargs)["QueryExecutionId"])
+
+    def status(self, query_id: str) -> QueryStatus:
+        ex = self.clients("athena").get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+        st = ex["Status"]
+        return QueryStatus(query_id, st["State"], st.get("StateChangeReason"))
+
+    def results(self, query_id: str) -> list[dict[str, Any]]:
+        status = self.status(query_id)
+        if status.state != "SUCCEEDED":
+            raise QueryFailed(f"query {query_id} {status.state}: {status.reason}")
+        athena = self.clients("athena")
+        rows: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"QueryExecutionId": query_id, "MaxResults": 1000}
+        first_page = True
+        while True:
+            page = athena.get_query_results(**kwargs)
+            columns = page["ResultSet"].get("ResultSetMetadata", {}).get("ColumnInfo", [])
+            names = [c["Name"] for c in columns]
+            types = [c.get("Type", "varchar") for c in columns]
+            data = page["ResultSet"].get("Rows", [])
+            for i, row in enumerate(data):
+                values = [cell.get("VarCharValue") for cell in row["Data"]]
+                if first_page and i == 0 and values == names:
+                    continue  # a SELECT's first row is the header
+                rows.append({n: convert(v, t) for n, v, t in zip(names, values, types, strict=False)})
+            first_page = False
+            token = page.get("NextToken")
+            if not token:
+                return rows
+            kwargs["NextToken"] = token

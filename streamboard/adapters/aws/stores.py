@@ -1,0 +1,247 @@
+"""DynamoDB behind the board store, the profile store and the app registry."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import re
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from streamboard.adapters.aws.clients import Clients
+from streamboard.errors import BadRequest, SinkError
+from streamboard.keys import hash_key, new_key
+from streamboard.ports import App, Board, BoardEntry, Profile
+
+BOARD_PK = "board"
+
+
+def _cancelled_by_condition(exc: Exception, index: int) -> bool:
+    reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+    return len(reasons) > index and reasons[index].get("Code") == "ConditionalCheckFailed"
+
+
+class DynamoBoardStore:
+    """One item per board holding its whole top-K snapshot (compressed): a PutItem replaces it atomically."""
+
+    def __init__(self, clients: Clients, table: str) -> None:
+        self.clients = clients
+        self.table = table
+
+    def replace_boards(self, boards: Sequence[Board]) -> None:
+        ddb = self.clients("dynamodb")
+        for b in boards:
+            entries = [[e.rank, e.user_id, e.user_name, e.score] for e in b.entries]
+            item: dict[str, Any] = {
+                "pk": {"S": BOARD_PK},
+                "sk": {"S": f"{b.scope}#{b.window}"},
+                "scope": {"S": b.scope},
+                "window": {"S": b.window},
+                "entries": {"B": zlib.compress(json.dumps(entries, separators=(",", ":")).encode())},
+            }
+            if b.as_of is not None:
+                item["as_of"] = {"S": b.as_of}
+            if b.refreshed_at is not None:
+                item["refreshed_at"] = {"S": b.refreshed_at}
+            ddb.put_item(TableName=self.table, Item=item)
+
+    @staticmethod
+    def _board(item: dict[str, Any], limit: int | None = None) -> Board:
+        entries = json.loads(zlib.decompress(item["entries"]["B"]))
+        if limit is not None:
+            entries = entries[:limit]
+        return Board(item["scope"]["S"], item["window"]["S"], item.get("as_of", {}).get("S"),
+                     item.get("refreshed_at", {}).get("S"), tuple(BoardEntry(*e) for e in entries))
+
+    def get_board(self, scope: str, window: str, limit: int) -> Board | None:
+        resp = self.clients("dynamodb").get_item(
+            TableName=self.table, Key={"pk": {"S": BOARD_PK}, "sk": {"S": f"{scope}#{window}"}})
+        item = resp.get("Item")
+        return None if item is None else self._board(item, limit)
+
+    def _all(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        pages = self.clients("dynamodb").get_paginator("query").paginate(
+            TableName=self.table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": BOARD_PK}},
+            ConsistentRead=True)
+        for page in pages:
+            items.extend(page["Items"])
+        return items
+
+    def scopes(self) -> list[str]:
+        return sorted({i["scope"]["S"] for i in self._all()})
+
+    def ranks_for(self, user_id: str) -> list[dict[str, Any]]:
+        out = []
+        for item in self._all():
+            board = self._board(item)
+            for e in board.entries:
+                if e.user_id == user_id:
+                    out.append({"scope": board.scope, "window": board.window, "rank": e.rank, "score": e.score})
+                    break
+        return sorted(out, key=lambda r: (r["scope"], r["window"]))
+
+
+class DynamoProfileStore:
+    """Near-real-time totals; an event_id counts once (a conditional put in the same transaction), and a
+    challenge counts only its first completion, compared as ``ts#event_id``."""
+
+    def __init__(self, clients: Clients, table: str, max_attempts: int = 5) -> None:
+        self.clients = clients
+        self.table = table
+        self.max_attempts = max_attempts
+
+    def apply(self, events: Sequence[dict[str, Any]], now: str) -> int:
+        applied = 0
+        for ev in events:
+            if ev.get("event_type") != "score":
+                continue
+            for _ in range(self.max_attempts):
+                outcome = self._apply_one(ev, now)
+                if outcome is not None:
+                    applied += outcome
+                    break
+            else:
+                raise SinkError(f"profile update of event {ev['event_id']} kept conflicting; retry the batch")
+            self._name(ev)
+        return applied
+
+    def _apply_one(self, ev: dict[str, Any], now: str) -> int | None:
+        """1 if counted, 0 if a duplicate or a later completion; None to retry after a race."""
+        ddb = self.clients("dynamodb")
+        user_pk = {"S": f"user#{ev['user_id']}"}
+        points, category = int(ev["points"]), ev["category"]
+        seen = {"Put": {"TableName": self.table,
+                        "Item": {"pk": {"S": f"event#{ev['event_id']}"}, "sk": {"S": "seen"}},
+                        "ConditionExpression": "attribute_not_exists(pk)"}}
+        items: list[dict[str, Any]] = [seen]
+        delta_total = points
+        deltas = {category: points}
+        challenge = ev.get("challenge_id")
+        if challenge is not None:
+            key = f"{ev['ts']}#{ev['event_id']}"
+            prev = ddb.get_item(TableName=self.table, ConsistentRead=True,
+                                Key={"pk": user_pk, "sk": {"S": f"challenge#{challenge}"}}).get("Item")
+            if prev is not None and prev["key"]["S"] <= key:
+                deltas, delta_total = {}, 0  # a later completion: only remember the event_id
+            else:
+                cond = "attribute_not_exists(pk)" if prev is None else "#k = :old"
+                put: dict[str, Any] = {"Put": {
+                    "TableName": self.table,
+                    "Item": {"pk": user_pk, "sk": {"S": f"challenge#{challenge}"}, "key": {"S": key},
+                             "category": {"S": category}, "points": {"N": str(points)}},
+                    "ConditionExpression": cond}}
+                if prev is not None:
+                    put["Put"]["ExpressionAttributeNames"] = {"#k": "key"}
+                    put["Put"]["ExpressionAttributeValues"] = {":old": prev["key"]}
+                    prev_points = int(prev["points"]["N"])
+                    delta_total -= prev_points
+                    deltas[prev["category"]["S"]] = deltas.get(prev["category"]["S"], 0) - prev_points
+                items.append(put)
+        if deltas:
+            items.append({"Update": {
+                "TableName": self.table, "Key": {"pk": user_pk, "sk": {"S": "profile"}},
+                "UpdateExpression": "ADD #total :d SET #updated = :now",
+                "ExpressionAttributeNames": {"#total": "total", "#updated": "updated_at"},
+                "ExpressionAttributeValues": {":d": {"N": str(delta_total)}, ":now": {"S": now}}}})
+            for cat, d in deltas.items():
+                items.append({"Update": {
+                    "TableName": self.table, "Key": {"pk": user_pk, "sk": {"S": f"cat#{cat}"}},
+                    "UpdateExpression": "ADD #points :d", "ExpressionAttributeNames": {"#points": "points"},
+                    "ExpressionAttributeValues": {":d": {"N": str(d)}}}})
+        try:
+            ddb.transact_write_items(TransactItems=items)
+        except ddb.exceptions.TransactionCanceledException as exc:
+            if _cancelled_by_condition(exc, 0):
+                return 0  # delivered before
+            if len(items) > 1 and _cancelled_by_condition(exc, 1):
+                return None  # another completion of the challenge won a race: read again
+            raise
+        return 1 if deltas else 0
+
+    def _name(self, ev: dict[str, Any]) -> None:
+        if ev.get("user_name") is None:
+            return
+        ddb = self.clients("dynamodb")
+        with contextlib.suppress(ddb.exceptions.ConditionalCheckFailedException):  # a later name is there already
+            ddb.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"user#{ev['user_id']}"}, "sk": {"S": "profile"}},
+                UpdateExpression="SET #uname = :n, #nkey = :k ADD #total :zero",
+                ConditionExpression="attribute_not_exists(#nkey) OR #nkey < :k",
+                ExpressionAttributeNames={"#uname": "user_name", "#nkey": "name_key", "#total": "total"},
+                ExpressionAttributeValues={":n": {"S": ev["user_name"]}, ":k": {"S": f"{ev['ts']}#{ev['event_id']}"},
+                                           ":zero": {"N": "0"}},
+            )
+
+    def get(self, user_id: str) -> Profile | None:
+        resp = self.clients("dynamodb").query(
+            TableName=self.table, KeyConditionExpression="pk = :pk", ConsistentRead=True,
+            ExpressionAttributeValues={":pk": {"S": f"user#{user_id}"}})
+        profile: Profile | None = None
+        cats: dict[str, int] = {}
+        for item in resp["Items"]:
+            sk = item["sk"]["S"]
+            if sk == "profile":
+                profile = Profile(user_id, int(item.get("total", {"N": "0"})["N"]), {},
+                                  item.get("updated_at", {}).get("S"), item.get("user_name", {}).get("S"))
+            elif sk.startswith("cat#") and int(item["points"]["N"]) != 0:
+                cats[sk[4:]] = int(item["points"]["N"])
+        if profile is None:
+            return None
+        profile.categories = dict(sorted(cats.items()))
+        return profile
+
+
+_APP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class DynamoAppRegistry:
+    """Two items per app: ``key#<sha256>`` for authentication and ``app#<id>`` for uniqueness."""
+
+    def __init__(self, clients: Clients, table: str) -> None:
+        self.clients = clients
+        self.table = table
+
+    def create(self, name: str, role: str = "app", key: str | None = None) -> tuple[App, str]:
+        if not _APP_ID.match(name):
+            raise BadRequest(f"app name {name!r} must match [a-z0-9][a-z0-9_-]{{0,63}}")
+        if role not in ("app", "admin"):
+            raise BadRequest(f"role must be 'app' or 'admin', not {role!r}")
+        ddb = self.clients("dynamodb")
+        provision = key is not None
+        key = key or new_key()
+        digest = hash_key(key)
+        existing = ddb.get_item(TableName=self.table, ConsistentRead=True,
+                                Key={"pk": {"S": f"app#{name}"}, "sk": {"S": "app"}}).get("Item")
+        if existing is not None and not provision:
+            raise BadRequest(f"an app named {name!r} exists already")
+        now = dt.datetime.now(dt.UTC).isoformat()
+        items: list[dict[str, Any]] = [
+            {"Put": {"TableName": self.table, "Item": {
+                "pk": {"S": f"app#{name}"}, "sk": {"S": "app"}, "name": {"S": name}, "role": {"S": role},
+                "key_hash": {"S": digest}, "created_at": {"S": now}}}},
+            {"Put": {"TableName": self.table, "Item": {
+                "pk": {"S": f"key#{digest}"}, "sk": {"S": "key"}, "app_id": {"S": name}, "name": {"S": name},
+                "role": {"S": role}}}},
+        ]
+        if existing is not None and existing["key_hash"]["S"] != digest:
+            items.append({"Delete": {"TableName": self.table,
+                                     "Key": {"pk": {"S": f"key#{existing['key_hash']['S']}"}, "sk": {"S": "key"}}}})
+        ddb.transact_write_items(TransactItems=items)
+        return App(name, name, role), key
+
+    def authenticate(self, key: str) -> App | None:
+        item = self.clients("dynamodb").get_item(
+            TableName=self.table, Key={"pk": {"S": f"key#{hash_key(key)}"}, "sk": {"S": "key"}}).get("Item")
+        return None if item is None else App(item["app_id"]["S"], item["name"]["S"], item["role"]["S"])
+
+    def list(self) -> list[App]:
+        apps: list[App] = []
+        for page in self.clients("dynamodb").get_paginator("scan").paginate(TableName=self.table):
+            for item in page["Items"]:
+                if item["pk"]["S"].startswith("app#"):
+                    apps.append(App(item["pk"]["S"][4:], item["name"]["S"], item["role"]["S"]))
+        return sorted(apps, key=lambda a: a.app_id)

@@ -1,0 +1,241 @@
+"""One contract suite per port, run against both adapters: ``local`` and ``aws`` (boto3 on moto's mock_aws).
+
+The two must behave alike where a caller can see it: ordering per partition key, per-record results,
+batching limits, idempotent writes, atomic snapshot swaps, pagination, hashed keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from streamboard.backend import Backend, build_aws_backend, build_local_backend
+from streamboard.errors import BadRequest, NotFound
+from streamboard.ports import Board, BoardEntry, Partition, StreamRecord
+from streamboard.registry import REGISTRY
+from streamboard.settings import Settings
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(params=["local", "aws"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def any_backend(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    settings = Settings(data_dir=tmp_path / "data", shards=2)
+    if kind == "local":
+        yield build_local_backend(settings)
+        return
+    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(var, value)
+    with mock_aws():
+        from streamboard.adapters.aws.provision import provision
+
+        clients = provision(settings, REGISTRY)
+        yield build_aws_backend(settings, REGISTRY, clients)
+
+
+# --- event stream -------------------------------------------------------------------------------------
+
+def test_stream_keeps_order_per_partition_key_and_returns_one_result_per_record(any_backend: Backend) -> None:
+    stream = any_backend.stream
+    records = [StreamRecord(f"user-{i % 5}", json.dumps({"n": i}).encode()) for i in range(60)]
+    results = stream.put_records(records)
+    assert len(results) == 60 and all(r.ok and r.sequence_number and r.shard_id for r in results)
+    seen: dict[str, list[int]] = {}
+    for shard in stream.shard_ids():
+        for rec in stream.read(shard, None, 1000):
+            seen.setdefault(rec.partition_key, []).append(json.loads(rec.data)["n"])
+    assert sorted(n for ns in seen.values() for n in ns) == list(range(60))
+    for key, ns in seen.items():
+        assert ns == sorted(ns), f"records of {key} out of order"
+        assert {n % 5 for n in ns} == {int(key.split("-")[1])}  # one partition key lives on one shard
+
+
+def test_stream_reads_after_a_sequence_number_and_respects_the_limit(any_backend: Backend) -> None:
+    stream = any_backend.stream
+    stream.put_records([StreamRecord("same-key", str(i).encode()) for i in range(10)])
+    shard = next(s for s in stream.shard_ids() if stream.read(s, None, 1))
+    first = stream.read(shard, None, 4)
+    assert [r.data for r in first] == [b"0", b"1", b"2", b"3"]
+    rest = stream.read(shard, first[-1].sequence_number, 100)
+    assert [r.data for r in rest] == [str(i).encode() for i in range(4, 10)]
+    assert stream.latest(shard) == rest[-1].sequence_number
+    assert all(r.arrival > 0 for r in rest)
+
+
+def test_stream_splits_puts_over_500_records(any_backend: Backend) -> None:
+    results = any_backend.stream.put_records([StreamRecord(f"k{i}", b"x") for i in range(1200)])
+    assert len(results) == 1200 and all(r.ok for r in results)
+
+
+# --- dead-letter queue --------------------------------------------------------------------------------
+
+def test_queue_batches_receives_and_deletes(any_backend: Backend) -> None:
+    q = any_backend.dlq
+    bodies = [json.dumps({"i": i}).encode() for i in range(23)]
+    q.send(bodies)
+    assert q.depth() == 23
+    got: list[bytes] = []
+    for _ in range(10):
+        msgs = q.receive(10)
+        assert len(msgs) <= 10
+        if not msgs:
+            break
+        got.extend(m.body for m in msgs)
+        q.delete([m.receipt for m in msgs])
+    assert sorted(got) == sorted(bodies)
+    assert q.depth() == 0
+
+
+def test_queue_message_not_deleted_stays_in_the_queue(any_backend: Backend) -> None:
+    q = any_backend.dlq
+    q.send([b'{"a":1}'])
+    assert [m.body for m in q.receive(10)] == [b'{"a":1}']
+    assert q.depth() == 1  # in flight, not gone
+
+
+# --- delivery streams ---------------------------------------------------------------------------------
+
+def test_delivery_accepts_batches_over_the_api_limit(any_backend: Backend) -> None:
+    stream = REGISTRY.get("score").delivery_stream
+    assert any_backend.delivery.put_record_batch(stream, [b'{"x":1}\n'] * 1100) == []
+
+
+# --- lake ---------------------------------------------------------------------------------------------
+
+def test_lake_put_get_list(any_backend: Backend) -> None:
+    lake = any_backend.lake
+    lake.put_object("score/year=2026/month=01/day=02/hour=03/a.parquet", b"A")
+    lake.put_object("score/year=2026/month=01/day=02/hour=04/b.parquet", b"B")
+    lake.put_object("action/year=2026/month=01/day=02/hour=03/c.parquet", b"C")
+    assert lake.get_object("score/year=2026/month=01/day=02/hour=04/b.parquet") == b"B"
+    assert lake.list_keys("score/") == [
+        "score/year=2026/month=01/day=02/hour=03/a.parquet",
+        "score/year=2026/month=01/day=02/hour=04/b.parquet",
+    ]
+    with pytest.raises(NotFound):
+        lake.get_object("score/missing.parquet")
+
+
+def test_lake_lists_more_than_one_page(any_backend: Backend) -> None:
+    for i in range(1005):
+        any_backend.lake.put_object(f"many/{i:05d}.json", b"{}")
+    assert len(any_backend.lake.list_keys("many/")) == 1005
+
+
+# --- catalog ------------------------------------------------------------------------------------------
+
+def test_catalog_tables_and_idempotent_partitions(any_backend: Backend) -> None:
+    cat = any_backend.catalog
+    t = REGISTRY.get("score")
+    cat.ensure_table(t.name, t.glue_columns(), t.glue_partition_keys())
+    cat.ensure_table(t.name, t.glue_columns(), t.glue_partition_keys())  # again: no error
+    assert "score" in cat.table_names()
+    parts = [Partition(("2026", "01", "02", f"{h:02d}"), f"score/year=2026/month=01/day=02/hour={h:02d}")
+             for h in range(3)]
+    assert cat.add_partitions("score", parts) == 3
+    assert cat.add_partitions("score", parts[1:] + [Partition(("2026", "01", "02", "09"),
+                                                              "score/year=2026/month=01/day=02/hour=09")]) == 1
+    got = cat.partitions("score")
+    assert [p.values for p in got] == [("2026", "01", "02", h) for h in ("00", "01", "02", "09")]
+    assert got[0].location == "score/year=2026/month=01/day=02/hour=00"
+
+
+# --- board store --------------------------------------------------------------------------------------
+
+def _board(scope: str, window: str, n: int, as_of: str = "2026-01-01T00:00:00Z", tag: str = "") -> Board:
+    entries = tuple(BoardEntry(i + 1, f"u{i:04d}", f"name{tag}{i}", 1000 - i) for i in range(n))
+    return Board(scope, window, as_of, "2026-01-01T00:00:05.000Z", entries)
+
+
+def test_board_snapshot_replace_get_limit_and_ranks(any_backend: Backend) -> None:
+    store = any_backend.boards
+    assert store.get_board("overall", "all", 10) is None
+    store.replace_boards([_board("overall", "all", 1000), _board("arcade", "30d", 3)])
+    got = store.get_board("overall", "all", 10)
+    assert got is not None and len(got.entries) == 10 and got.entries[0] == BoardEntry(1, "u0000", "name0", 1000)
+    assert got.as_of == "2026-01-01T00:00:00Z" and got.refreshed_at == "2026-01-01T00:00:05.000Z"
+    assert len(store.get_board("overall", "all", 1000).entries) == 1000  # type: ignore[union-attr]
+    assert store.scopes() == ["arcade", "overall"]
+    assert store.ranks_for("u0002") == [
+        {"scope": "arcade", "window": "30d", "rank": 3, "score": 998},
+        {"scope": "overall", "window": "all", "rank": 3, "score": 998},
+    ]
+    store.replace_boards([_board("overall", "all", 2, as_of="2026-01-02T00:00:00Z", tag="v2")])
+    again = store.get_board("overall", "all", 1000)
+    assert again is not None and [e.user_name for e in again.entries] == ["namev20", "namev21"]
+    assert again.as_of == "2026-01-02T00:00:00Z"
+    store.replace_boards([_board("overall", "all", 2, as_of="2026-01-02T00:00:00Z", tag="v2")])  # idempotent
+    assert store.get_board("overall", "all", 1000) == again
+    store.replace_boards([Board("arcade", "30d", "2026-01-02T00:00:00Z", None, ())])  # emptied board
+    assert store.get_board("arcade", "30d", 10).entries == ()  # type: ignore[union-attr]
+
+
+# --- profile store ------------------------------------------------------------------------------------
+
+def _score(user: str, points: int, ts: str, category: str = "arcade", challenge: str | None = None,
+           name: str | None = None, event_id: str | None = None) -> dict[str, Any]:
+    return {"event_id": event_id or str(uuid.uuid4()), "event_type": "score", "user_id": user, "ts": ts,
+            "category": category, "points": points, "challenge_id": challenge, "user_name": name}
+
+
+def test_profiles_count_each_event_once_and_first_challenge_completion(any_backend: Backend) -> None:
+    store = any_backend.profiles
+    now = dt.datetime.now(dt.UTC).isoformat()
+    a = _score("ann", 10, "2026-01-01T00:00:00.000Z", name="Ann")
+    late = _score("ann", 50, "2026-01-05T00:00:00.000Z", category="puzzle", challenge="c1")
+    assert store.apply([a, a, late], now) == 2
+    assert store.apply([a], now) == 0  # redelivered
+    p = store.get("ann")
+    assert p is not None and p.total == 60 and p.categories == {"arcade": 10, "puzzle": 50} and p.user_name == "Ann"
+    # An earlier completion of c1 arrives later: it replaces the first one counted.
+    early = _score("ann", 7, "2026-01-02T00:00:00.000Z", category="racing", challenge="c1", name="Ann B")
+    assert store.apply([early], now) == 1
+    p = store.get("ann")
+    assert p is not None and p.total == 17 and p.categories == {"arcade": 10, "racing": 7}
+    assert p.user_name == "Ann B"  # the name with the latest ts wins
+    store.apply([_score("ann", 1, "2025-12-01T00:00:00.000Z", name="Old name")], now)  # arrives last, oldest ts
+    assert store.get("ann").user_name == "Ann B"  # type: ignore[union-attr]
+    # A later completion of c1 does not count.
+    store.apply([_score("ann", 99, "2026-02-01T00:00:00.000Z", challenge="c1")], now)
+    assert store.get("ann").total == 18  # type: ignore[union-attr]
+    assert store.get("nobody") is None
+
+
+def test_profiles_ignore_non_score_events(any_backend: Backend) -> None:
+    action = {"event_id": str(uuid.uuid4()), "event_type": "action", "user_id": "bob",
+              "ts": "2026-01-01T00:00:00.000Z", "name": "login", "properties": {}}
+    assert any_backend.profiles.apply([action], "now") == 0
+    assert any_backend.profiles.get("bob") is None
+
+
+# --- app registry -------------------------------------------------------------------------------------
+
+def test_apps_authenticate_by_key_and_store_only_hashes(any_backend: Backend) -> None:
+    apps = any_backend.apps
+    app, key = apps.create("game-one")
+    assert key.startswith("sb_") and len(key) > 30
+    assert apps.authenticate(key) == app
+    assert apps.authenticate(key + "x") is None
+    with pytest.raises(BadRequest):
+        apps.create("game-one")
+    with pytest.raises(BadRequest):
+        apps.create("Not Valid!")
+    admin, admin_key = apps.create("ops", role="admin", key="given-admin-key")
+    assert admin_key == "given-admin-key" and apps.authenticate("given-admin-key") == admin
+    apps.create("ops", role="admin", key="rotated-key")  # provisioning again rotates the key
+    assert apps.authenticate("given-admin-key") is None
+    assert apps.authenticate("rotated-key") == admin
+    assert [a.app_id for a in apps.list()] == ["game-one", "ops"]
