@@ -81,6 +81,19 @@ def build_aws_backend(settings: Settings, registry: Registry = REGISTRY, clients
     )
 
 
+def build_emulated_aws_backend(settings: Settings, registry: Registry = REGISTRY) -> Backend:
+    """The aws adapters against an AWS-compatible endpoint, with DuckDB standing in for Athena (moto runs no SQL).
+    Creates the resources first (on AWS itself the CDK app does)."""
+    from streamboard.adapters.aws.provision import provision
+    from streamboard.runtime.aws_emulation import MirroredQueryEngine
+
+    clients = provision(settings, registry)
+    backend = build_aws_backend(settings, registry, clients)
+    backend.query = MirroredQueryEngine(backend.lake, backend.catalog,  # type: ignore[arg-type]
+                                        Path(settings.data_dir) / "lake-mirror")
+    return backend
+
+
 def build_local_backend(settings: Settings, registry: Registry = REGISTRY, **query_options: Any) -> Backend:
     """Every port on the embedded backend, with all state under ``settings.data_dir``."""
     from streamboard.adapters.local.catalog import LocalCatalog

@@ -42,6 +42,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         api_port=getattr(args, "api_port", None),
         refresh_seconds=getattr(args, "refresh_seconds", None),
         firehose_buffer_seconds=getattr(args, "buffer_seconds", None),
+        backend=getattr(args, "backend", None),
+        endpoint_url=getattr(args, "endpoint_url", None),
     )
 
 
@@ -101,8 +103,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     from streamboard.runtime.stack import LocalStack
 
     settings = _settings(args)
+    if settings.backend == "aws" and not settings.endpoint_url:
+        raise CliError("--backend aws runs the emulated pipeline against an AWS-compatible endpoint: "
+                       "give --endpoint-url (on AWS itself, deploy with the CDK app instead)")
+    if settings.endpoint_url:
+        # An emulator endpoint accepts any credentials; real ones from the environment still win.
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     stack = LocalStack(settings)
-    print(f"streamboard local stack (data in {Path(settings.data_dir).resolve()})", flush=True)
+    print(f"streamboard {settings.backend} stack (data in {Path(settings.data_dir).resolve()})", flush=True)
     print(f"  ingest API: {stack.ingest_url}   (x-api-key from ${ENV_API_KEY}, default local-dev-key)", flush=True)
     print(f"  read API:   {stack.api_url}   (admin key from ${ENV_ADMIN_KEY}, default local-admin-key)", flush=True)
     print("  stop with Ctrl-C (SIGINT) or SIGTERM", flush=True)
@@ -291,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the local stack until SIGINT/SIGTERM")
     data_dir(up)
     ports(up)
+    up.add_argument("--backend", choices=("local", "aws"),
+                    help="local (embedded, default) or aws (boto3 adapters; with --endpoint-url, an AWS-compatible "
+                         "endpoint such as a moto server, where the stack creates the resources it needs)")
+    up.add_argument("--endpoint-url", help="AWS-compatible endpoint for --backend aws (e.g. http://127.0.0.1:5000)")
     up.set_defaults(func=cmd_up)
 
     demo = sub.add_parser("demo", help="local stack + synthetic traffic + refresh + printed boards")

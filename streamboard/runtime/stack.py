@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from ingest.app import IngestSinks, create_app
 from processors import leaderboards, read_api, router, transform
-from streamboard.backend import Backend, build_local_backend
+from streamboard.backend import Backend, build_emulated_aws_backend, build_local_backend
 from streamboard.errors import ConfigError
 from streamboard.runtime.crawler import crawl, ensure_tables
 from streamboard.runtime.esm import EventSourceMapping
@@ -76,7 +76,10 @@ class Pipeline:
 
     def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
         self.settings = settings
-        self.backend = backend or build_local_backend(settings)
+        if backend is None:
+            backend = build_local_backend(settings) if settings.backend == "local" else \
+                build_emulated_aws_backend(settings)
+        self.backend = backend
         b = self.backend
         ensure_tables(b.catalog, b.registry)
         b.apps.create("local", "app", key=settings.api_key)
@@ -92,6 +95,10 @@ class Pipeline:
             retry_backoff_seconds=settings.router_retry_backoff_seconds,
         )
         delivery: Any = b.delivery
+        if settings.backend == "aws":
+            from streamboard.runtime.aws_emulation import RawDeliverySource
+
+            delivery = RawDeliverySource(b.lake)  # type: ignore[arg-type]
         self.firehose = FirehoseEmulator(
             delivery, b.lake, b.registry, lambda event, context: transform.transform(event, b.registry),
             settings.firehose_buffer_bytes, settings.firehose_buffer_seconds,

@@ -20,6 +20,9 @@ class S3Lake:
         self.clients("s3").put_object(Bucket=self.bucket, Key=self.prefix + key, Body=body,
                                       ServerSideEncryption="AES256")
 
+    def delete_object(self, key: str) -> None:
+        self.clients("s3").delete_object(Bucket=self.bucket, Key=self.prefix + key)
+
     def get_object(self, key: str) -> bytes:
         s3 = self.clients("s3")
         try:

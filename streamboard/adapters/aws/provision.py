@@ -56,8 +56,10 @@ def provision(settings: Settings, registry: Registry, clients: Clients | None = 
             ExtendedS3DestinationConfiguration={
                 "RoleARN": iam_role,
                 "BucketARN": f"arn:aws:s3:::{settings.lake_bucket}",
-                "Prefix": f"{settings.lake_prefix}/{t.name}/year=!{{timestamp:yyyy}}/month=!{{timestamp:MM}}/"
-                          "day=!{timestamp:dd}/hour=!{timestamp:HH}/",
+                # moto writes raw batches here at once (it ignores processing and conversion settings);
+                # the emulation turns them into Parquet under the lake layout. The CDK app configures
+                # the real stream: transform Lambda, Parquet conversion, year=/month=/day=/hour= prefixes.
+                "Prefix": f"{settings.lake_prefix}/firehose-raw/{name}/",
                 "ErrorOutputPrefix": f"{settings.lake_prefix}/errors/!{{firehose:error-output-type}}/{name}/",
                 "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60},
             },

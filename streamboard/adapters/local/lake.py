@@ -31,6 +31,9 @@ class LocalLake:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
 
+    def delete_object(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
     def get_object(self, key: str) -> bytes:
         try:
             return self.path(key).read_bytes()
