@@ -274,6 +274,24 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from processors.redrive import redrive
+    from streamboard.backend import build_local_backend
+
+    settings = _settings(args)
+    if not (Path(settings.data_dir) / "queues.db").exists():
+        raise CliError(f"no streamboard data in {settings.data_dir} (give --data-dir)")
+    backend = build_local_backend(settings)
+    depth = backend.dlq.depth()
+    if depth == 0:
+        print("the dead-letter queue is empty; nothing to redrive")
+        return 0
+    progress = Progress(depth, "redriving")
+    summary = redrive(backend, progress=progress.advance)
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["remaining"] == 0 else 1
+
+
 def cmd_apps_create(args: argparse.Namespace) -> int:
     from streamboard.adapters.local.stores import LocalAppRegistry
 
@@ -325,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sql.add_argument("--max-rows", type=int, default=100, help="rows shown by --format table (default 100)")
     sql.set_defaults(func=cmd_sql)
+
+    rd = sub.add_parser("redrive", help="replay the ingest dead-letter queue into the stream")
+    data_dir(rd)
+    rd.set_defaults(func=cmd_redrive)
 
     apps = sub.add_parser("apps", help="manage apps and their API keys")
     apps_sub = apps.add_subparsers(dest="apps_command", required=True)

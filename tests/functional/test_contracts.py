@@ -239,3 +239,15 @@ def test_apps_authenticate_by_key_and_store_only_hashes(any_backend: Backend) ->
     assert apps.authenticate("given-admin-key") is None
     assert apps.authenticate("rotated-key") == admin
     assert [a.app_id for a in apps.list()] == ["game-one", "ops"]
+
+
+def test_queue_release_makes_a_message_visible_again(any_backend: Backend) -> None:
+    q = any_backend.dlq
+    q.send([b'{"b":2}'])
+    first = q.receive(10)
+    assert q.receive(10) == []  # in flight
+    q.release([m.receipt for m in first])
+    again = q.receive(10)
+    assert [m.body for m in again] == [b'{"b":2}']
+    q.delete([m.receipt for m in again])
+    assert q.depth() == 0

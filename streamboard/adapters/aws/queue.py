@@ -65,6 +65,14 @@ class SqsQueue:
             if resp.get("Failed"):
                 raise SinkError(f"SQS could not delete {len(resp['Failed'])} messages")
 
+    def release(self, receipts: Sequence[str]) -> None:
+        sqs = self.clients("sqs")
+        for i in range(0, len(receipts), MAX_ENTRIES):
+            chunk = receipts[i:i + MAX_ENTRIES]
+            sqs.change_message_visibility_batch(
+                QueueUrl=self.url,
+                Entries=[{"Id": str(n), "ReceiptHandle": r, "VisibilityTimeout": 0} for n, r in enumerate(chunk)])
+
     def depth(self) -> int:
         attrs = self.clients("sqs").get_queue_attributes(
             QueueUrl=self.url,

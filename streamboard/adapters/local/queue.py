@@ -60,6 +60,11 @@ class LocalQueue:
         with self.db.tx() as conn:
             conn.executemany("DELETE FROM messages WHERE queue=? AND receipt=?", [(self.name, r) for r in receipts])
 
+    def release(self, receipts: Sequence[str]) -> None:
+        with self.db.tx() as conn:
+            conn.executemany("UPDATE messages SET visible_at=0, receipt=NULL WHERE queue=? AND receipt=?",
+                             [(self.name, r) for r in receipts])
+
     def depth(self) -> int:
         row = self.db.conn().execute("SELECT count(*) FROM messages WHERE queue=?", (self.name,)).fetchone()
         return int(row[0])
