@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from streamboard.backend import Backend, build_backend
 from streamboard.settings import load_settings
@@ -10,5 +11,16 @@ from streamboard.settings import load_settings
 
 @functools.cache
 def backend() -> Backend:
-    """Built on the first invocation from the environment the CDK sets (``STREAMBOARD_BACKEND=aws``)."""
-    return build_backend(load_settings())
+    """Built on the first invocation from the environment the CDK sets (``STREAMBOARD_BACKEND=aws``).
+
+    On AWS an on-demand refresh starts the leaderboard query and returns its id; the writer Lambda
+    replaces the boards when Athena reports the query SUCCEEDED."""
+    b = build_backend(load_settings())
+    if b.refresh is None:
+        def start() -> dict[str, Any]:
+            from processors.leaderboards import start_refresh
+
+            return {"query_ids": [start_refresh(b)], "state": "QUEUED"}
+
+        b.refresh = start
+    return b

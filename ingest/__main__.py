@@ -1,0 +1,27 @@
+"""The ingest container's entry point: ``python -m ingest`` (configuration from the environment)."""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+
+from ingest.app import IngestSinks, create_app
+from streamboard.backend import build_backend
+from streamboard.logs import configure_json_logging
+from streamboard.settings import load_settings
+
+
+def main() -> None:
+    configure_json_logging()
+    settings = load_settings()
+    backend = build_backend(settings)
+    app = create_app(settings, IngestSinks(backend.stream, backend.dlq, backend.apps, backend.lake), backend.registry)
+    # SIGTERM: uvicorn stops accepting, finishes in-flight requests, then the lifespan flushes the
+    # group commit; the grace period stays inside ECS's default 30 s stop timeout.
+    uvicorn.run(app, host=os.environ.get("STREAMBOARD_BIND", "0.0.0.0"), port=settings.ingest_port,  # noqa: S104
+                log_level="warning", access_log=False, timeout_graceful_shutdown=20, proxy_headers=True)
+
+
+if __name__ == "__main__":
+    main()
