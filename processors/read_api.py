@@ -11,7 +11,7 @@ import json
 import logging
 import re
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 from streamboard.backend import Backend
 from streamboard.errors import BadRequest, NotFound, StreamboardError, Unauthorized, http_status
@@ -97,10 +97,10 @@ def route(method: str, path: str, params: dict[str, str], headers: dict[str, str
         return 200, {"scopes": backend.boards.scopes() or ["overall"], "windows": list(WINDOWS)}
     if path.startswith("/v1/leaderboards/"):
         _require(method, "GET")
-        return 200, get_leaderboard(backend, unquote(path[len("/v1/leaderboards/"):]), params)
+        return 200, get_leaderboard(backend, path[len("/v1/leaderboards/"):], params)
     if path.startswith("/v1/users/"):
         _require(method, "GET")
-        return 200, get_user(backend, unquote(path[len("/v1/users/"):]))
+        return 200, get_user(backend, path[len("/v1/users/"):])
     if path == "/v1/admin/refresh":
         _require(method, "POST")
         return 200, admin_refresh(backend, headers)
@@ -119,6 +119,7 @@ def _require(method: str, expected: str) -> None:
 
 
 def handle(event: dict[str, Any], backend: Backend) -> dict[str, Any]:
+    # HTTP APIs deliver rawPath already percent-decoded (the local server does the same): no second decode.
     http = event.get("requestContext", {}).get("http", {})
     method = http.get("method", "GET").upper()
     path = event.get("rawPath") or http.get("path", "/")
