@@ -1,0 +1,75 @@
+"""The whole pipeline on the aws adapters, against a moto server on loopback: the same traffic and the same
+plain-Python oracle as the local end-to-end test, the same exact boards and profiles."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.e2e.support import REPO, StackProcess, cli_env, http_client
+from tests.e2e.test_local_stack import Oracle, assert_boards_match, build_traffic, now_ms, refresh, wait_for_profile
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def moto_server(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log = open(tmp_path / "moto.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            cwd=REPO, env=cli_env(), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        with httpx.Client(timeout=2, trust_env=False) as client:
+            while True:
+                try:
+                    if client.get(f"{url}/moto-api/").status_code < 500:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, "the moto server did not start"
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+def test_aws_backend_on_moto_matches_the_oracle(moto_server: str, tmp_path: Path) -> None:
+    now = now_ms()
+    traffic, _ = build_traffic(now)
+    stack = StackProcess(tmp_path / "data", tmp_path / "stack.log",
+                         ("--backend", "aws", "--endpoint-url", moto_server)).start()
+    try:
+        stack.wait_ready(60)
+        with http_client() as client:
+            traffic.post(client, stack.ingest_url, range(2))
+            wait_for_profile(client, stack.api_url, "champ", {"puzzle": 300})
+            traffic.post(client, stack.ingest_url, range(2, len(traffic.requests)))
+            summary = refresh(client, stack.api_url)
+            assert summary.get("boards", 0) > 0, summary
+            oracle = Oracle(traffic.accepted())
+            assert_boards_match(client, stack.api_url, oracle)
+            for user in oracle.users():
+                got = client.get(f"{stack.api_url}/v1/users/{user}").json()
+                expected = oracle.profile(user)
+                assert (got["total"], got["categories"], got["user_name"]) == (
+                    expected["total"], expected["categories"], expected["user_name"]), user
+        assert stack.stop() == 0
+        assert "stopped cleanly" in stack.output()
+        assert "Traceback" not in stack.output(), stack.output()
+    finally:
+        stack.stop()
