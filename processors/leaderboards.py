@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamboard.backend import Backend
+from streamboard.errors import StreamboardError
 from streamboard.ports import Board, BoardEntry
 from streamboard.registry import format_ts, utc_iso
 from streamboard.sql import SQL_DIR
@@ -92,7 +93,10 @@ def writer_handle(event: dict[str, Any], backend: Backend) -> dict[str, Any]:
     detail = event.get("detail", {})
     query_id, state = detail.get("queryExecutionId"), detail.get("currentState")
     if state != "SUCCEEDED":
-        reason = backend.query.status(query_id).reason if query_id else None
+        try:
+            reason = backend.query.status(query_id).reason if query_id else None
+        except StreamboardError:  # the engine no longer knows the query: the event is all we have
+            reason = None
         log.error("leaderboard query %s ended %s: %s; boards keep their last snapshot", query_id, state, reason)
         return {"query_id": query_id, "state": state, "boards": 0, "reason": reason}
     boards = write_snapshot(backend, query_id)

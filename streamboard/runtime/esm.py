@@ -132,13 +132,14 @@ class EventSourceMapping:
             self._set_checkpoint(shard, records[failed_from - 1].sequence_number)
             self._attempts.pop(shard, None)
             return failed_from
+        if function_error and self.bisect_on_error and len(records) > 1:
+            # Splitting the batch is not a retry attempt: retries are counted on the smallest batch.
+            self._limit[shard] = max(1, len(records) // 2)
+            return 0
         attempts = self._attempts.get(shard, 0) + 1
         self._attempts[shard] = attempts
         if self.retry_backoff_seconds:
             self._not_before[shard] = time.monotonic() + min(30.0, self.retry_backoff_seconds * 2 ** (attempts - 1))
-        if function_error and self.bisect_on_error and len(records) > 1:
-            self._limit[shard] = max(1, len(records) // 2)
-            return 0
         if attempts > self.max_retries:
             self._send_to_destination(shard, records, attempts)
             self._set_checkpoint(shard, records[-1].sequence_number)

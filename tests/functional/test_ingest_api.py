@@ -1,0 +1,446 @@
+"""The ingest API (DESIGN section 4), driven in-process over the local adapters and over fake sinks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import threading
+import tracemalloc
+import uuid
+import warnings
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
+with warnings.catch_warnings():
+    # Starlette 1.10's TestClient prefers httpx2 and warns when it runs on httpx (what the project pins);
+    # the behaviour is the same. Once httpx2 is a dev dependency this filter does nothing.
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+from ingest.app import IngestSinks, create_app
+from streamboard.backend import Backend
+from streamboard.ports import DeadLetterQueue, EventStream, PutResult, QueueMessage, ReadRecord, StreamRecord
+from streamboard.registry import REGISTRY
+from streamboard.settings import Settings
+
+KEY = "k1"
+HEADERS = {"x-api-key": KEY}
+URL = "/v1/events"
+
+
+def score_event(user: str = "user-1", points: int = 10, **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "score",
+        "user_id": user,
+        "ts": (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat(),
+        "category": "chess",
+        "points": points,
+        **extra,
+    }
+
+
+def action_event(user: str = "user-1") -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "action",
+        "user_id": user,
+        "ts": dt.datetime.now(dt.UTC).isoformat(),
+        "name": "opened_shop",
+        "properties": {"screen": "main"},
+    }
+
+
+def stream_contents(stream: EventStream) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for shard in stream.shard_ids():
+        out.extend(json.loads(r.data) for r in stream.read(shard, None, 100_000))
+    return out
+
+
+def bad_events(backend: Backend) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    for key in backend.lake.list_keys("bad-events/"):
+        lines.extend(json.loads(line) for line in backend.lake.get_object(key).splitlines() if line.strip())
+    return lines
+
+
+@pytest.fixture
+def local(backend: Backend) -> Backend:
+    backend.apps.create("local", "app", key=KEY)
+    return backend
+
+
+@contextmanager
+def ingest(
+    settings: Settings,
+    backend: Backend,
+    stream: EventStream | None = None,
+    dlq: DeadLetterQueue | None = None,
+    retry_seconds: float = 0.2,
+) -> Iterator[TestClient]:
+    """The ingest app with its lifespan running; the stream and DLQ default to the backend's own."""
+    sinks = IngestSinks(stream or backend.stream, dlq or backend.dlq, backend.apps, backend.lake)
+    app = create_app(settings, sinks)
+    app.state.committer.retry_seconds = retry_seconds  # keep the failure paths quick
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+# --- fakes of the EventStream and DeadLetterQueue ports -------------------------------------------------------
+
+
+class FakeStream:
+    """An in-memory stream; ``fail`` decides per call (and record) what goes wrong."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[list[StreamRecord]] = []
+        self.stored: list[StreamRecord] = []
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def fail(self, call: int, record: StreamRecord) -> bool:
+        return False
+
+    def put_records(self, records: Sequence[StreamRecord]) -> list[PutResult]:
+        if self.delay:
+            threading.Event().wait(self.delay)  # a slow PutRecords lets concurrent requests pile up
+        with self.lock:
+            self.calls.append(list(records))
+            call = len(self.calls)
+            results = []
+            for i, r in enumerate(records):
+                if self.fail(call, r):
+                    results.append(PutResult(error_code="ProvisionedThroughputExceededException",
+                                             error_message="Rate exceeded for shard shardId-000000000000"))
+                else:
+                    self.stored.append(r)
+                    results.append(PutResult("shardId-000000000000", f"{call}-{i}"))
+            return results
+
+    def shard_ids(self) -> list[str]:
+        return ["shardId-000000000000"]
+
+    def read(self, shard_id: str, after: str | None, limit: int) -> list[ReadRecord]:
+        return [ReadRecord(shard_id, str(i), r.partition_key, r.data, 0.0) for i, r in enumerate(self.stored)]
+
+    def latest(self, shard_id: str) -> str | None:
+        return None
+
+
+class DownStream(FakeStream):
+    def put_records(self, records: Sequence[StreamRecord]) -> list[PutResult]:
+        with self.lock:
+            self.calls.append(list(records))
+        raise ConnectionError("kinesis endpoint unreachable")
+
+
+class DownQueue:
+    def __init__(self) -> None:
+        self.sends = 0
+
+    def send(self, bodies: Sequence[bytes]) -> None:
+        self.sends += 1
+        raise ConnectionError("sqs endpoint unreachable")
+
+    def receive(self, max_messages: int = 10) -> list[QueueMessage]:
+        return []
+
+    def delete(self, receipts: Sequence[str]) -> None:
+        pass
+
+    def release(self, receipts: Sequence[str]) -> None:
+        pass
+
+    def depth(self) -> int:
+        return 0
+
+
+# --- the happy path -------------------------------------------------------------------------------------------
+
+
+def test_mixed_batch_accepts_the_valid_and_reports_the_invalid(settings: Settings, local: Backend) -> None:
+    good = [score_event("alice"), action_event("bob"), score_event("carol", points=1_000_000)]
+    bad_points = score_event("dave", points=0)
+    bad_type = {**score_event("erin"), "event_type": "purchase"}
+    events = [good[0], bad_points, good[1], bad_type, good[2]]
+    with ingest(settings, local) as client:
+        resp = client.post(URL, json={"events": events}, headers=HEADERS)
+    assert resp.status_code == 202
+    body = resp.json()
+    assert body["accepted"] == 3
+    assert [r["index"] for r in body["rejected"]] == [1, 3]
+    assert "points" in body["rejected"][0]["error"]
+    assert "event_type" in body["rejected"][1]["error"]
+
+    stored = stream_contents(local.stream)
+    assert sorted(e["event_id"] for e in stored) == sorted(e["event_id"] for e in good)  # each exactly once
+    for event in stored:
+        assert event["app_id"] == "local"
+        assert event["received_at"].endswith("Z")
+        assert list(event) == [c.name for c in REGISTRY.get(event["event_type"]).columns]
+
+    kept = bad_events(local)
+    assert sorted(k["event"]["event_id"] for k in kept) == sorted([bad_points["event_id"], bad_type["event_id"]])
+    reasons = {k["event"]["event_id"]: k["reason"] for k in kept}
+    assert reasons[bad_points["event_id"]] == body["rejected"][0]["error"]
+    assert reasons[bad_type["event_id"]] == body["rejected"][1]["error"]
+
+
+def test_a_single_event_body_is_accepted(settings: Settings, local: Backend) -> None:
+    event = score_event("alice")
+    with ingest(settings, local) as client:
+        resp = client.post(URL, json=event, headers=HEADERS)
+    assert resp.status_code == 202
+    assert resp.json() == {"accepted": 1, "rejected": []}
+    assert [e["event_id"] for e in stream_contents(local.stream)] == [event["event_id"]]
+
+
+def test_all_rejected_is_still_202_and_kept(settings: Settings, local: Backend) -> None:
+    with ingest(settings, local) as client:
+        resp = client.post(URL, json={"events": [{"event_type": "score"}, "nope"]}, headers=HEADERS)
+    assert resp.status_code == 202
+    assert resp.json()["accepted"] == 0
+    assert [r["index"] for r in resp.json()["rejected"]] == [0, 1]
+    assert stream_contents(local.stream) == []
+    assert len(bad_events(local)) == 2
+
+
+def test_gzip_body(settings: Settings, local: Backend) -> None:
+    events = [score_event(f"user-{i}") for i in range(50)]
+    body = gzip.compress(json.dumps({"events": events}).encode())
+    with ingest(settings, local) as client:
+        resp = client.post(URL, content=body, headers={**HEADERS, "content-type": "application/json",
+                                                       "content-encoding": "gzip"})
+    assert resp.status_code == 202
+    assert resp.json()["accepted"] == 50
+    assert len(stream_contents(local.stream)) == 50
+
+
+def test_healthz(settings: Settings, local: Backend) -> None:
+    with ingest(settings, local) as client:
+        resp = client.get("/healthz")
+    assert resp.status_code == 200
+
+
+def test_openapi_document_is_valid_openapi_3_1_with_both_event_schemas(settings: Settings, local: Backend) -> None:
+    with ingest(settings, local) as client:
+        resp = client.get("/openapi.json")
+    assert resp.status_code == 200
+    doc = resp.json()
+    assert doc["openapi"].startswith("3.1")
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(doc)
+    schemas = doc["components"]["schemas"]
+    for t in REGISTRY:
+        schema = schemas[f"{t.name}_event"]
+        assert {f.name for f in t.fields} <= set(schema["properties"])
+        assert {"event_id", "user_id", "ts"} <= set(schema["required"])
+    assert "/v1/events" in doc["paths"]
+
+
+# --- client errors ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-api-key": ""}, {"x-api-key": "not-a-key"}])
+def test_missing_or_unknown_key_is_401(settings: Settings, local: Backend, headers: dict[str, str]) -> None:
+    with ingest(settings, local) as client:
+        resp = client.post(URL, json={"events": [score_event()]}, headers=headers)
+    assert resp.status_code == 401
+    assert "key" in resp.json()["error"]
+    assert stream_contents(local.stream) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b'{"events": [', "JSON"),
+        (b"not json", "JSON"),
+        (b"", "empty"),
+        (b"   \n", "empty"),
+        (b"[1, 2]", "body must be"),
+        (b'"score"', "body must be"),
+        (b"42", "body must be"),
+        (b'{"events": {"event_type": "score"}}', "array"),
+        (b'{"events": "all"}', "array"),
+        (b'{"events": []}', "empty"),
+        (b'{"events": [], "extra": 1}', "events"),
+    ],
+)
+def test_malformed_bodies_are_400_with_a_clear_message(
+    settings: Settings, local: Backend, body: bytes, fragment: str
+) -> None:
+    with ingest(settings, local) as client:
+        resp = client.post(URL, content=body, headers={**HEADERS, "content-type": "application/json"})
+    assert resp.status_code == 400
+    assert fragment in resp.json()["error"]
+
+
+def test_invalid_gzip_is_400(settings: Settings, local: Backend) -> None:
+    with ingest(settings, local) as client:
+        resp = client.post(URL, content=b"definitely not gzip", headers={**HEADERS, "content-encoding": "gzip"})
+    assert resp.status_code == 400
+    assert "gzip" in resp.json()["error"]
+
+
+@pytest.mark.parametrize("encoding", ["br", "deflate", "compress", "gzip, br"])
+def test_unsupported_content_encoding_is_400(settings: Settings, local: Backend, encoding: str) -> None:
+    with ingest(settings, local) as client:
+        resp = client.post(URL, content=json.dumps(score_event()).encode(),
+                           headers={**HEADERS, "content-encoding": encoding})
+    assert resp.status_code == 400
+    assert "content-encoding" in resp.json()["error"]
+
+
+def test_body_over_1_mib_is_413(settings: Settings, local: Backend) -> None:
+    filler = "x" * 1000
+    events = [score_event(user_name=filler[:128], challenge_id=filler[:128]) for _ in range(400)]
+    body = json.dumps({"events": events}).encode()
+    body = body[:-2] + b" " * (settings.ingest_max_body + 1 - len(body)) + body[-2:]
+    assert len(body) > settings.ingest_max_body
+    with ingest(settings, local) as client:
+        resp = client.post(URL, content=body, headers={**HEADERS, "content-type": "application/json"})
+    assert resp.status_code == 413
+    assert stream_contents(local.stream) == []
+
+
+def test_chunked_body_over_1_mib_is_413(settings: Settings, local: Backend) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"events": ['
+        for _ in range(20):
+            yield b" " * 65_536
+        yield b"]}"
+
+    with ingest(settings, local) as client:
+        resp = client.post(URL, content=chunks(), headers={**HEADERS, "content-type": "application/json"})
+    assert resp.status_code == 413
+
+
+def test_more_than_500_events_is_413(settings: Settings, local: Backend) -> None:
+    events = [score_event(f"u{i}") for i in range(settings.ingest_max_events + 1)]
+    with ingest(settings, local) as client:
+        resp = client.post(URL, json={"events": events}, headers=HEADERS)
+    assert resp.status_code == 413
+    assert "500" in resp.json()["error"]
+    assert stream_contents(local.stream) == []
+
+
+def test_exactly_500_events_is_accepted(settings: Settings, local: Backend) -> None:
+    events = [score_event(f"u{i}") for i in range(settings.ingest_max_events)]
+    with ingest(settings, local) as client:
+        resp = client.post(URL, json={"events": events}, headers=HEADERS)
+    assert resp.status_code == 202
+    assert resp.json()["accepted"] == 500
+
+
+def test_gzip_bomb_is_413_without_inflating_it(settings: Settings, local: Backend) -> None:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    bomb = b"".join(packer.compress(zeros) for _ in range(50)) + packer.flush()  # 50 MiB of zeros
+    assert len(bomb) < settings.ingest_max_body
+    with ingest(settings, local) as client:
+        tracemalloc.start()
+        try:
+            resp = client.post(URL, content=bomb, headers={**HEADERS, "content-encoding": "gzip"})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert resp.status_code == 413
+    assert "decompressed" in resp.json()["error"]
+    assert peak < 16 * settings.ingest_max_body  # the 50 MiB were never materialized
+
+
+# --- failures of the stream and the DLQ ---------------------------------------------------------------------------
+
+
+def test_stream_down_events_go_to_the_dlq_and_the_client_gets_202(settings: Settings, local: Backend) -> None:
+    stream = DownStream()
+    events = [score_event(f"u{i}") for i in range(5)]
+    with ingest(settings, local, stream=stream) as client:
+        resp = client.post(URL, json={"events": events}, headers=HEADERS)
+    assert resp.status_code == 202
+    assert resp.json()["accepted"] == 5
+    assert len(stream.calls) >= 2  # retried before falling back
+    messages = local.dlq.receive(max_messages=10)
+    assert sorted(json.loads(m.body)["event_id"] for m in messages) == sorted(e["event_id"] for e in events)
+    assert all(json.loads(m.body)["app_id"] == "local" for m in messages)
+
+
+def test_only_records_that_failed_are_retried(settings: Settings, local: Backend) -> None:
+    class Throttled(FakeStream):
+        def fail(self, call: int, record: StreamRecord) -> bool:
+            return call == 1 and record.partition_key in {"u1", "u3"}
+
+    stream = Throttled()
+    events = [score_event(f"u{i}") for i in range(5)]
+    with ingest(settings, local, stream=stream, retry_seconds=5.0) as client:
+        resp = client.post(URL, json={"events": events}, headers=HEADERS)
+    assert resp.status_code == 202
+    assert [len(c) for c in stream.calls] == [5, 2]
+    assert sorted(r.partition_key for r in stream.calls[1]) == ["u1", "u3"]
+    stored = stream_contents(stream)
+    assert sorted(e["event_id"] for e in stored) == sorted(e["event_id"] for e in events)  # each exactly once
+    assert local.dlq.depth() == 0
+
+
+def test_records_that_keep_failing_go_to_the_dlq(settings: Settings, local: Backend) -> None:
+    class HotShard(FakeStream):
+        def fail(self, call: int, record: StreamRecord) -> bool:
+            return record.partition_key == "hot"
+
+    stream = HotShard()
+    events = [score_event("hot"), score_event("cool")]
+    with ingest(settings, local, stream=stream) as client:
+        resp = client.post(URL, json={"events": events}, headers=HEADERS)
+    assert resp.status_code == 202
+    assert [json.loads(r.data)["event_id"] for r in stream.stored] == [events[1]["event_id"]]
+    assert [json.loads(m.body)["event_id"] for m in local.dlq.receive()] == [events[0]["event_id"]]
+
+
+def test_stream_and_dlq_down_is_503_with_retry_after(settings: Settings, local: Backend) -> None:
+    dlq = DownQueue()
+    with ingest(settings, local, stream=DownStream(), dlq=dlq) as client:
+        resp = client.post(URL, json={"events": [score_event()]}, headers=HEADERS)
+    assert resp.status_code == 503
+    assert int(resp.headers["retry-after"]) >= 1
+    assert resp.headers["content-type"].startswith("application/json")
+    assert "unavailable" in resp.json()["error"]
+    assert "Traceback" not in resp.text and "ConnectionError" not in resp.text
+    assert dlq.sends == 1
+
+
+def test_concurrent_requests_share_put_records_calls(settings: Settings, local: Backend) -> None:
+    stream = FakeStream(delay=0.05)
+    threads, per_request = 20, 30
+    barrier = threading.Barrier(threads)
+    statuses: list[int] = []
+    sent: list[str] = []
+    lock = threading.Lock()
+    grouped = settings.with_overrides(ingest_linger_ms=20.0)
+    with ingest(grouped, local, stream=stream) as client:
+
+        def post(n: int) -> None:
+            events = [score_event(f"t{n}-{i}") for i in range(per_request)]
+            barrier.wait()
+            resp = client.post(URL, json={"events": events}, headers=HEADERS)
+            with lock:
+                statuses.append(resp.status_code)
+                sent.extend(e["event_id"] for e in events)
+
+        workers = [threading.Thread(target=post, args=(n,)) for n in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    assert statuses == [202] * threads
+    sizes = [len(c) for c in stream.calls]
+    assert sum(sizes) == threads * per_request
+    assert len(sizes) < threads
+    assert max(sizes) <= 500
+    assert sorted(json.loads(r.data)["event_id"] for r in stream.stored) == sorted(sent)
