@@ -1,0 +1,112 @@
+"""The Athena adapter: query in the workgroup, typed rows, pagination, failures with their reason.
+
+moto runs no SQL: results are queued through moto's backend, and a fake client stands in where moto cannot
+go (several result pages, a failed query)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from moto import mock_aws
+from moto.athena.models import QueryResults, athena_backends
+
+from streamboard.adapters.aws.clients import Clients
+from streamboard.adapters.aws.query import AthenaQueryEngine, convert
+from streamboard.errors import QueryFailed
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def athena(monkeypatch: pytest.MonkeyPatch) -> Iterator[AthenaQueryEngine]:
+    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(var, value)
+    with mock_aws():
+        clients = Clients("us-east-1")
+        clients("athena").create_work_group(
+            Name="streamboard", Configuration={"ResultConfiguration": {"OutputLocation": "s3://results/"}})
+        yield AthenaQueryEngine(clients, "streamboard", "streamboard")
+
+
+def _cell(v: str | None) -> dict[str, str]:
+    return {} if v is None else {"VarCharValue": v}
+
+
+def test_results_are_typed_and_the_header_row_is_skipped(athena: AthenaQueryEngine) -> None:
+    columns = [("scope", "varchar"), ("board_rank", "bigint"), ("as_of", "timestamp"), ("user_name", "varchar")]
+    rows = [[c for c, _ in columns], ["overall", "1", "2026-06-01 12:00:00.000", "Ann"],
+            ["overall", "2", "2026-06-01 12:00:00.000", None]]
+    backend = athena_backends["123456789012"]["us-east-1"]
+    backend.query_results_queue.append(QueryResults(
+        rows=[{"Data": [_cell(v) for v in r]} for r in rows],
+        column_info=[{"Name": n, "Type": t} for n, t in columns]))
+    qid = athena.start_query("SELECT * FROM leaderboards")
+    execution = athena.clients("athena").get_query_execution(QueryExecutionId=qid)["QueryExecution"]
+    assert execution["WorkGroup"] == "streamboard"
+    assert execution["QueryExecutionContext"]["Database"] == "streamboard"
+    assert athena.status(qid).state == "SUCCEEDED"
+    assert athena.results(qid) == [
+        {"scope": "overall", "board_rank": 1, "as_of": dt.datetime(2026, 6, 1, 12), "user_name": "Ann"},
+        {"scope": "overall", "board_rank": 2, "as_of": dt.datetime(2026, 6, 1, 12), "user_name": None},
+    ]
+
+
+@pytest.mark.parametrize(("value", "athena_type", "expected"), [
+    ("42", "bigint", 42), ("7", "integer", 7), ("2.5", "double", 2.5), ("true", "boolean", True),
+    ("1.10", "decimal(10,2)", decimal.Decimal("1.10")), ("2026-01-02", "date", dt.date(2026, 1, 2)),
+    ("2026-01-02 03:04:05.678", "timestamp", dt.datetime(2026, 1, 2, 3, 4, 5, 678000)),
+    ("2026-01-02 03:04:05.000 UTC", "timestamp with time zone", dt.datetime(2026, 1, 2, 3, 4, 5)),
+    ("x", "varchar", "x"), (None, "bigint", None), ('{"a":1}', "json", '{"a":1}'),
+])
+def test_cells_convert_by_column_type(value: str | None, athena_type: str, expected: Any) -> None:
+    assert convert(value, athena_type) == expected
+
+
+class _PagedAthena:
+    """get_query_results in pages of two rows, as Athena pages large results."""
+
+    def __init__(self, state: str = "SUCCEEDED", reason: str | None = None, rows: int = 5) -> None:
+        self.state, self.reason = state, reason
+        self.rows = [["n"]] + [[str(i)] for i in range(rows)]
+        self.tokens: list[str | None] = []
+
+    def get_query_execution(self, QueryExecutionId: str) -> dict[str, Any]:  # noqa: N803
+        status = {"State": self.state}
+        if self.reason:
+            status["StateChangeReason"] = self.reason
+        return {"QueryExecution": {"Status": status}}
+
+    def get_query_results(self, QueryExecutionId: str, MaxResults: int, NextToken: str | None = None  # noqa: N803
+                          ) -> dict[str, Any]:
+        self.tokens.append(NextToken)
+        start = int(NextToken or 0)
+        page = self.rows[start:start + 2]
+        out: dict[str, Any] = {"ResultSet": {"Rows": [{"Data": [{"VarCharValue": v} for v in r]} for r in page],
+                                             "ResultSetMetadata": {"ColumnInfo": [{"Name": "n", "Type": "bigint"}]}}}
+        if start + 2 < len(self.rows):
+            out["NextToken"] = str(start + 2)
+        return out
+
+
+def _engine(fake: Any) -> AthenaQueryEngine:
+    clients = Clients("us-east-1")
+    clients._clients["athena"] = fake
+    return AthenaQueryEngine(clients, "streamboard", "streamboard")
+
+
+def test_results_follow_every_page() -> None:
+    fake = _PagedAthena(rows=5)
+    assert _engine(fake).results("q") == [{"n": i} for i in range(5)]
+    assert fake.tokens == [None, "2", "4"]
+
+
+def test_a_failed_query_raises_with_athenas_reason() -> None:
+    engine = _engine(_PagedAthena(state="FAILED", reason="TABLE_NOT_FOUND: line 1:15: Table 'x' does not exist"))
+    assert engine.status("q").reason is not None
+    with pytest.raises(QueryFailed, match="TABLE_NOT_FOUND"):
+        engine.results("q")
