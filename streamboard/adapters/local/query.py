@@ -53,9 +53,13 @@ class LocalQueryEngine:
         """A fresh database with every catalog table and view defined."""
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone='UTC'")
-        for table in self.catalog.table_names():
+        available = set(self.catalog.table_names())
+        for table in available:
             con.execute(self._table_view(table))
         for view in load_views(self.sql_dir):
+            if not view.depends_on <= available:
+                continue  # a table it reads is not in the catalog (yet): the view cannot exist either
+            available.add(view.name)
             sql = self.view_overrides.get(view.name, view.sql)
             try:
                 con.execute(f"CREATE OR REPLACE VIEW {_quote(view.name)} AS {to_duckdb(sql)}")
