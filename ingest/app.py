@@ -23,16 +23,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ingest.batcher import GroupCommitter
+from ingest.limits import RateLimiter
+from ingest.metrics import Metrics
 from streamboard.badevents import keep_bad_events
 from streamboard.errors import (
     BadRequest,
     PayloadTooLarge,
     RateLimited,
+    RequestTimeout,
     StreamboardError,
     Unauthorized,
     Unavailable,
     http_status,
 )
+from streamboard.overflow import overflow_pointer
 from streamboard.ports import App, AppRegistry, DeadLetterQueue, EventStream, Lake, StreamRecord
 from streamboard.registry import REGISTRY, InvalidEvent, Registry
 from streamboard.settings import Settings
@@ -121,7 +125,11 @@ def _events_of(body: bytes, max_events: int) -> list[Any]:
 
 
 def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGISTRY) -> Starlette:
-    committer = GroupCommitter(sinks.stream, sinks.dlq, linger_ms=settings.ingest_linger_ms)
+    metrics = Metrics("ingest")
+    committer = GroupCommitter(sinks.stream, sinks.dlq, linger_ms=settings.ingest_linger_ms,
+                               max_pending=settings.ingest_max_pending, oversize=overflow_pointer(sinks.lake),
+                               metrics=metrics)
+    limiter = RateLimiter(settings.rate_limit_events_per_s, settings.rate_limit_burst)
     auth = _AuthCache(sinks.apps)
     max_future = dt.timedelta(seconds=settings.max_future_seconds)
 
@@ -132,8 +140,18 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
         app = auth.get(key)
         if app is None:
             raise Unauthorized("unknown API key")
-        body = await _read_body(request, settings.ingest_max_body)
+        try:
+            body = await asyncio.wait_for(_read_body(request, settings.ingest_max_body),
+                                          settings.ingest_request_timeout_s)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body did not arrive within {settings.ingest_request_timeout_s:g} s") from None
         events = _events_of(body, settings.ingest_max_events)
+        try:
+            limiter.check(app.app_id, len(events))
+        except RateLimited:
+            metrics.add("Throttled")
+            raise
         now = dt.datetime.now(dt.UTC)
         accepted: list[StreamRecord] = []
         rejected: list[dict[str, Any]] = []
@@ -153,7 +171,14 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
                 log.error("bad-events sink failed: %s", exc)
                 raise Unavailable("cannot keep the rejected events right now; nothing was accepted, retry later",
                                   2.0) from exc
-        await committer.submit(accepted)
+        try:
+            await asyncio.wait_for(committer.submit(accepted), settings.ingest_request_timeout_s)
+        except TimeoutError:
+            # Not acknowledged: the client retries with the same event_ids, and dedupe counts each once.
+            raise Unavailable("writing the events took too long; retry with the same event_ids", 2.0) from None
+        metrics.add("Requests")
+        metrics.add("EventsAccepted", len(accepted))
+        metrics.add("EventsRejected", len(rejected))
         return JSONResponse({"accepted": len(accepted), "rejected": rejected}, status_code=202)
 
     async def healthz(request: Request) -> Response:
@@ -178,10 +203,20 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await committer.start()
+        reporter = asyncio.create_task(_report(), name="metrics")
         try:
             yield
         finally:
             await committer.stop()  # flush: nothing submitted is left unwritten
+            reporter.cancel()
+            metrics.flush()
+
+    async def _report() -> None:
+        while True:
+            await asyncio.sleep(10)
+            metrics.observe("BufferDepth", committer.pending)
+            metrics.add("BreakerOpen", 1 if committer.breaker.state != "closed" else 0)
+            metrics.flush()
 
     app = Starlette(
         routes=[

@@ -15,9 +15,10 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from ingest.metrics import Metrics
 from streamboard.errors import Unavailable
 from streamboard.ports import DeadLetterQueue, EventStream, StreamRecord
 
@@ -25,6 +26,7 @@ log = logging.getLogger("streamboard.ingest")
 
 MAX_RECORDS = 500
 MAX_BYTES = 5 * 1024 * 1024
+MAX_QUEUE_MESSAGE = 256 * 1024  # SQS's message limit
 
 
 @dataclass
@@ -34,6 +36,33 @@ class _Pending:
     future: asyncio.Future[None]
 
 
+class CircuitBreaker:
+    """Stops hammering a failing stream: after ``threshold`` failed calls in a row it opens for ``cooldown``
+    seconds (records go straight to the dead-letter queue), then lets one batch probe the stream."""
+
+    def __init__(self, threshold: int = 3, cooldown: float = 5.0) -> None:
+        self.threshold, self.cooldown = threshold, cooldown
+        self.failures = 0
+        self.opened_at: float | None = None
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "open" if time.monotonic() - self.opened_at < self.cooldown else "half-open"
+
+    def allow(self) -> bool:
+        return self.state != "open"
+
+    def record(self, ok: bool) -> None:
+        if ok:
+            self.failures, self.opened_at = 0, None
+            return
+        self.failures += 1
+        if self.failures >= self.threshold or self.opened_at is not None:
+            self.opened_at = time.monotonic()  # (re)open; a failed probe starts a new cool-down
+
+
 @dataclass
 class CommitStats:
     batches: int = 0
@@ -41,7 +70,7 @@ class CommitStats:
     retried: int = 0
     to_dlq: int = 0
     failed_requests: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
+    rejected_busy: int = 0
 
 
 class GroupCommitter:
@@ -54,6 +83,10 @@ class GroupCommitter:
         max_records: int = MAX_RECORDS,
         max_bytes: int = MAX_BYTES,
         retry_seconds: float = 2.0,
+        max_pending: int = 50_000,
+        breaker: CircuitBreaker | None = None,
+        oversize: Callable[[bytes], bytes] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.stream = stream
         self.dlq = dlq
@@ -61,6 +94,12 @@ class GroupCommitter:
         self.max_records = max_records
         self.max_bytes = max_bytes
         self.retry_seconds = retry_seconds
+        self.max_pending = max_pending
+        self.breaker = breaker or CircuitBreaker()
+        # Turns a record too large for the queue into a small pointer message (the record kept elsewhere).
+        self.oversize = oversize
+        self.pending = 0
+        self.metrics = metrics or Metrics()
         self.stats = CommitStats()
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -85,9 +124,17 @@ class GroupCommitter:
             return
         if self._queue is None:
             raise Unavailable("the ingest service is not started")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(records, sum(len(r.data) for r in records), fut))
-        await fut
+        if self.pending + len(records) > self.max_pending:
+            self.stats.rejected_busy += 1
+            raise Unavailable(f"ingest is at capacity ({self.pending} events waiting to be written); retry shortly",
+                              1.0)
+        self.pending += len(records)
+        try:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            await self._queue.put(_Pending(records, sum(len(r.data) for r in records), fut))
+            await fut
+        finally:
+            self.pending -= len(records)
 
     async def _run(self) -> None:
         assert self._queue is not None
@@ -134,15 +181,21 @@ class GroupCommitter:
         """One PutRecords; retry only the failed records until ``retry_seconds``; then the DLQ."""
         self.stats.batches += 1
         self.stats.records += len(records)
-        self.stats.batch_sizes.append(len(records))
+        self.metrics.observe("BatchSize", len(records))
         pending = records
         deadline = time.monotonic() + self.retry_seconds
         attempt = 0
-        while pending:
+        while pending and self.breaker.allow():
             try:
+                started = time.perf_counter()
                 results = self.stream.put_records(pending)
-                pending = [r for r, res in zip(pending, results, strict=True) if not res.ok]
+                self.metrics.observe("PutRecordsLatency", (time.perf_counter() - started) * 1000)
+                still = [r for r, res in zip(pending, results, strict=True) if not res.ok]
+                self.metrics.add("PutRecordsFailedRecords", len(still))
+                self.breaker.record(len(still) < len(pending))  # progress counts as a working stream
+                pending = still
             except Exception as exc:  # noqa: BLE001 - the stream failed as a whole; retry or fall back
+                self.breaker.record(False)
                 log.warning("put_records failed (%d records): %s", len(pending), exc)
             if not pending:
                 return
@@ -152,10 +205,14 @@ class GroupCommitter:
             if time.monotonic() + delay > deadline:
                 break
             time.sleep(delay)
-        log.warning("%d records go to the dead-letter queue", len(pending))
+        log.warning("%d records go to the dead-letter queue (breaker %s)", len(pending), self.breaker.state)
         try:
-            self.dlq.send([r.data for r in pending])
+            bodies = [r.data for r in pending]
+            if self.oversize is not None:
+                bodies = [self.oversize(b) if len(b) > MAX_QUEUE_MESSAGE else b for b in bodies]
+            self.dlq.send(bodies)
         except Exception as exc:
             raise Unavailable("the event stream and the dead-letter queue are both unavailable; retry later",
                               2.0) from exc
         self.stats.to_dlq += len(pending)
+        self.metrics.add("DlqFallbacks", len(pending))

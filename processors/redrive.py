@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streamboard.backend import Backend
+from streamboard.overflow import POINTER_KEY
 from streamboard.ports import StreamRecord
 
 log = logging.getLogger("streamboard.redrive")
@@ -29,8 +30,12 @@ def redrive(backend: Backend, max_messages: int | None = None,
         records, receipts, bad = [], [], []
         for m in messages:
             try:
-                event = json.loads(m.body)
-                records.append(StreamRecord(str(event["user_id"]), m.body))
+                body = m.body
+                event = json.loads(body)
+                if POINTER_KEY in event:  # a record too large for the queue, kept in the lake
+                    body = backend.lake.get_object(event[POINTER_KEY])
+                    event = json.loads(body)
+                records.append(StreamRecord(str(event["user_id"]), body))
                 receipts.append(m.receipt)
             except (ValueError, KeyError, TypeError):
                 bad.append(m)

@@ -25,6 +25,10 @@ class NotFound(StreamboardError):
     status = 404
 
 
+class RequestTimeout(StreamboardError):
+    status = 408
+
+
 class PayloadTooLarge(StreamboardError):
     status = 413
 

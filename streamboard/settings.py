@@ -29,6 +29,11 @@ ENV_REFRESH_SECONDS = "STREAMBOARD_REFRESH_SECONDS"
 ENV_CRAWL_SECONDS = "STREAMBOARD_CRAWL_SECONDS"
 ENV_MAX_FUTURE_SECONDS = "STREAMBOARD_MAX_FUTURE_SECONDS"
 ENV_LINGER_MS = "STREAMBOARD_INGEST_LINGER_MS"
+ENV_RATE_LIMIT = "STREAMBOARD_RATE_LIMIT_EVENTS_PER_S"
+ENV_RATE_BURST = "STREAMBOARD_RATE_LIMIT_BURST"
+ENV_MAX_PENDING = "STREAMBOARD_INGEST_MAX_PENDING"
+ENV_REQUEST_TIMEOUT = "STREAMBOARD_INGEST_REQUEST_TIMEOUT_S"
+ENV_FAULT_FILE = "STREAMBOARD_FAULT_FILE"
 
 # The aws backend: resource names, set by the CDK on AWS (or by `streamboard up --backend aws`).
 ENV_REGION = "AWS_REGION"
@@ -76,6 +81,11 @@ class Settings:
     ingest_linger_ms: float = 2.0
     ingest_max_body: int = 1 << 20
     ingest_max_events: int = 500
+    rate_limit_events_per_s: float = 50_000.0  # per app; 0 means unlimited
+    rate_limit_burst: float = 100_000.0
+    ingest_max_pending: int = 50_000  # events waiting for the stream before new requests get 503
+    ingest_request_timeout_s: float = 20.0
+    fault_file: Path | None = None  # fault injection, for tests and drills only
     # aws backend
     region: str = "us-east-1"
     endpoint_url: str | None = None
@@ -130,6 +140,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         refresh_seconds=_num(env, ENV_REFRESH_SECONDS, d.refresh_seconds),
         max_future_seconds=_num(env, ENV_MAX_FUTURE_SECONDS, d.max_future_seconds),
         ingest_linger_ms=_num(env, ENV_LINGER_MS, d.ingest_linger_ms),
+        rate_limit_events_per_s=_num(env, ENV_RATE_LIMIT, d.rate_limit_events_per_s),
+        rate_limit_burst=_num(env, ENV_RATE_BURST, d.rate_limit_burst),
+        ingest_max_pending=int(_num(env, ENV_MAX_PENDING, d.ingest_max_pending, int)),
+        ingest_request_timeout_s=_num(env, ENV_REQUEST_TIMEOUT, d.ingest_request_timeout_s),
+        fault_file=Path(env[ENV_FAULT_FILE]) if env.get(ENV_FAULT_FILE) else None,
         region=env.get(ENV_REGION) or env.get("AWS_DEFAULT_REGION") or d.region,
         endpoint_url=env.get(ENV_ENDPOINT_URL) or None,
         stream_name=env.get(ENV_STREAM_NAME, d.stream_name),

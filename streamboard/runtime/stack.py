@@ -248,6 +248,13 @@ class LocalStack:
     async def serve(self) -> None:
         backend = self.backend
         sinks = IngestSinks(backend.stream, backend.dlq, backend.apps, backend.lake)
+        if self.settings.fault_file is not None:
+            from streamboard.faults import FaultPlan, FaultyQueue, FaultyStream
+
+            log.warning("fault injection is ON, driven by %s", self.settings.fault_file)
+            plan = FaultPlan(self.settings.fault_file)
+            sinks = IngestSinks(FaultyStream(backend.stream, plan), FaultyQueue(backend.dlq, plan), backend.apps,
+                                backend.lake)
         ingest = _quiet_server(create_app(self.settings, sinks, backend.registry), self.settings.host,
                                self.settings.ingest_port)
         api = _quiet_server(read_api_app(backend), self.settings.host, self.settings.api_port)

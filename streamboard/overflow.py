@@ -1,0 +1,23 @@
+"""Records too large for the dead-letter queue (SQS: 256 KiB) are kept in the lake; the queue gets a pointer."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+
+from streamboard.ports import Lake
+
+OVERFLOW_PREFIX = "dlq-overflow"
+POINTER_KEY = "streamboard_overflow_key"
+
+
+def overflow_pointer(lake: Lake) -> Callable[[bytes], bytes]:
+    """A function that stores a record in the lake and returns the small message that points to it."""
+
+    def keep(body: bytes) -> bytes:
+        key = f"{OVERFLOW_PREFIX}/{uuid.uuid4()}.json"
+        lake.put_object(key, body)
+        return json.dumps({POINTER_KEY: key}).encode()
+
+    return keep
