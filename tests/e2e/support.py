@@ -64,8 +64,10 @@ def http_client() -> httpx.Client:
 class StackProcess:
     """``streamboard up --data-dir D --ingest-port P --api-port Q [extra]`` as a child process."""
 
-    def __init__(self, data_dir: Path, log_path: Path, extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.data_dir, self.log_path, self.extra = data_dir, log_path, extra
+        self.env = env or {}
         self.ingest_port, self.api_port = two_free_ports()
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -83,7 +85,7 @@ class StackProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamboard.cli", "up", "--data-dir", str(self.data_dir),
              "--ingest-port", str(self.ingest_port), "--api-port", str(self.api_port), *self.extra],
-            cwd=REPO, env=cli_env(), stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=REPO, env={**cli_env(), **self.env}, stdout=self._log, stderr=subprocess.STDOUT,
         )
         return self
 

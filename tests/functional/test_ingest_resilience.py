@@ -1,0 +1,101 @@
+"""Ingest's protections: rate limits (429), a bounded buffer (503), slow bodies (408), records too large for
+the dead-letter queue (kept in the lake behind a pointer, followed by redrive)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import json
+import time
+from typing import Any
+
+from processors.redrive import redrive
+from streamboard.backend import Backend
+from streamboard.ports import PutResult, StreamRecord
+from streamboard.settings import Settings
+from tests.functional.test_ingest_api import KEY, FakeStream, ingest, score_event, stream_contents
+from tests.functional.test_ingest_api import local as local  # noqa: F401 - the fixture
+
+
+def _events(n: int) -> list[dict[str, Any]]:
+    return [score_event(user=f"u{i}") for i in range(n)]
+
+
+def test_over_the_rate_limit_is_429_with_retry_after_and_nothing_written(settings: Settings, local: Backend) -> None:
+    limited = dataclasses.replace(settings, rate_limit_events_per_s=50, rate_limit_burst=100)
+    with ingest(limited, local) as client:
+        first = client.post("/v1/events", json={"events": _events(100)}, headers={"x-api-key": KEY})
+        second = client.post("/v1/events", json={"events": _events(60)}, headers={"x-api-key": KEY})
+    assert first.status_code == 202
+    assert second.status_code == 429 and int(second.headers["retry-after"]) >= 1
+    assert "rate limit" in second.json()["error"]
+    assert len(stream_contents(local.stream)) == 100
+
+
+def test_a_full_buffer_answers_503_instead_of_growing(settings: Settings, local: Backend) -> None:
+    small = dataclasses.replace(settings, ingest_max_pending=150)
+    slow = FakeStream(delay=0.5)
+    with ingest(small, local, stream=slow) as client, concurrent.futures.ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(client.post, "/v1/events", json={"events": _events(100)}, headers={"x-api-key": KEY})
+                   for _ in range(6)]
+        codes = sorted(f.result().status_code for f in futures)
+        busy = [f.result() for f in futures if f.result().status_code == 503]
+    assert 202 in codes and 503 in codes, codes
+    assert all(int(r.headers["retry-after"]) >= 1 and "capacity" in r.json()["error"] for r in busy)
+    assert len(slow.stored) == 100 * codes.count(202)  # what was refused was never written
+
+
+def test_a_slow_body_times_out_with_408(settings: Settings, local: Backend) -> None:
+    from ingest.app import IngestSinks, create_app
+
+    quick = dataclasses.replace(settings, ingest_request_timeout_s=0.2)
+    app = create_app(quick, IngestSinks(local.stream, local.dlq, local.apps, local.lake))
+    sent: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(5)  # the client never sends its body
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/events", "raw_path": b"/v1/events",
+                 "query_string": b"", "headers": [(b"x-api-key", KEY.encode())], "http_version": "1.1",
+                 "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": ""}
+        await app(scope, receive, send)
+
+    started = time.monotonic()
+    asyncio.run(run())
+    assert time.monotonic() - started < 3
+    assert sent[0]["status"] == 408
+    assert "did not arrive" in json.loads(sent[1]["body"])["error"]
+
+
+class _DownStream(FakeStream):
+    def put_records(self, records: Any) -> list[PutResult]:
+        raise ConnectionError("down")
+
+
+def test_records_too_large_for_the_queue_are_kept_in_the_lake_and_redriven(local: Backend) -> None:
+    from ingest.batcher import GroupCommitter
+    from streamboard.overflow import overflow_pointer
+
+    big = json.dumps({"event_id": "e-big", "user_id": "u1", "blob": "x" * 300_000}).encode()
+    small = json.dumps({"event_id": "e-small", "user_id": "u2"}).encode()
+    committer = GroupCommitter(_DownStream(), local.dlq, retry_seconds=0.01, oversize=overflow_pointer(local.lake))
+
+    async def run() -> None:
+        await committer.start()
+        await committer.submit([StreamRecord("u1", big), StreamRecord("u2", small)])
+        await committer.stop()
+
+    asyncio.run(run())
+    assert local.dlq.depth() == 2
+    assert len(local.lake.list_keys("dlq-overflow/")) == 1
+    summary = redrive(local)
+    assert summary == {"redriven": 2, "unreadable": 0, "failed": 0, "remaining": 0}
+    in_stream = {json.loads(r.data)["event_id"]: r.data for s in local.stream.shard_ids()
+                 for r in local.stream.read(s, None, 100)}
+    assert in_stream == {"e-big": big, "e-small": small}

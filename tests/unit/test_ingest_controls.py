@@ -1,0 +1,100 @@
+"""Rate limits, the circuit breaker, EMF metrics and the fault plan, on their own."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from ingest.batcher import CircuitBreaker
+from ingest.limits import RateLimiter, TokenBucket
+from ingest.metrics import Metrics
+from streamboard.errors import RateLimited
+from streamboard.faults import FaultPlan, FaultyStream
+from streamboard.ports import PutResult, ReadRecord, StreamRecord
+
+
+def test_token_bucket_grants_the_burst_then_refills_at_the_rate() -> None:
+    bucket = TokenBucket(rate=100, burst=50)
+    assert bucket.take(50) == 0
+    wait = bucket.take(10)
+    assert 0.05 <= wait <= 0.11  # ten tokens at 100/s
+    time.sleep(0.12)
+    assert bucket.take(10) == 0
+
+
+def test_rate_limiter_is_per_app_and_says_when_to_retry() -> None:
+    limiter = RateLimiter(events_per_second=10, burst=20)
+    limiter.check("a", 20)
+    with pytest.raises(RateLimited) as err:
+        limiter.check("a", 5)
+    assert err.value.retry_after >= 1 and "rate limit" in str(err.value)
+    limiter.check("b", 20)  # another app has its own bucket
+    RateLimiter(0, 0).check("a", 10**9)  # 0 = unlimited
+
+
+def test_breaker_opens_after_repeated_failures_and_probes_after_the_cooldown() -> None:
+    breaker = CircuitBreaker(threshold=2, cooldown=0.05)
+    breaker.record(False)
+    assert breaker.state == "closed" and breaker.allow()
+    breaker.record(False)
+    assert breaker.state == "open" and not breaker.allow()
+    time.sleep(0.06)
+    assert breaker.state == "half-open" and breaker.allow()
+    breaker.record(False)  # the probe failed: open again
+    assert breaker.state == "open"
+    time.sleep(0.06)
+    breaker.record(True)
+    assert breaker.state == "closed"
+
+
+def test_metrics_are_embedded_metric_format() -> None:
+    m = Metrics("ingest")
+    assert m.emf() is None
+    m.add("EventsAccepted", 3)
+    m.add("EventsAccepted", 2)
+    m.observe("PutRecordsLatency", 4.5)
+    doc = m.emf()
+    assert doc is not None and doc["EventsAccepted"] == 5 and doc["PutRecordsLatency"] == [4.5]
+    meta = doc["_aws"]["CloudWatchMetrics"][0]
+    assert meta["Namespace"] == "Streamboard" and meta["Dimensions"] == [["Service"]]
+    assert {"Name": "PutRecordsLatency", "Unit": "Milliseconds"} in meta["Metrics"]
+    assert m.emf() is None  # reset after each document
+
+
+class _Stream:
+    def __init__(self) -> None:
+        self.got: list[StreamRecord] = []
+
+    def put_records(self, records: list[StreamRecord]) -> list[PutResult]:
+        self.got.extend(records)
+        return [PutResult("shardId-0", str(len(self.got))) for _ in records]
+
+    def shard_ids(self) -> list[str]:
+        return []
+
+    def read(self, shard_id: str, after: str | None, limit: int) -> list[ReadRecord]:
+        return []
+
+    def latest(self, shard_id: str) -> str | None:
+        return None
+
+
+def test_fault_plan_switches_while_running(tmp_path: Path) -> None:
+    plan_file = tmp_path / "faults.json"
+    inner = _Stream()
+    stream = FaultyStream(inner, FaultPlan(plan_file))
+    records = [StreamRecord(str(i), b"x") for i in range(200)]
+    assert all(r.ok for r in stream.put_records(records))  # no file: no faults
+    plan_file.write_text(json.dumps({"stream_throttle": 0.5}))
+    results = stream.put_records(records)
+    failed = sum(not r.ok for r in results)
+    assert 60 < failed < 140 and len(inner.got) == 200 + 200 - failed
+    time.sleep(0.01)
+    plan_file.write_text(json.dumps({"stream_down": True}))
+    os.utime(plan_file, (time.time() + 1, time.time() + 1))  # a new mtime even on coarse clocks
+    with pytest.raises(ConnectionError):
+        stream.put_records(records)
