@@ -1,0 +1,214 @@
+"""Ingest benchmark: our ingest service against a ceiling measured in the same run.
+
+Two servers, one at a time, on 127.0.0.1 with the same server (uvicorn) and worker count (1):
+  full: the ingest app (auth, body limits, per-event validation, group commit) with a null stream sink;
+  bare: an endpoint that only reads and JSON-decodes the body.
+For batched requests (100 events) and single-event requests it measures, with a closed loop of concurrent
+keep-alive connections, the peak events/s (and requests/s) and p50/p99 latency; then, with an open loop at
+70% of our peak, the p99 latency (measured from each request's scheduled send time, so queueing counts).
+
+Results go to bench/results/ingest.json and bench/results/ingest.md. Usage: python -m bench.ingest
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+KEY = "bench-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _event(i: int) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=i % 600)
+    return {"event_id": str(uuid.uuid4()), "event_type": "score", "user_id": f"user-{i % 5000}",
+            "ts": now.isoformat(), "category": ("arcade", "puzzle", "racing")[i % 3], "points": 1 + i % 1000,
+            "user_name": f"Player {i % 5000}"}
+
+
+def build_requests(port: int, batch: int, count: int = 200) -> list[bytes]:
+    """``count`` distinct raw HTTP/1.1 requests of ``batch`` events each (single events are posted bare)."""
+    out = []
+    for r in range(count):
+        events = [_event(r * batch + i) for i in range(batch)]
+        body = json.dumps({"events": events} if batch > 1 else events[0]).encode()
+        head = (f"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                f"x-api-key: {KEY}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        out.append(head + body)
+    return out
+
+
+async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: bytes) -> None:
+    writer.write(req)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    await reader.readexactly(length)
+    if status != 202:
+        raise RuntimeError(f"the server answered {status}")
+
+
+async def closed_loop(port: int, requests: list[bytes], connections: int, seconds: float) -> dict[str, float]:
+    """Every connection sends its next request as soon as the previous answer is in."""
+    latencies: list[float] = []
+    done = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker(offset: int) -> None:
+        nonlocal done
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = offset
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            await _one(reader, writer, requests[i % len(requests)])
+            latencies.append(time.perf_counter() - t0)
+            done += 1
+            i += connections
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in range(connections)))
+    elapsed = time.perf_counter() - started
+    return _summary(done / elapsed, latencies)
+
+
+async def open_loop(port: int, requests: list[bytes], rate: float, seconds: float, connections: int
+                    ) -> dict[str, float]:
+    """Requests are scheduled at a fixed rate over a pool of connections; latency counts from the schedule."""
+    latencies: list[float] = []
+    total = int(rate * seconds)
+    started = time.perf_counter()
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(total):
+        queue.put_nowait(n)
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while True:
+            try:
+                n = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            scheduled = started + n / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await _one(reader, writer, requests[n % len(requests)])
+            latencies.append(time.perf_counter() - scheduled)
+        writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    return _summary(total / elapsed, latencies)
+
+
+def _summary(rps: float, latencies: list[float]) -> dict[str, float]:
+    qs = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [0.0] * 99
+    return {"requests_per_s": round(rps, 1), "p50_ms": round(qs[49] * 1000, 2), "p99_ms": round(qs[98] * 1000, 2),
+            "requests": len(latencies)}
+
+
+class Server:
+    def __init__(self, mode: str) -> None:
+        self.mode, self.port = mode, free_port()
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.ingest_server", "--mode", mode,
+                                      "--port", str(self.port)], cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.post(f"http://127.0.0.1:{self.port}/v1/events", content=b"{}", timeout=1, trust_env=False)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"the {mode} server did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def run(seconds: float, connections: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for label, batch in (("batched_100", 100), ("single_event", 1)):
+        per_mode: dict[str, Any] = {}
+        for mode in ("bare", "full"):
+            server = Server(mode)
+            try:
+                reqs = build_requests(server.port, batch)
+                asyncio.run(closed_loop(server.port, reqs, connections, 1.0))  # warm-up
+                peak = asyncio.run(closed_loop(server.port, reqs, connections, seconds))
+                entry: dict[str, Any] = {"peak": peak, "events_per_s": round(peak["requests_per_s"] * batch, 1)}
+                if mode == "full":
+                    rate = 0.7 * peak["requests_per_s"]
+                    entry["at_70pct"] = {"offered_requests_per_s": round(rate, 1),
+                                         **asyncio.run(open_loop(server.port, reqs, rate, seconds, connections))}
+                per_mode[mode] = entry
+            finally:
+                server.stop()
+        per_mode["ratio_events_per_s"] = round(per_mode["full"]["events_per_s"] / per_mode["bare"]["events_per_s"], 3)
+        results[label] = per_mode
+    return results
+
+
+def write(results: dict[str, Any], seconds: float, connections: int) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    doc = {"measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+           "method": {"seconds_per_point": seconds, "connections": connections, "server": "uvicorn, 1 worker",
+                      "client": "asyncio keep-alive connections in one process on the same machine"},
+           "results": results}
+    (RESULTS / "ingest.json").write_text(json.dumps(doc, indent=2) + "\n")
+    lines = ["# Ingest benchmark", "", f"Measured {doc['measured_at']} on {os.cpu_count()} CPUs "
+             f"({seconds:g} s per point, {connections} connections). Ceiling = bare endpoint (read + decode only), "
+             "same server and worker count, same run.", "",
+             "| requests | bare events/s | ours events/s | ratio | ours p50 / p99 at peak | ours p99 at 70% |",
+             "|---|---|---|---|---|---|"]
+    for label, r in results.items():
+        lines.append(f"| {label} | {r['bare']['events_per_s']:,.0f} | {r['full']['events_per_s']:,.0f} | "
+                     f"{r['ratio_events_per_s']:.2f} | {r['full']['peak']['p50_ms']} / {r['full']['peak']['p99_ms']} ms"
+                     f" | {r['full']['at_70pct']['p99_ms']} ms |")
+    (RESULTS / "ingest.md").write_text("\n".join(lines) + "\n")
+    return RESULTS / "ingest.md"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=5.0, help="seconds per measurement (default 5)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
+    args = p.parse_args()
+    results = run(args.seconds, args.connections)
+    path = write(results, args.seconds, args.connections)
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()
