@@ -38,7 +38,7 @@ from streamboard.errors import (
 )
 from streamboard.overflow import overflow_pointer
 from streamboard.ports import App, AppRegistry, DeadLetterQueue, EventStream, Lake, StreamRecord
-from streamboard.registry import REGISTRY, InvalidEvent, Registry
+from streamboard.registry import REGISTRY, InvalidEvent, Registry, format_ts
 from streamboard.settings import Settings
 
 log = logging.getLogger("streamboard.ingest")
@@ -141,24 +141,31 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
         if app is None:
             raise Unauthorized("unknown API key")
         try:
-            body = await asyncio.wait_for(_read_body(request, settings.ingest_max_body),
-                                          settings.ingest_request_timeout_s)
+            async with asyncio.timeout(settings.ingest_request_timeout_s):
+                body = await _read_body(request, settings.ingest_max_body)
         except TimeoutError:
             raise RequestTimeout(
                 f"the request body did not arrive within {settings.ingest_request_timeout_s:g} s") from None
-        events = _events_of(body, settings.ingest_max_events)
-        try:
-            limiter.check(app.app_id, len(events))
-        except RateLimited:
-            metrics.add("Throttled")
-            raise
         now = dt.datetime.now(dt.UTC)
+        now_text = format_ts(now)
         accepted: list[StreamRecord] = []
         rejected: list[dict[str, Any]] = []
         bad: list[tuple[Any, str]] = []
+        # Fast path: a batch whose every event is valid, validated in one pass.
+        fast = registry.validate_batch(body, app_id=app.app_id, received_at=now, received_at_text=now_text,
+                                       max_future=max_future, max_events=settings.ingest_max_events)
+        events: list[Any] = [] if fast is not None else _events_of(body, settings.ingest_max_events)
+        try:
+            limiter.check(app.app_id, len(fast) if fast is not None else len(events))
+        except RateLimited:
+            metrics.add("Throttled")
+            raise
+        if fast is not None:
+            accepted = [StreamRecord(key, data) for key, data in fast]
         for i, raw in enumerate(events):
             try:
-                event = registry.validate(raw, app_id=app.app_id, received_at=now, max_future=max_future)
+                event = registry.validate(raw, app_id=app.app_id, received_at=now, max_future=max_future,
+                                          received_at_text=now_text)
             except InvalidEvent as exc:
                 rejected.append({"index": i, "error": str(exc)})
                 bad.append((raw, str(exc)))
@@ -172,7 +179,8 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
                 raise Unavailable("cannot keep the rejected events right now; nothing was accepted, retry later",
                                   2.0) from exc
         try:
-            await asyncio.wait_for(committer.submit(accepted), settings.ingest_request_timeout_s)
+            async with asyncio.timeout(settings.ingest_request_timeout_s):
+                await committer.submit(accepted)
         except TimeoutError:
             # Not acknowledged: the client retries with the same event_ids, and dedupe counts each once.
             raise Unavailable("writing the events took too long; retry with the same event_ids", 2.0) from None
