@@ -3,12 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install demo test lint typecheck unit functional e2e clean
+.PHONY: install tools demo test lint typecheck unit functional e2e infra-test synth bench clean
+
+# Node runs the CDK's jsii runtime (CDK synth in the tests); install it from Debian if the machine lacks it.
+tools:
+	@command -v node >/dev/null 2>&1 || { echo "installing Node.js (for CDK synth)"; \
+	  (apt-get update -qq && apt-get install -y -qq nodejs >/dev/null) || \
+	  { echo "Node.js is required for the CDK tests: install nodejs"; exit 1; }; }
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,infra]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,7 +29,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy streamboard ingest processors glue
 
-test: install lint typecheck
+test: install tools lint typecheck
 	$(BIN)/pytest -q
 
 unit: install
@@ -34,5 +41,15 @@ functional: install
 e2e: install
 	$(BIN)/pytest -q tests/e2e
 
+infra-test: install tools
+	$(BIN)/pytest -q tests/infra
+
+# Writes cdk.out/ offline: no Docker, no network, no credentials.
+synth: install tools
+	$(BIN)/python infra/app.py
+
+bench: install
+	$(BIN)/python -m bench.ingest
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data cdk.out

@@ -6,9 +6,6 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlglot
-from sqlglot import exp
-
 SQL_DIR = Path(__file__).resolve().parent.parent / "athena_sql"
 
 
@@ -20,6 +17,9 @@ class View:
 
 
 def _references(sql: str) -> frozenset[str]:
+    import sqlglot  # imported here: the deployed Lambdas read SQL files but never transpile
+    from sqlglot import exp
+
     tree = sqlglot.parse_one(sql, read="trino")
     ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
     return frozenset(t.name for t in tree.find_all(exp.Table) if t.name and t.name not in ctes)
@@ -53,6 +53,8 @@ def load_views(sql_dir: Path = SQL_DIR) -> tuple[View, ...]:
 @functools.lru_cache(maxsize=512)
 def to_duckdb(trino_sql: str) -> str:
     """Transpile one Trino statement to DuckDB (the local stand-in for Athena)."""
+    import sqlglot
+
     statements = sqlglot.transpile(trino_sql, read="trino", write="duckdb")
     if len(statements) != 1:
         raise ValueError("expected exactly one SQL statement")

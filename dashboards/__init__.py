@@ -1,0 +1,1 @@
+"""CloudWatch dashboards and alarms as code (used by the CDK app's monitoring construct)."""

@@ -1,0 +1,1 @@
+"""The Streamboard CDK app: one construct per pipeline stage, composed by :class:`StreamboardStack`."""

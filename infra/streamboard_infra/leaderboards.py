@@ -1,0 +1,62 @@
+"""Leaderboards: the refresh query Lambda, the snapshot writer Lambda, and the board and profile tables.
+
+query  <- every ``refresh_minutes``, after each successful crawl, and on demand (the read API's admin route)
+writer <- EventBridge "Athena Query State Change" of the refresh workgroup (SUCCEEDED, FAILED, CANCELLED)
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_athena as athena
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from streamboard_infra.functions import PipelineFunction
+from streamboard_infra.tables import grant_items, store_table
+
+
+class Leaderboards(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, code: lambda_.Code,
+                 refresh_workgroup: athena.CfnWorkGroup, crawler_name: str, refresh_minutes: int, retain: bool,
+                 log_retention_days: int) -> None:
+        super().__init__(scope, construct_id)
+        self.boards_table = store_table(self, "Boards", retain=retain)
+        self.profiles_table = store_table(self, "Profiles", retain=retain)
+        self.query = PipelineFunction(
+            self, "Query", handler="processors.leaderboards.query_handler", code=code,
+            description="Streamboard: start the leaderboard snapshot query in Athena",
+            timeout=cdk.Duration.seconds(30), log_retention_days=log_retention_days,
+        )
+        self.writer = PipelineFunction(
+            self, "Writer", handler="processors.leaderboards.writer_handler", code=code,
+            description="Streamboard: replace the boards with a finished snapshot query's rows",
+            timeout=cdk.Duration.minutes(5), memory_mb=1024, log_retention_days=log_retention_days,
+            reserved_concurrency=2,  # snapshots replace whole boards: two writers at most, never a stampede
+        )
+        grant_items(self.boards_table, self.writer.role, "PutItem")
+        query_target = targets.LambdaFunction(self.query.function, retry_attempts=2,
+                                              max_event_age=cdk.Duration.minutes(30))
+        self.schedule = events.Rule(
+            self, "Schedule", schedule=events.Schedule.rate(cdk.Duration.minutes(refresh_minutes)),
+            description="Refresh the leaderboards on schedule", targets=[query_target],
+        )
+        self.after_crawl = events.Rule(
+            self, "AfterCrawl",
+            description="Refresh the leaderboards when the crawler has added the new partitions",
+            event_pattern=events.EventPattern(
+                source=["aws.glue"], detail_type=["Glue Crawler State Change"],
+                detail={"crawlerName": [crawler_name], "state": ["Succeeded"]}),
+            targets=[query_target],
+        )
+        self.on_query_done = events.Rule(
+            self, "OnQueryDone",
+            description="Write the boards when a refresh query ends (a failure is logged; boards stay as they were)",
+            event_pattern=events.EventPattern(
+                source=["aws.athena"], detail_type=["Athena Query State Change"],
+                detail={"workgroupName": [refresh_workgroup.name],
+                        "currentState": ["SUCCEEDED", "FAILED", "CANCELLED"]}),
+            targets=[targets.LambdaFunction(self.writer.function, retry_attempts=2,
+                                            max_event_age=cdk.Duration.hours(1))],
+        )

@@ -1,0 +1,82 @@
+"""The read API: API Gateway HTTP API (payload 2.0) in front of one Lambda, throttled, with access logs."""
+
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+import jsii
+from aws_cdk import aws_apigateway as apigw_v1
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from streamboard_infra import nag
+from streamboard_infra.functions import PipelineFunction, retention
+
+# Every route the handler serves (processors.read_api.route); anything else is API Gateway's 404.
+ROUTES: tuple[tuple[str, apigw.HttpMethod], ...] = (
+    ("/healthz", apigw.HttpMethod.GET),
+    ("/openapi.json", apigw.HttpMethod.GET),
+    ("/v1/leaderboards", apigw.HttpMethod.GET),
+    ("/v1/leaderboards/{scope}", apigw.HttpMethod.GET),
+    ("/v1/users/{user_id}", apigw.HttpMethod.GET),
+    ("/v1/admin/refresh", apigw.HttpMethod.POST),
+)
+ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId", "ip": "$context.identity.sourceIp", "time": "$context.requestTime",
+    "method": "$context.httpMethod", "path": "$context.path", "status": "$context.status",
+    "latencyMs": "$context.responseLatency", "integrationError": "$context.integrationErrorMessage",
+}
+
+
+class ReadApi(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, code: lambda_.Code, rate_limit: int, burst_limit: int,
+                 log_retention_days: int) -> None:
+        super().__init__(scope, construct_id)
+        self.handler = PipelineFunction(
+            self, "Handler", handler="processors.read_api.handler", code=code,
+            description="Streamboard: read API (leaderboards, profiles, admin refresh)",
+            timeout=cdk.Duration.seconds(29), memory_mb=512, log_retention_days=log_retention_days,
+        )
+        self.function = self.handler.function
+        self.api = apigw.HttpApi(self, "Api", description="Streamboard read API", create_default_stage=False)
+        integration = integrations.HttpLambdaIntegration("Handler", self.function,
+                                                         payload_format_version=apigw.PayloadFormatVersion.VERSION_2_0)
+        for path, method in ROUTES:
+            route = self.api.add_routes(path=path, methods=[method], integration=integration)
+            # Reads are public (DESIGN: "Leaderboards are public to read"); the admin route checks an
+            # admin API key (its hash in the app registry) inside the handler.
+            nag.acknowledge(route[0], {
+                "AwsSolutions-APIG4": "Leaderboards and profiles are public to read; POST /v1/admin/refresh "
+                                      "authenticates the x-api-key header against the hashed app registry.",
+            })
+        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=retention(log_retention_days),
+                                         removal_policy=cdk.RemovalPolicy.DESTROY)
+        self.stage = apigw.HttpStage(
+            self, "Stage", http_api=self.api, stage_name="$default", auto_deploy=True,
+            throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
+            access_log_settings=_AccessLogs(self.access_logs),
+        )
+
+    @property
+    def url(self) -> str:
+        return self.stage.url
+
+
+@jsii.implements(apigw.IAccessLogSettings)
+class _AccessLogs:
+    """Access logs as one JSON object per request."""
+
+    def __init__(self, group: logs.ILogGroup) -> None:
+        self._destination = apigw.LogGroupLogDestination(group)
+
+    @property
+    def destination(self) -> apigw.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> apigw_v1.AccessLogFormat:
+        return apigw_v1.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT))

@@ -1,0 +1,79 @@
+"""The Lambda asset runs on Lambda's Python with only the runtime's boto3; the image context holds only the service."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from streamboard_infra import assets
+
+HANDLERS = ("processors.router.handler", "processors.transform.handler", "processors.leaderboards.query_handler",
+            "processors.leaderboards.writer_handler", "processors.read_api.handler", "processors.redrive.handler")
+# What the Lambda Python runtime provides besides the standard library.
+RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "dateutil", "s3transfer", "urllib3", "six.py")
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return assets.stage_lambda_code(tmp_path_factory.mktemp("lambda") / "code")
+
+
+@pytest.fixture(scope="module")
+def runtime_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A site-packages with only what Lambda's Python runtime ships."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    root = tmp_path_factory.mktemp("lambda-runtime")
+    for name in RUNTIME_PACKAGES:
+        (root / name).symlink_to(site / name)
+    return root
+
+
+def test_handlers_import_and_build_their_backend_from_the_asset_alone(staged: Path, runtime_site: Path) -> None:
+    probe = f"""
+import importlib, sys
+sys.path[:0] = [{str(staged)!r}, {str(runtime_site)!r}]
+for spec in {HANDLERS!r}:
+    module, function = spec.rsplit(".", 1)
+    assert callable(getattr(importlib.import_module(module), function)), spec
+from processors.deployed import backend
+b = backend()
+assert type(b.query).__name__ == "AthenaQueryEngine", b.query
+for name in ("pyarrow", "duckdb", "pandas", "starlette", "uvicorn"):
+    assert name not in sys.modules, name + " was imported"
+print("ok")
+"""
+    environment = {"PATH": os.environ.get("PATH", ""), "STREAMBOARD_BACKEND": "aws", "AWS_REGION": "us-east-1"}
+    # -I -S: no user site, no site-packages, no PYTHONPATH (only the asset and the runtime's packages);
+    # -B: no bytecode written into the asset.
+    result = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", probe], capture_output=True, text=True,
+                            env=environment, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+def test_the_asset_holds_no_local_only_code_and_no_heavy_dependency(staged: Path) -> None:
+    top = {p.name for p in staged.iterdir()}
+    assert top == {*assets.PROJECT_PACKAGES, *assets.LAMBDA_DEPENDENCIES}
+    assert not (staged / "streamboard" / "adapters" / "local").exists()
+    assert not list(staged.rglob("__pycache__"))
+    assert (staged / "athena_sql" / "queries" / "leaderboard_snapshot.sql").is_file()
+    size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
+    assert size < 50 * 1024 * 1024, f"Lambda asset is {size / 1e6:.0f} MB"
+
+
+def test_the_ingest_image_context_is_what_the_dockerfile_copies(tmp_path: Path) -> None:
+    import aws_cdk as cdk
+
+    staged = tmp_path / "image"
+    cdk.FileSystem.copy_directory(str(assets.REPO_ROOT), str(staged), cdk.CopyOptions(
+        exclude=assets.INGEST_IMAGE_EXCLUDE, ignore_mode=cdk.IgnoreMode.DOCKER))
+    assert {p.name for p in staged.iterdir()} == set(assets.INGEST_IMAGE_INCLUDE)
+    dockerfile = (assets.REPO_ROOT / "ingest" / "Dockerfile").read_text()
+    copied = {part.rstrip("/") for line in dockerfile.splitlines() if line.startswith("COPY ")
+              for part in line.split()[1:-1]}
+    assert copied <= set(assets.INGEST_IMAGE_INCLUDE), "the Dockerfile copies something the image context excludes"
+    assert not list(staged.rglob("__pycache__"))
