@@ -293,9 +293,18 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
 
 def cmd_apps_create(args: argparse.Namespace) -> int:
-    from streamboard.adapters.local.stores import LocalAppRegistry
+    settings = _settings(args)
+    registry: Any
+    if settings.backend == "aws":
+        # The deployed app registry (DynamoDB table $STREAMBOARD_APPS_TABLE), with the caller's credentials.
+        from streamboard.adapters.aws.clients import Clients
+        from streamboard.adapters.aws.stores import DynamoAppRegistry
 
-    registry = LocalAppRegistry(Path(_settings(args).data_dir) / "apps.db")
+        registry = DynamoAppRegistry(Clients(settings.region, settings.endpoint_url), settings.apps_table)
+    else:
+        from streamboard.adapters.local.stores import LocalAppRegistry
+
+        registry = LocalAppRegistry(Path(settings.data_dir) / "apps.db")
     app, key = registry.create(args.name, role=args.role)
     print(f"created {app.role} app {app.app_id!r}; its API key (shown once, stored only as a hash):")
     print(key)
@@ -353,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     create = apps_sub.add_parser("create", help="create an app and print its new API key once")
     create.add_argument("name")
     create.add_argument("--role", choices=("app", "admin"), default="app")
+    create.add_argument("--backend", choices=("local", "aws"),
+                        help="aws: the deployed registry (table $STREAMBOARD_APPS_TABLE, region $AWS_REGION)")
+    create.add_argument("--endpoint-url", help="AWS-compatible endpoint for --backend aws")
     data_dir(create)
     create.set_defaults(func=cmd_apps_create)
     return p

@@ -272,3 +272,23 @@ def test_query_engine_runs_a_query_and_returns_typed_rows(any_backend: Backend, 
         {"n": 1, "s": "a", "t": dt.datetime(2026, 1, 2, 3, 4, 5)},
         {"n": 2, "s": None, "t": None},
     ]
+
+
+def test_cli_creates_an_app_in_the_deployed_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from streamboard.cli import main
+
+    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "STREAMBOARD_APPS_TABLE": "apps-prod"}.items():
+        monkeypatch.setenv(var, value)
+    with mock_aws():
+        from streamboard.adapters.aws.provision import provision
+
+        settings = Settings(data_dir=tmp_path, apps_table="apps-prod")
+        backend = build_aws_backend(settings, REGISTRY, provision(settings, REGISTRY))
+        assert main(["apps", "create", "mobile-game", "--backend", "aws"]) == 0
+        key = capsys.readouterr().out.strip().splitlines()[-1]
+        app = backend.apps.authenticate(key)
+        assert app is not None and app.app_id == "mobile-game"
+        assert main(["apps", "create", "mobile-game", "--backend", "aws"]) == 1  # exists: one clear error
+        assert "exists already" in capsys.readouterr().err
