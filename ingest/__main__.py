@@ -18,9 +18,10 @@ def main() -> None:
     backend = build_backend(settings)
     app = create_app(settings, IngestSinks(backend.stream, backend.dlq, backend.apps, backend.lake), backend.registry)
     # SIGTERM: uvicorn stops accepting, finishes in-flight requests, then the lifespan flushes the
-    # group commit; the grace period stays inside ECS's default 30 s stop timeout.
+    # group commit; the grace period (STREAMBOARD_STOP_TIMEOUT_S) stays inside the ECS stop timeout.
     uvicorn.run(app, host=os.environ.get("STREAMBOARD_BIND", "0.0.0.0"), port=settings.ingest_port,  # noqa: S104
-                log_level="warning", access_log=False, timeout_graceful_shutdown=20, proxy_headers=True)
+                log_level="warning", access_log=False, timeout_graceful_shutdown=int(settings.stop_timeout_s),
+                proxy_headers=True)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ ENV_RATE_BURST = "STREAMBOARD_RATE_LIMIT_BURST"
 ENV_MAX_PENDING = "STREAMBOARD_INGEST_MAX_PENDING"
 ENV_REQUEST_TIMEOUT = "STREAMBOARD_INGEST_REQUEST_TIMEOUT_S"
 ENV_FAULT_FILE = "STREAMBOARD_FAULT_FILE"
+ENV_STOP_TIMEOUT = "STREAMBOARD_STOP_TIMEOUT_S"
 
 # The aws backend: resource names, set by the CDK on AWS (or by `streamboard up --backend aws`).
 ENV_REGION = "AWS_REGION"
@@ -86,6 +87,7 @@ class Settings:
     ingest_max_pending: int = 50_000  # events waiting for the stream before new requests get 503
     ingest_request_timeout_s: float = 20.0
     fault_file: Path | None = None  # fault injection, for tests and drills only
+    stop_timeout_s: float = 25.0  # SIGTERM to exit, inside ECS's default 30 s stop timeout
     # aws backend
     region: str = "us-east-1"
     endpoint_url: str | None = None
@@ -145,6 +147,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ingest_max_pending=int(_num(env, ENV_MAX_PENDING, d.ingest_max_pending, int)),
         ingest_request_timeout_s=_num(env, ENV_REQUEST_TIMEOUT, d.ingest_request_timeout_s),
         fault_file=Path(env[ENV_FAULT_FILE]) if env.get(ENV_FAULT_FILE) else None,
+        stop_timeout_s=_num(env, ENV_STOP_TIMEOUT, d.stop_timeout_s),
         region=env.get(ENV_REGION) or env.get("AWS_DEFAULT_REGION") or d.region,
         endpoint_url=env.get(ENV_ENDPOINT_URL) or None,
         stream_name=env.get(ENV_STREAM_NAME, d.stream_name),

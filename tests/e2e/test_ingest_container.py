@@ -1,0 +1,89 @@
+"""The ingest container's entry point (`python -m ingest`) on loopback: SIGTERM under load stops accepting,
+finishes in-flight requests, flushes, and exits within the stop timeout with every acknowledged event written."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from streamboard.adapters.local.stores import LocalAppRegistry
+from streamboard.adapters.local.stream import LocalEventStream
+from tests.conftest import free_port
+from tests.e2e.support import REPO, cli_env, http_client
+from tests.e2e.test_local_stack import now_ms, random_scores
+
+pytestmark = pytest.mark.slow
+
+
+def test_sigterm_under_load_flushes_everything_acknowledged(tmp_path: Path) -> None:
+    import random
+
+    data = tmp_path / "data"
+    LocalAppRegistry(data / "apps.db").create("game", key="game-key")
+    port = free_port()
+    env = {**cli_env(), "STREAMBOARD_BACKEND": "local", "STREAMBOARD_DATA_DIR": str(data),
+           "STREAMBOARD_INGEST_PORT": str(port), "STREAMBOARD_BIND": "127.0.0.1", "STREAMBOARD_STOP_TIMEOUT_S": "10"}
+    log = open(tmp_path / "ingest.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "ingest"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    acknowledged: list[dict[str, Any]] = []
+    lock = threading.Lock()
+    try:
+        with httpx.Client(timeout=2, trust_env=False) as probe:
+            for _ in range(300):
+                try:
+                    if probe.get(f"{url}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            else:
+                raise AssertionError((tmp_path / "ingest.log").read_text())
+        rng = random.Random(3)
+        batches = [random_scores(rng, now_ms(), users=15, prefix=f"t{i}") for i in range(80)]
+
+        def worker(mine: list[list[dict[str, Any]]]) -> None:
+            with http_client() as client:
+                for batch in mine:
+                    try:
+                        resp = client.post(f"{url}/v1/events", json={"events": batch[:40]},
+                                           headers={"x-api-key": "game-key"})
+                    except httpx.TransportError:
+                        return  # refused or cut: not acknowledged
+                    if resp.status_code == 202:
+                        with lock:
+                            acknowledged.extend(batch[:40])
+
+        threads = [threading.Thread(target=worker, args=(batches[i::4],)) for i in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(acknowledged) < 400 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sent_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(15)
+        took = time.monotonic() - sent_at
+        for t in threads:
+            t.join(30)
+        # uvicorn shuts down gracefully, then re-raises the signal: exit by SIGTERM is the clean end here.
+        assert code in (0, -signal.SIGTERM) and took < 10 + 2, (code, took)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/healthz", timeout=1, trust_env=False)  # no longer accepting
+        stream = LocalEventStream(data / "stream.db")
+        stored = {json.loads(r.data)["event_id"] for s in stream.shard_ids() for r in stream.read(s, None, 10**6)}
+        assert len(acknowledged) >= 400
+        assert {e["event_id"] for e in acknowledged} <= stored
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        log.close()
