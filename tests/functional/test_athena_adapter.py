@@ -22,10 +22,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture
-def athena(monkeypatch: pytest.MonkeyPatch) -> Iterator[AthenaQueryEngine]:
-    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(var, value)
+def athena(fake_aws_credentials: None) -> Iterator[AthenaQueryEngine]:
     with mock_aws():
         clients = Clients("us-east-1")
         clients("athena").create_work_group(

@@ -84,10 +84,7 @@ class FlakyFirehose:
 
 
 @pytest.fixture
-def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
-    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(var, value)
+def aws(tmp_path: Path, fake_aws_credentials: None) -> Iterator[Backend]:
     with mock_aws():
         settings = Settings(data_dir=tmp_path, shards=2)
         clients = provision(settings, REGISTRY)

@@ -31,14 +31,11 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def any_backend(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+def any_backend(kind: str, tmp_path: Path, fake_aws_credentials: None) -> Iterator[Backend]:
     settings = Settings(data_dir=tmp_path / "data", shards=2)
     if kind == "local":
         yield build_local_backend(settings)
         return
-    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(var, value)
     with mock_aws():
         from streamboard.adapters.aws.provision import provision
 
@@ -275,12 +272,11 @@ def test_query_engine_runs_a_query_and_returns_typed_rows(any_backend: Backend, 
 
 
 def test_cli_creates_an_app_in_the_deployed_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     fake_aws_credentials: None) -> None:
     from streamboard.cli import main
 
-    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "STREAMBOARD_APPS_TABLE": "apps-prod"}.items():
-        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("STREAMBOARD_APPS_TABLE", "apps-prod")
     with mock_aws():
         from streamboard.adapters.aws.provision import provision
 
