@@ -121,7 +121,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _post_all(ingest_url: str, key: str, events: list[dict[str, Any]], batch: int = 100,
-              workers: int = 4, label: str = "posting events") -> dict[str, int]:
+              workers: int = 4, label: str = "posting events", deadline: float | None = None,
+              latencies: list[float] | None = None) -> dict[str, int]:
+    """Post ``events`` in batches from ``workers`` threads, retrying 429/503 as told; stops at ``deadline``."""
     totals = {"accepted": 0, "rejected": 0, "requests": 0}
     progress = Progress(len(events), label)
     lock = threading.Lock()
@@ -129,7 +131,12 @@ def _post_all(ingest_url: str, key: str, events: list[dict[str, Any]], batch: in
 
     def post(client: httpx.Client, chunk: list[dict[str, Any]]) -> None:
         for attempt in range(5):
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            started = time.perf_counter()
             resp = client.post(f"{ingest_url}/v1/events", json={"events": chunk}, headers={"x-api-key": key})
+            if latencies is not None:
+                latencies.append(time.perf_counter() - started)
             if resp.status_code in (429, 503) and attempt < 4:
                 time.sleep(float(resp.headers.get("retry-after", "1")))
                 continue
@@ -222,6 +229,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if tmp is not None:
             tmp.cleanup()
     print("stopped cleanly")
+    return 0
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    """Synthetic traffic against a running ingest API, bounded in events and seconds."""
+    import statistics
+    from urllib.parse import urlparse
+
+    from streamboard.synthetic import generate
+
+    host = urlparse(args.url).hostname or ""
+    if host not in ("127.0.0.1", "localhost", "::1") and not args.allow_remote:
+        raise CliError(f"{args.url} is not on this machine; pass --allow-remote to load a remote deployment")
+    events = generate(args.events, invalid_every=10**9, duplicate_every=10**9, seed=args.seed)
+    latencies: list[float] = []
+    started = time.monotonic()
+    totals = _post_all(args.url, load_settings().api_key if args.key is None else args.key, events,
+                       batch=args.batch, workers=args.concurrency, label="load",
+                       deadline=started + args.seconds, latencies=latencies)
+    elapsed = time.monotonic() - started
+    qs = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    print_table(["measure", "value"], [
+        ["events accepted", totals["accepted"]], ["requests", totals["requests"]],
+        ["events/s", f"{totals['accepted'] / elapsed:,.0f}"],
+        ["latency p50", f"{qs[49] * 1000:.1f} ms"], ["latency p99", f"{qs[98] * 1000:.1f} ms"],
+        ["seconds", f"{elapsed:.1f}"],
+    ])
+    return 0
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from streamboard.capacity import Load, project
+
+    result = project(Load(args.peak, event_bytes=args.event_bytes, events_per_request=args.batch,
+                          average_share_of_peak=args.average_share))
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"peak {args.peak:,.0f} events/s of {args.event_bytes} bytes; "
+          f"{result['monthly_events']:,} events a month at {args.average_share:.0%} of peak on average\n")
+    print_table(["stage", "needs at peak", "USD / month"],
+                [[s["stage"], s["needs"], f"{s['monthly_usd']:,.2f}"] for s in result["stages"]])
+    print(f"\ntotal about USD {result['total_monthly_usd']:,.2f} a month ({result['prices']})")
     return 0
 
 
@@ -356,6 +406,26 @@ def build_parser() -> argparse.ArgumentParser:
     rd = sub.add_parser("redrive", help="replay the ingest dead-letter queue into the stream")
     data_dir(rd)
     rd.set_defaults(func=cmd_redrive)
+
+    lt = sub.add_parser("loadtest", help="synthetic load against a running ingest API (bounded)")
+    lt.add_argument("--url", default="http://127.0.0.1:8080", help="ingest API (default http://127.0.0.1:8080)")
+    lt.add_argument("--events", type=int, default=20_000, help="events to send at most (default 20000)")
+    lt.add_argument("--seconds", type=float, default=60, help="stop after this long at most (default 60)")
+    lt.add_argument("--batch", type=int, default=100, help="events per request (default 100)")
+    lt.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
+    lt.add_argument("--key", help="API key (default $STREAMBOARD_API_KEY or local-dev-key)")
+    lt.add_argument("--seed", type=int, default=11)
+    lt.add_argument("--allow-remote", action="store_true", help="allow a URL that is not on this machine")
+    lt.set_defaults(func=cmd_loadtest)
+
+    cap = sub.add_parser("capacity", help="throughput and cost projection at every stage for a peak load")
+    cap.add_argument("--peak", type=float, required=True, help="peak events per second")
+    cap.add_argument("--event-bytes", type=int, default=300, help="average event size (default 300)")
+    cap.add_argument("--batch", type=int, default=100, help="events per ingest request (default 100)")
+    cap.add_argument("--average-share", type=float, default=0.25,
+                     help="average load as a share of the peak (default 0.25)")
+    cap.add_argument("--format", choices=("table", "json"), default="table")
+    cap.set_defaults(func=cmd_capacity)
 
     apps = sub.add_parser("apps", help="manage apps and their API keys")
     apps_sub = apps.add_subparsers(dest="apps_command", required=True)

@@ -569,3 +569,12 @@ def test_demo_prints_boards(tmp_path: Path) -> None:
     assert values["refresh time"].endswith(" s"), report
     assert "stopped cleanly" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_loadtest_is_bounded_and_reports(start_stack: StartStack, tmp_path: Path) -> None:
+    stack = start_stack(tmp_path / "data")
+    out = cli("loadtest", "--url", stack.ingest_url, "--events", "2000", "--seconds", "30", "--concurrency", "4")
+    assert out.returncode == 0, out.stderr
+    assert "events accepted" in out.stdout and "2000" in out.stdout and "latency p99" in out.stdout
+    refused = cli("loadtest", "--url", "http://192.0.2.1:8080", "--events", "10")
+    assert refused.returncode == 1 and "--allow-remote" in refused.stderr  # nothing was sent anywhere
