@@ -77,7 +77,7 @@ def project(load: Load) -> dict[str, Any]:
     athena_tb_month = parquet_gb_month / 1000 * 24 * 30 / 2  # hourly refresh reads about half the lake on average
     ddb_writes_month = monthly_events  # one profile transaction write per event (plus dedupe item)
 
-    stages = [
+    stages: list[dict[str, Any]] = [
         {"stage": "ingest (Fargate, 1 vCPU / 2 GB tasks)", "needs": f"{tasks} tasks at peak ({per_task:,.0f} events/s "
          f"each, {per_task_source}); {requests_per_s:,.0f} requests/s",
          "monthly_usd": tasks * HOURS_PER_MONTH * (PRICES["fargate_vcpu_hour"] + 2 * PRICES["fargate_gb_hour"])
