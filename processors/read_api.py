@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from streamboard.backend import Backend
-from streamboard.errors import BadRequest, NotFound, StreamboardError, Unauthorized, http_status
+from streamboard.errors import BadRequest, MethodNotAllowed, NotFound, StreamboardError, Unauthorized, http_status
 
 log = logging.getLogger("streamboard.read_api")
 
@@ -107,10 +107,6 @@ def route(method: str, path: str, params: dict[str, str], headers: dict[str, str
     if path == "/openapi.json" and method == "GET":
         return 200, OPENAPI
     raise NotFound(f"no route {method} {path}")
-
-
-class MethodNotAllowed(StreamboardError):
-    status = 405
 
 
 def _require(method: str, expected: str) -> None:

@@ -29,6 +29,10 @@ class RequestTimeout(StreamboardError):
     status = 408
 
 
+class MethodNotAllowed(StreamboardError):
+    status = 405
+
+
 class PayloadTooLarge(StreamboardError):
     status = 413
 

@@ -87,6 +87,7 @@ class Settings:
     ingest_max_pending: int = 50_000  # events waiting for the stream before new requests get 503
     ingest_request_timeout_s: float = 20.0
     fault_file: Path | None = None  # fault injection, for tests and drills only
+    stream_retention_hours: float = 24.0  # Kinesis's default retention
     stop_timeout_s: float = 25.0  # SIGTERM to exit, inside ECS's default 30 s stop timeout
     # aws backend
     region: str = "us-east-1"

@@ -182,6 +182,3 @@ class EventSourceMapping:
             if nxt and nxt[0].arrival < started:
                 return False
         return True
-
-    def caught_up(self, targets: dict[str, str | None]) -> bool:
-        return all(t is None or int(self.checkpoint(s) or 0) >= int(t) for s, t in targets.items())

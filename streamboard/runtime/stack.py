@@ -106,6 +106,7 @@ class Pipeline:
         self.lock = threading.RLock()
         self._last_crawl = time.monotonic()
         self._last_refresh = time.monotonic()
+        self._last_trim = 0.0
         b.refresh = self.refresh
 
     def pump_once(self) -> int:
@@ -115,6 +116,10 @@ class Pipeline:
             moved += self.firehose.flush()
             now = time.monotonic()
             crawled = False
+            trim = getattr(self.backend.stream, "trim", None)  # the local stream keeps Kinesis's retention
+            if trim is not None and now - self._last_trim >= 600:
+                self._last_trim = now
+                trim(time.time() - self.settings.stream_retention_hours * 3600)
             if now - self._last_crawl >= self.settings.crawl_seconds:
                 self._last_crawl = now
                 crawled = crawl(self.backend.lake, self.backend.catalog, self.backend.registry) > 0

@@ -24,6 +24,7 @@ from streamboard.adapters.local.lake import LocalLake
 from streamboard.adapters.local.queue import LocalQueue
 from streamboard.adapters.local.stores import LocalAppRegistry, LocalBoardStore, LocalProfileStore
 from streamboard.adapters.local.stream import LocalEventStream
+from streamboard.backend import Backend
 from streamboard.ports import Board, BoardEntry, StreamRecord
 from streamboard.registry import REGISTRY
 from streamboard.runtime import firehose as firehose_module
@@ -568,3 +569,14 @@ def test_pipeline_refresh_produces_boards(pipeline: Pipeline) -> None:
                 (1, "ada", "Ada L.", 50), (1, "bob", None, 50), (3, "cy", "Cy", 30)]
     profile = pipeline.backend.profiles.get("ada")
     assert profile is not None and profile.total == 50
+
+
+def test_the_local_stream_keeps_records_for_its_retention_period_only(backend: Backend) -> None:
+    stream = backend.stream
+    stream.put_records([StreamRecord("k", b"old")])
+    cutoff = time.time() + 0.001
+    time.sleep(0.01)
+    stream.put_records([StreamRecord("k", b"new")])
+    assert stream.trim(cutoff) == 1  # type: ignore[attr-defined]
+    kept = [r.data for s in stream.shard_ids() for r in stream.read(s, None, 10)]
+    assert kept == [b"new"]

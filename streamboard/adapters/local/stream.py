@@ -58,6 +58,11 @@ class LocalEventStream:
                 results.append(PutResult(shard_id=shard_id(row[0]), sequence_number=str(cur.lastrowid)))
         return results
 
+    def trim(self, older_than: float) -> int:
+        """Drop records that arrived before ``older_than`` (epoch seconds): Kinesis's retention period."""
+        with self.db.tx() as conn:
+            return int(conn.execute("DELETE FROM records WHERE arrival < ?", (older_than,)).rowcount)
+
     def shard_ids(self) -> list[str]:
         return [shard_id(i) for i in range(self.shards)]
 
