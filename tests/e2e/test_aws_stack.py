@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.e2e.support import REPO, StackProcess, cli_env, http_client
-from tests.e2e.test_local_stack import Oracle, assert_boards_match, build_traffic, now_ms, refresh, wait_for_profile
+from tests.e2e.test_local_stack import assert_boards_match, build_traffic, now_ms, post_traffic_and_refresh
 
 pytestmark = pytest.mark.slow
 
@@ -56,12 +56,7 @@ def test_aws_backend_on_moto_matches_the_oracle(moto_server: str, tmp_path: Path
     try:
         stack.wait_ready(60)
         with http_client() as client:
-            traffic.post(client, stack.ingest_url, range(2))
-            wait_for_profile(client, stack.api_url, "champ", {"puzzle": 300})
-            traffic.post(client, stack.ingest_url, range(2, len(traffic.requests)))
-            summary = refresh(client, stack.api_url)
-            assert summary.get("boards", 0) > 0, summary
-            oracle = Oracle(traffic.accepted())
+            oracle = post_traffic_and_refresh(client, stack, traffic)
             assert_boards_match(client, stack.api_url, oracle)
             for user in oracle.users():
                 got = client.get(f"{stack.api_url}/v1/users/{user}").json()

@@ -367,19 +367,23 @@ def build_traffic(now: dt.datetime) -> tuple[Traffic, dict[str, Any]]:
     return t, named
 
 
+def post_traffic_and_refresh(client: httpx.Client, stack: StackProcess, traffic: Traffic) -> Oracle:
+    """Post the crafted traffic (checking the near-real-time profile on the way), refresh, return the oracle."""
+    traffic.post(client, stack.ingest_url, range(2))
+    # Near-real-time profiles: the first completion of boss-1 counts until an earlier one arrives.
+    wait_for_profile(client, stack.api_url, "champ", {"puzzle": 300})
+    traffic.post(client, stack.ingest_url, range(2, len(traffic.requests)))
+    summary = refresh(client, stack.api_url)
+    assert summary.get("boards", 0) > 0, summary
+    return Oracle(traffic.accepted())
+
+
 def test_boards_and_profiles_match_oracle(start_stack: StartStack, tmp_path: Path) -> None:
     now = now_ms()
     traffic, named = build_traffic(now)
     stack = start_stack(tmp_path / "data")
     with http_client() as client:
-        traffic.post(client, stack.ingest_url, range(2))
-        # Near-real-time profiles: the first completion of boss-1 counts until an earlier one arrives.
-        wait_for_profile(client, stack.api_url, "champ", {"puzzle": 300})
-        traffic.post(client, stack.ingest_url, range(2, len(traffic.requests)))
-        summary = refresh(client, stack.api_url)
-        assert summary.get("boards", 0) > 0, summary
-
-        oracle = Oracle(traffic.accepted())
+        oracle = post_traffic_and_refresh(client, stack, traffic)
         # The crafted cases are what the oracle says they are (guards the test itself).
         assert {"champ", "twin", "namer", "tie-a", "oldtimer", "future-kid", "dupe", "fixer"} <= set(oracle.users())
         assert oracle.profile("champ")["categories"] == {"arcade": 50, "strategy": 70}
