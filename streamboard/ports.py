@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
-@dataclass(frozen=True)
-class StreamRecord:
-    """A record to put on the event stream."""
+class StreamRecord(NamedTuple):
+    """A record to put on the event stream (a tuple: ingest builds one per event on its hot path)."""
 
     partition_key: str
     data: bytes

@@ -178,7 +178,7 @@ class Registry:
                 return None
             if ts > latest:
                 return None
-            obj.ts = ts.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+            obj.ts = ts.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00": same as format_ts
             obj.app_id = app_id
             obj.received_at = received_at_text
             out.append((obj.user_id, encode(obj)))

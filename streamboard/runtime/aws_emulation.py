@@ -42,7 +42,8 @@ class RawDeliverySource:
             if out and (size + sum(map(len, lines)) > max_bytes or len(out) + len(lines) > max_records):
                 break
             now = time.time()
-            out.extend((len(out) + i + 1, line, now) for i, line in enumerate(lines))
+            first = len(out) + 1  # ids are positions in this take; computed before extending
+            out.extend((first + i, line, now) for i, line in enumerate(lines))
             size += sum(map(len, lines))
             taken.append(key)
         self._taken[stream] = taken

@@ -52,7 +52,8 @@ def test_aws_backend_on_moto_matches_the_oracle(moto_server: str, tmp_path: Path
     now = now_ms()
     traffic, _ = build_traffic(now)
     stack = StackProcess(tmp_path / "data", tmp_path / "stack.log",
-                         ("--backend", "aws", "--endpoint-url", moto_server)).start()
+                         ("--backend", "aws", "--endpoint-url", moto_server),
+                         env={"STREAMBOARD_LOG_LEVEL": "INFO"}).start()
     try:
         stack.wait_ready(60)
         with http_client() as client:
@@ -66,5 +67,7 @@ def test_aws_backend_on_moto_matches_the_oracle(moto_server: str, tmp_path: Path
         assert stack.stop() == 0
         assert "stopped cleanly" in stack.output()
         assert "Traceback" not in stack.output(), stack.output()
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- the stack's log ---\n{stack.output()}") from exc
     finally:
         stack.stop()
