@@ -23,7 +23,9 @@ class Leaderboards(Construct):
                  log_retention_days: int) -> None:
         super().__init__(scope, construct_id)
         self.boards_table = store_table(self, "Boards", retain=retain)
-        self.profiles_table = store_table(self, "Profiles", retain=retain)
+        # Dedupe markers of delivered event_ids expire (attribute set by the profile store): redeliveries
+        # come within the stream's and the DLQ's retention, far inside the TTL.
+        self.profiles_table = store_table(self, "Profiles", retain=retain, ttl_attribute="expires_at")
         self.query = PipelineFunction(
             self, "Query", handler="processors.leaderboards.query_handler", code=code,
             description="Streamboard: start the leaderboard snapshot query in Athena",

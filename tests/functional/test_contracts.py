@@ -288,3 +288,20 @@ def test_cli_creates_an_app_in_the_deployed_registry(monkeypatch: pytest.MonkeyP
         assert app is not None and app.app_id == "mobile-game"
         assert main(["apps", "create", "mobile-game", "--backend", "aws"]) == 1  # exists: one clear error
         assert "exists already" in capsys.readouterr().err
+
+
+def test_aws_profile_dedupe_markers_expire(tmp_path: Path, fake_aws_credentials: None) -> None:
+    import time
+
+    with mock_aws():
+        from streamboard.adapters.aws.provision import provision
+
+        settings = Settings(data_dir=tmp_path)
+        backend = build_aws_backend(settings, REGISTRY, provision(settings, REGISTRY))
+        event = _score("zed", 5, "2026-01-01T00:00:00.000Z", event_id="11111111-1111-4111-8111-111111111111")
+        backend.profiles.apply([event], "now")
+        item = backend.profiles.clients("dynamodb").get_item(  # type: ignore[attr-defined]
+            TableName=settings.profiles_table,
+            Key={"pk": {"S": "event#11111111-1111-4111-8111-111111111111"}, "sk": {"S": "seen"}})["Item"]
+        expires = int(item["expires_at"]["N"])
+        assert time.time() + 14 * 86400 < expires <= time.time() + 31 * 86400  # beyond SQS's 14-day retention

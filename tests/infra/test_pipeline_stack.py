@@ -180,6 +180,9 @@ def test_queues_and_tables_are_encrypted(dev: Synth) -> None:
         assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"},
                                       {"AttributeName": "sk", "KeyType": "RANGE"}]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
+    ttls = [t["Properties"].get("TimeToLiveSpecification") for t in tables.values()]
+    # Only the profiles table expires items: the dedupe markers the profile store writes with expires_at.
+    assert sorted(ttls, key=str) == sorted([None, None, {"AttributeName": "expires_at", "Enabled": True}], key=str)
 
 
 # --- analytics and leaderboards ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import re
+import time
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -88,10 +89,13 @@ class DynamoProfileStore:
     """Near-real-time totals; an event_id counts once (a conditional put in the same transaction), and a
     challenge counts only its first completion, compared as ``ts#event_id``."""
 
-    def __init__(self, clients: Clients, table: str, max_attempts: int = 5) -> None:
+    def __init__(self, clients: Clients, table: str, max_attempts: int = 5, dedupe_days: int = 30) -> None:
         self.clients = clients
         self.table = table
         self.max_attempts = max_attempts
+        # Dedupe markers expire (DynamoDB TTL on expires_at): longer than Kinesis's and SQS's retention,
+        # so every redelivery still finds its marker; the lake's views dedupe exactly, for ever.
+        self.dedupe_seconds = dedupe_days * 86400
 
     def apply(self, events: Sequence[dict[str, Any]], now: str) -> int:
         applied = 0
@@ -113,8 +117,10 @@ class DynamoProfileStore:
         ddb = self.clients("dynamodb")
         user_pk = {"S": f"user#{ev['user_id']}"}
         points, category = int(ev["points"]), ev["category"]
+        expires = str(int(time.time()) + self.dedupe_seconds)
         seen = {"Put": {"TableName": self.table,
-                        "Item": {"pk": {"S": f"event#{ev['event_id']}"}, "sk": {"S": "seen"}},
+                        "Item": {"pk": {"S": f"event#{ev['event_id']}"}, "sk": {"S": "seen"},
+                                 "expires_at": {"N": expires}},
                         "ConditionExpression": "attribute_not_exists(pk)"}}
         items: list[dict[str, Any]] = [seen]
         delta_total = points
