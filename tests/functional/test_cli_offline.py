@@ -1,0 +1,48 @@
+"""The CLI on a data directory with no stack running: refresh in-process, then query the lake."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from streamboard.backend import build_local_backend
+from streamboard.cli import main
+from streamboard.ports import StreamRecord
+from streamboard.registry import REGISTRY, format_ts
+from streamboard.runtime.stack import Pipeline
+from streamboard.settings import Settings
+
+
+def test_offline_refresh_takes_pending_events_into_boards_and_sql(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    Pipeline(Settings(data_dir=data))  # a data directory as `up` leaves it
+    backend = build_local_backend(Settings(data_dir=data))
+    now = dt.datetime.now(dt.UTC)
+    events = [REGISTRY.validate({"event_id": f"00000000-0000-4000-8000-{i:012d}", "event_type": "score",
+                                 "user_id": f"u{i % 3}", "ts": format_ts(now - dt.timedelta(days=i, minutes=1)),
+                                 "category": "arcade", "points": 10 * (i + 1)}, app_id="local", received_at=now)
+              for i in range(6)]
+    backend.stream.put_records([StreamRecord(e["user_id"], json.dumps(e).encode()) for e in events])
+
+    assert main(["refresh", "--data-dir", str(data)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["routed"] == 6 and summary["state"] == "SUCCEEDED"
+    assert main(["sql", "SELECT user_id, CAST(sum(points) AS bigint) AS total FROM counted_scores "
+                        "GROUP BY user_id ORDER BY user_id", "--data-dir", str(data), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["user_id,total", "u0,50", "u1,70", "u2,90"]
+    board = backend.boards.get_board("overall", "all", 10)
+    assert board is not None and [(e.rank, e.user_id, e.score) for e in board.entries] == [
+        (1, "u2", 90), (2, "u1", 70), (3, "u0", 50)]
+
+
+def test_cli_errors_are_one_line_and_nonzero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sql", "SELECT 1", "--data-dir", str(tmp_path / "nothing")]) == 1
+    assert main(["refresh", "--data-dir", str(tmp_path / "nothing")]) == 1
+    Pipeline(Settings(data_dir=tmp_path / "d"))
+    assert main(["sql", "SELEC nonsense", "--data-dir", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("streamboard: error: ") for line in err), err
