@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,6 @@ class Backend:
     apps: AppRegistry
     # Starts a leaderboard refresh; set by whoever runs the pipeline (the local runtime, or AWS).
     refresh: Callable[[], dict[str, Any]] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def build_backend(settings: Settings, registry: Registry = REGISTRY) -> Backend:

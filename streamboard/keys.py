@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 
@@ -14,6 +13,3 @@ def new_key() -> str:
 def hash_key(key: str) -> str:
     return hashlib.sha256(b"streamboard-api-key:v1:" + key.encode()).hexdigest()
 
-
-def same_hash(a: str, b: str) -> bool:
-    return hmac.compare_digest(a, b)

@@ -83,8 +83,6 @@ class EventSourceMapping:
         self.region = region
         self._attempts: dict[str, int] = {}
         self._limit: dict[str, int] = {}
-        self.invocations = 0
-        self.records_skipped = 0
 
     def checkpoint(self, shard: str) -> str | None:
         row = self.db.conn().execute(
@@ -107,7 +105,6 @@ class EventSourceMapping:
         records = self.stream.read(shard, self.checkpoint(shard), limit)
         if not records:
             return 0
-        self.invocations += 1
         failed_from: int | None = None
         function_error = False
         try:
@@ -145,7 +142,6 @@ class EventSourceMapping:
             self._set_checkpoint(shard, records[-1].sequence_number)
             self._attempts.pop(shard, None)
             self._limit.pop(shard, None)
-            self.records_skipped += len(records)
             return len(records)
         return 0
 

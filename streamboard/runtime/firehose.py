@@ -87,7 +87,6 @@ class FirehoseEmulator:
         self.buffer_bytes = buffer_bytes
         self.buffer_seconds = buffer_seconds
         self.region = region
-        self.delivered_files = 0
 
     def flush(self, force: bool = False) -> int:
         """Deliver every stream whose buffer is full or old enough (all of them with ``force``).
@@ -153,7 +152,6 @@ class FirehoseEmulator:
         for prefix, rows in rows_by_hour.items():
             key = f"{event_type.name}/{prefix}/{stream}-{stamp:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}.parquet"
             self.lake.put_object(key, to_parquet(event_type, rows))
-            self.delivered_files += 1
         for kind, errs in failures.items():
             log.warning("%d records of %s failed (%s); kept under %s/", len(errs), stream, kind, ERROR_PREFIX)
             name = f"{stream}-{stamp:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}"

@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,28 +187,17 @@ def read_api_app(backend: Backend) -> Starlette:
 
 
 class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the stack handles signals for both servers
-        pass
+    """uvicorn without its own signal handling: the stack handles SIGINT/SIGTERM for both servers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _quiet_server(app: Any, host: str, port: int) -> _Server:
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="on", timeout_graceful_shutdown=25)
-    server = _Server(config)
-    server.capture_signals = _no_capture  # type: ignore[method-assign,assignment]
-    return server
-
-
-class _NoCapture:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _no_capture() -> _NoCapture:
-    return _NoCapture()
+    return _Server(config)
 
 
 class LocalStack:
