@@ -13,10 +13,10 @@ import msgspec
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from ingest.app import IngestSinks, create_app
+from ingest.app import IngestSinks, create_app, json_response
 from streamboard.adapters.local.lake import LocalLake
 from streamboard.adapters.local.queue import LocalQueue
 from streamboard.adapters.local.stores import LocalAppRegistry
@@ -24,13 +24,14 @@ from streamboard.ports import PutResult, ReadRecord, StreamRecord
 from streamboard.settings import Settings
 
 KEY = "bench-key"
+OK = PutResult("shardId-000000000000", "1")
 
 
 class NullStream:
     """Takes every record at once and keeps nothing: the ceiling of what the stream could cost."""
 
     def put_records(self, records: Sequence[StreamRecord]) -> list[PutResult]:
-        return [PutResult("shardId-000000000000", "1") for _ in records]
+        return [OK] * len(records)
 
     def shard_ids(self) -> list[str]:
         return []
@@ -49,7 +50,7 @@ def bare_app() -> Starlette:
         body = await request.body()
         doc = decoder.decode(body)
         n = len(doc["events"]) if isinstance(doc, dict) and "events" in doc else 1
-        return JSONResponse({"accepted": n, "rejected": []}, status_code=202)
+        return json_response({"accepted": n, "rejected": []}, 202)  # the same response helper as ours
 
     return Starlette(routes=[Route("/v1/events", events, methods=["POST"])])
 

@@ -124,11 +124,16 @@ def _events_of(body: bytes, max_events: int) -> list[Any]:
     return events
 
 
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response encoded by msgspec (Starlette's JSONResponse goes through the stdlib encoder)."""
+    return Response(_encoder.encode(content), status, headers, media_type="application/json")
+
+
 def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGISTRY) -> Starlette:
     metrics = Metrics("ingest")
     committer = GroupCommitter(sinks.stream, sinks.dlq, linger_ms=settings.ingest_linger_ms,
-                               max_pending=settings.ingest_max_pending, oversize=overflow_pointer(sinks.lake),
-                               metrics=metrics)
+                               max_pending=settings.ingest_max_pending, max_in_flight=settings.ingest_max_in_flight,
+                               oversize=overflow_pointer(sinks.lake), metrics=metrics)
     limiter = RateLimiter(settings.rate_limit_events_per_s, settings.rate_limit_burst)
     auth = _AuthCache(sinks.apps)
     max_future = dt.timedelta(seconds=settings.max_future_seconds)
@@ -140,37 +145,47 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
         app = auth.get(key)
         if app is None:
             raise Unauthorized("unknown API key")
+        body: bytes | None = None
         try:
+            # One deadline for the whole request: reading the body, then making its events durable.
             async with asyncio.timeout(settings.ingest_request_timeout_s):
                 body = await _read_body(request, settings.ingest_max_body)
+                accepted, rejected = await accept(app, body)
         except TimeoutError:
-            raise RequestTimeout(
-                f"the request body did not arrive within {settings.ingest_request_timeout_s:g} s") from None
+            if body is None:
+                raise RequestTimeout(
+                    f"the request body did not arrive within {settings.ingest_request_timeout_s:g} s") from None
+            # Not acknowledged: the client retries with the same event_ids, and dedupe counts each once.
+            raise Unavailable("writing the events took too long; retry with the same event_ids", 2.0) from None
+        metrics.add("Requests")
+        metrics.add("EventsAccepted", accepted)
+        metrics.add("EventsRejected", len(rejected))
+        return json_response({"accepted": accepted, "rejected": rejected}, 202)
+
+    async def accept(app: App, body: bytes) -> tuple[int, list[dict[str, Any]]]:
+        """Validate, keep the rejected events, make the accepted ones durable; return (accepted, rejected)."""
         now = dt.datetime.now(dt.UTC)
         now_text = format_ts(now)
-        accepted: list[StreamRecord] = []
         rejected: list[dict[str, Any]] = []
         bad: list[tuple[Any, str]] = []
-        # Fast path: a batch whose every event is valid, validated in one pass.
+        # Fast path: a batch whose every event is valid, checked in one pass.
         fast = registry.validate_batch(body, app_id=app.app_id, received_at=now, received_at_text=now_text,
                                        max_future=max_future, max_events=settings.ingest_max_events)
-        events: list[Any] = [] if fast is not None else _events_of(body, settings.ingest_max_events)
-        try:
-            limiter.check(app.app_id, len(fast) if fast is not None else len(events))
-        except RateLimited:
-            metrics.add("Throttled")
-            raise
         if fast is not None:
-            accepted = [StreamRecord(key, data) for key, data in fast]
-        for i, raw in enumerate(events):
-            try:
-                event = registry.validate(raw, app_id=app.app_id, received_at=now, max_future=max_future,
-                                          received_at_text=now_text)
-            except InvalidEvent as exc:
-                rejected.append({"index": i, "error": str(exc)})
-                bad.append((raw, str(exc)))
-                continue
-            accepted.append(StreamRecord(event["user_id"], _encoder.encode(event)))
+            count, records = fast
+            limit(app, count)
+        else:
+            events = _events_of(body, settings.ingest_max_events)
+            limit(app, len(events))
+            valid = []
+            for i, raw in enumerate(events):
+                try:
+                    valid.append(registry.check(raw, app_id=app.app_id, received_at=now, max_future=max_future))
+                except InvalidEvent as exc:
+                    rejected.append({"index": i, "error": str(exc)})
+                    bad.append((raw, str(exc)))
+            count = len(valid)
+            records = registry.records(valid, app_id=app.app_id, received_at_text=now_text)
         if bad:
             try:
                 await asyncio.to_thread(keep_bad_events, sinks.lake, f"ingest-{app.app_id}", bad, now)
@@ -178,19 +193,18 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
                 log.error("bad-events sink failed: %s", exc)
                 raise Unavailable("cannot keep the rejected events right now; nothing was accepted, retry later",
                                   2.0) from exc
+        await committer.submit([StreamRecord(key, data) for key, data in records], count)
+        return count, rejected
+
+    def limit(app: App, events: int) -> None:
         try:
-            async with asyncio.timeout(settings.ingest_request_timeout_s):
-                await committer.submit(accepted)
-        except TimeoutError:
-            # Not acknowledged: the client retries with the same event_ids, and dedupe counts each once.
-            raise Unavailable("writing the events took too long; retry with the same event_ids", 2.0) from None
-        metrics.add("Requests")
-        metrics.add("EventsAccepted", len(accepted))
-        metrics.add("EventsRejected", len(rejected))
-        return JSONResponse({"accepted": len(accepted), "rejected": rejected}, status_code=202)
+            limiter.check(app.app_id, events)
+        except RateLimited:
+            metrics.add("Throttled")
+            raise
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return json_response({"status": "ok"})
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document(registry, settings))
@@ -202,8 +216,8 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         if status >= 500 and not isinstance(exc, Unavailable):
             log.exception("ingest failed on %s", request.url.path, exc_info=exc)
-            return JSONResponse({"error": "internal error; the failure was logged"}, status_code=500)
-        return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
+            return json_response({"error": "internal error; the failure was logged"}, 500)
+        return json_response({"error": str(exc)}, status, headers)
 
     async def on_disconnect(request: Request, exc: Exception) -> Response:
         return Response(status_code=400)

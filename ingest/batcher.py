@@ -14,7 +14,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
+from operator import itemgetter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +32,7 @@ log = logging.getLogger("streamboard.ingest")
 MAX_RECORDS = 500
 MAX_BYTES = 5 * 1024 * 1024
 MAX_QUEUE_MESSAGE = 256 * 1024  # SQS's message limit
+_data = itemgetter(1)  # StreamRecord.data, read in C
 
 
 @dataclass
@@ -36,12 +42,18 @@ class _Pending:
     future: asyncio.Future[None]
 
 
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class CircuitBreaker:
     """Stops hammering a failing stream: after ``threshold`` failed calls in a row it opens for ``cooldown``
     seconds (records go straight to the dead-letter queue), then lets one batch probe the stream."""
 
     def __init__(self, threshold: int = 3, cooldown: float = 5.0) -> None:
         self.threshold, self.cooldown = threshold, cooldown
+        self._lock = threading.Lock()  # batches are written from several threads
         self.failures = 0
         self.opened_at: float | None = None
 
@@ -55,12 +67,13 @@ class CircuitBreaker:
         return self.state != "open"
 
     def record(self, ok: bool) -> None:
-        if ok:
-            self.failures, self.opened_at = 0, None
-            return
-        self.failures += 1
-        if self.failures >= self.threshold or self.opened_at is not None:
-            self.opened_at = time.monotonic()  # (re)open; a failed probe starts a new cool-down
+        with self._lock:
+            if ok:
+                self.failures, self.opened_at = 0, None
+                return
+            self.failures += 1
+            if self.failures >= self.threshold or self.opened_at is not None:
+                self.opened_at = time.monotonic()  # (re)open; a failed probe starts a new cool-down
 
 
 @dataclass
@@ -74,6 +87,9 @@ class CommitStats:
 
 
 class GroupCommitter:
+    """Forms batches from the records of concurrent requests and writes up to ``max_in_flight`` of them at
+    once, each in a worker thread (the stream and queue clients block)."""
+
     def __init__(
         self,
         stream: EventStream,
@@ -84,10 +100,13 @@ class GroupCommitter:
         max_bytes: int = MAX_BYTES,
         retry_seconds: float = 2.0,
         max_pending: int = 50_000,
+        max_in_flight: int = 4,
         breaker: CircuitBreaker | None = None,
         oversize: Callable[[bytes], bytes] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1 (got {max_in_flight})")
         self.stream = stream
         self.dlq = dlq
         self.linger = linger_ms / 1000
@@ -95,92 +114,122 @@ class GroupCommitter:
         self.max_bytes = max_bytes
         self.retry_seconds = retry_seconds
         self.max_pending = max_pending
+        self.max_in_flight = max_in_flight
         self.breaker = breaker or CircuitBreaker()
         # Turns a record too large for the queue into a small pointer message (the record kept elsewhere).
         self.oversize = oversize
-        self.pending = 0
+        self.pending = 0  # events submitted and not yet durable (or failed)
         self.metrics = metrics or Metrics()
         self.stats = CommitStats()
-        self._queue: asyncio.Queue[_Pending] | None = None
+        self._lock = threading.Lock()  # the stats, the breaker and the metrics, updated from worker threads
+        self._waiting: deque[_Pending] = deque()
+        self._waiting_records = 0
+        self._wake: asyncio.Event | None = None
+        self._lingering: asyncio.Future[None] | None = None
+        self._writes: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
-        self._held: _Pending | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="group-commit")
         self._task = asyncio.create_task(self._run(), name="group-commit")
 
     async def stop(self) -> None:
         """Write everything already submitted, then stop."""
-        if self._queue is None or self._task is None:
+        if self._task is None or self._executor is None:
             return
-        await self._queue.join()
+        while self._waiting or self._writes:
+            await asyncio.sleep(0.005)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        self._executor.shutdown(wait=True)
 
-    async def submit(self, records: Sequence[StreamRecord]) -> None:
-        """Return once every record is durable (stream or DLQ); raise :class:`Unavailable` otherwise."""
+    async def submit(self, records: Sequence[StreamRecord], events: int | None = None) -> None:
+        """Return once every record is durable (stream or DLQ); raise :class:`Unavailable` otherwise.
+
+        ``events``: how many events the records carry (default: one each), what the buffer bound counts."""
         if not records:
             return
-        if self._queue is None:
+        if self._wake is None:
             raise Unavailable("the ingest service is not started")
-        if self.pending + len(records) > self.max_pending:
+        events = len(records) if events is None else events
+        if self.pending + events > self.max_pending:
             self.stats.rejected_busy += 1
             raise Unavailable(f"ingest is at capacity ({self.pending} events waiting to be written); retry shortly",
                               1.0)
-        self.pending += len(records)
+        self.pending += events
         try:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            await self._queue.put(_Pending(records, sum(len(r.data) for r in records), fut))
+            self._waiting.append(_Pending(records, sum(map(len, map(_data, records))), fut))
+            self._waiting_records += len(records)
+            self._wake.set()
+            lingering = self._lingering
+            if lingering is not None and not lingering.done() and self._waiting_records >= self.max_records:
+                lingering.set_result(None)  # a full batch does not wait out the linger
             await fut
         finally:
-            self.pending -= len(records)
+            self.pending -= events
 
     async def _run(self) -> None:
-        assert self._queue is not None
+        assert self._wake is not None
         loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.max_in_flight)
         while True:
-            first = self._held or await self._queue.get()
-            self._held = None
-            batch = [first]
-            count, size = len(first.records), first.size
-            deadline = loop.time() + self.linger
-            while count < self.max_records:
-                timeout = deadline - loop.time()
-                try:
-                    if timeout <= 0:
-                        item = self._queue.get_nowait()
-                    else:
-                        item = await asyncio.wait_for(self._queue.get(), timeout)
-                except (asyncio.QueueEmpty, TimeoutError):
-                    break
-                if count + len(item.records) > self.max_records or size + item.size > self.max_bytes:
-                    self._held = item
-                    break
-                batch.append(item)
-                count += len(item.records)
-                size += item.size
-            try:
-                await asyncio.to_thread(self._commit, [r for p in batch for r in p.records])
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_result(None)
-            except Exception as exc:  # noqa: BLE001 - reported to every waiting request as 503
-                self.stats.failed_requests += len(batch)
-                log.error("batch of %d records not durable: %s", count, exc)
-                err = exc if isinstance(exc, Unavailable) else Unavailable(
-                    "the event stream and the dead-letter queue are both unavailable; retry later", 2.0)
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(err)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+            if not self._waiting:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if self.linger > 0 and self._waiting_records < self.max_records:
+                self._lingering = loop.create_future()
+                timer = loop.call_later(self.linger, _resolve, self._lingering)
+                await self._lingering
+                timer.cancel()
+                self._lingering = None
+            await slots.acquire()  # meanwhile, more requests join the next batch
+            batch = self._take()
+            task = loop.create_task(self._write(batch, slots))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    def _take(self) -> list[_Pending]:
+        """The next batch: whole requests, oldest first, within the record and byte limits (at least one)."""
+        batch = [self._waiting.popleft()]
+        count, size = len(batch[0].records), batch[0].size
+        while self._waiting:
+            item = self._waiting[0]
+            if count + len(item.records) > self.max_records or size + item.size > self.max_bytes:
+                break
+            batch.append(self._waiting.popleft())
+            count += len(item.records)
+            size += item.size
+        self._waiting_records -= count
+        return batch
+
+    async def _write(self, batch: list[_Pending], slots: asyncio.Semaphore) -> None:
+        records = list(chain.from_iterable(p.records for p in batch))
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._commit, records)
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_result(None)
+        except Exception as exc:  # noqa: BLE001 - reported to every waiting request as 503
+            self.stats.failed_requests += len(batch)
+            log.error("batch of %d records not durable: %s", len(records), exc)
+            err = exc if isinstance(exc, Unavailable) else Unavailable(
+                "the event stream and the dead-letter queue are both unavailable; retry later", 2.0)
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(err)
+        finally:
+            slots.release()
 
     def _commit(self, records: list[StreamRecord]) -> None:
         """One PutRecords; retry only the failed records until ``retry_seconds``; then the DLQ."""
-        self.stats.batches += 1
-        self.stats.records += len(records)
+        with self._lock:
+            self.stats.batches += 1
+            self.stats.records += len(records)
         self.metrics.observe("BatchSize", len(records))
         pending = records
         deadline = time.monotonic() + self.retry_seconds
@@ -200,7 +249,8 @@ class GroupCommitter:
             if not pending:
                 return
             attempt += 1
-            self.stats.retried += len(pending)
+            with self._lock:
+                self.stats.retried += len(pending)
             delay = random.uniform(0, min(1.0, 0.05 * 2**attempt))  # full jitter
             if time.monotonic() + delay > deadline:
                 break
@@ -214,5 +264,6 @@ class GroupCommitter:
         except Exception as exc:
             raise Unavailable("the event stream and the dead-letter queue are both unavailable; retry later",
                               2.0) from exc
-        self.stats.to_dlq += len(pending)
+        with self._lock:
+            self.stats.to_dlq += len(pending)
         self.metrics.add("DlqFallbacks", len(pending))

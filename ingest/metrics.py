@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -23,28 +24,33 @@ class Metrics:
         self.service = service
         self._sums: dict[str, float] = defaultdict(float)
         self._values: dict[str, list[float]] = defaultdict(list)
+        self._lock = threading.Lock()  # recorded from the event loop and from the writer threads
 
     def add(self, name: str, value: float = 1) -> None:
-        self._sums[name] += value
+        with self._lock:
+            self._sums[name] += value
 
     def observe(self, name: str, value: float) -> None:
-        values = self._values[name]
-        if len(values) < 100:  # EMF takes at most 100 values per metric
-            values.append(value)
+        with self._lock:
+            values = self._values[name]
+            if len(values) < 100:  # EMF takes at most 100 values per metric
+                values.append(value)
 
     def emf(self) -> dict[str, Any] | None:
         """The EMF document for what was recorded since the last call (None when nothing was)."""
-        if not self._sums and not self._values:
+        with self._lock:
+            sums, values = dict(self._sums), {k: v for k, v in self._values.items() if v}
+            self._sums.clear()
+            self._values.clear()
+        if not sums and not values:
             return None
         doc: dict[str, Any] = {"Service": self.service}
-        doc.update(self._sums)
-        doc.update({k: v for k, v in self._values.items() if v})
-        names = sorted(set(self._sums) | {k for k, v in self._values.items() if v})
+        doc.update(sums)
+        doc.update(values)
+        names = sorted(set(sums) | set(values))
         doc["_aws"] = {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [{
             "Namespace": NAMESPACE, "Dimensions": [["Service"]],
             "Metrics": [{"Name": n, "Unit": UNITS.get(n, "None")} for n in names]}]}
-        self._sums.clear()
-        self._values.clear()
         return doc
 
     def flush(self) -> None:

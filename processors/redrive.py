@@ -31,19 +31,20 @@ def redrive(backend: Backend, max_messages: int | None = None,
         for m in messages:
             try:
                 body = m.body
-                event = json.loads(body)
-                if POINTER_KEY in event:  # a record too large for the queue, kept in the lake
-                    body = backend.lake.get_object(event[POINTER_KEY])
-                    event = json.loads(body)
-                records.append(StreamRecord(str(event["user_id"]), body))
+                record = json.loads(body)
+                if POINTER_KEY in record:  # a record too large for the queue, kept in the lake
+                    body = backend.lake.get_object(record[POINTER_KEY])
+                    record = json.loads(body)
+                records.append(StreamRecord(str(record["events"][0]["event_id"]), body))
                 receipts.append(m.receipt)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, IndexError, TypeError):
                 bad.append(m)
         if bad:
             # Not an event: keep it out of the stream, but never drop it silently.
             from streamboard.badevents import keep_bad_events
 
-            keep_bad_events(backend.lake, "redrive", [(m.body.decode("utf-8", "replace"), "not an event") for m in bad])
+            keep_bad_events(backend.lake, "redrive",
+                            [(m.body.decode("utf-8", "replace"), "not a stream record") for m in bad])
             backend.dlq.delete([m.receipt for m in bad])
             unreadable += len(bad)
         if records:

@@ -1,9 +1,12 @@
 """Router Lambda: fans the Kinesis stream out to one delivery stream per event type.
 
-Event source: Kinesis (batch, ReportBatchItemFailures on). Records that could not
-be delivered are reported in ``batchItemFailures`` so the event source mapping
-retries from the first of them; records that can never be routed (not JSON, an
-unknown type) are quarantined in the bad-events sink, never allowed to block the shard.
+Event source: Kinesis (batch, ReportBatchItemFailures on). Each record carries the
+events of one ingest request (see ``Registry.read_record``); each event goes to its
+type's delivery stream, one line of JSON in the lake's normalized form. Records
+with an event that could not be delivered are reported in ``batchItemFailures`` so
+the event source mapping retries from the first of them; what can never be routed
+(not a record, an invalid event) is quarantined in the bad-events sink, never
+allowed to block the shard.
 Also updates the near-real-time profiles (deduplicated by event_id).
 """
 
@@ -11,16 +14,18 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import logging
 from collections import defaultdict
 from typing import Any
+
+import msgspec
 
 from streamboard.backend import Backend
 from streamboard.badevents import keep_bad_events
 from streamboard.registry import format_ts
 
 log = logging.getLogger("streamboard.router")
+_encoder = msgspec.json.Encoder()
 
 
 def route(records: list[dict[str, Any]], backend: Backend) -> dict[str, Any]:
@@ -31,12 +36,14 @@ def route(records: list[dict[str, Any]], backend: Backend) -> dict[str, Any]:
         seq = rec["kinesis"]["sequenceNumber"]
         raw = base64.b64decode(rec["kinesis"]["data"])
         try:
-            event = json.loads(raw)
-            event_type = backend.registry.get(event["event_type"])
-        except (ValueError, KeyError, TypeError) as exc:
+            events, invalid = backend.registry.read_record(raw)
+        except ValueError as exc:
             quarantined.append((raw.decode("utf-8", "replace"), f"router: cannot route record {seq}: {exc}"))
             continue
-        by_stream[event_type.delivery_stream].append((seq, raw.rstrip(b"\n") + b"\n", event))
+        quarantined.extend((event, f"router: record {seq}: {reason}") for event, reason in invalid)
+        for event in events:
+            stream = backend.registry.get(event["event_type"]).delivery_stream
+            by_stream[stream].append((seq, _encoder.encode(event) + b"\n", event))
 
     if quarantined:
         keep_bad_events(backend.lake, "router", quarantined)
@@ -51,7 +58,7 @@ def route(records: list[dict[str, Any]], backend: Backend) -> dict[str, Any]:
             failed_idx = set(range(len(items)))
         for i, (seq, _, event) in enumerate(items):
             if i in failed_idx:
-                failed.add(seq)
+                failed.add(seq)  # the whole record is retried; its delivered events count once downstream
             else:
                 delivered.append(event)
 

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Protocol
 
 
 class StreamRecord(NamedTuple):
-    """A record to put on the event stream (a tuple: ingest builds one per event on its hot path)."""
+    """A record to put on the event stream (see :class:`streamboard.registry.Registry` for its data)."""
 
     partition_key: str
     data: bytes

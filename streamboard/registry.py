@@ -9,9 +9,11 @@ entry in :data:`EVENT_TYPES`.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -38,7 +40,8 @@ PARTITION_KEYS: tuple[str, ...] = ("year", "month", "day", "hour")
 #: How far into the future of receipt an event's ts may be, unless configured.
 DEFAULT_MAX_FUTURE = dt.timedelta(minutes=15)
 
-Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
+Slug = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]  # and the pattern SLUG, checked by the registry
+SLUG = r"[a-z0-9_-]+"
 Name128 = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Points = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 Properties = Annotated[
@@ -46,6 +49,11 @@ Properties = Annotated[
     msgspec.Meta(max_length=50),
 ]
 AwareDatetime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+# Timestamps before this may not convert to UTC (year 1 with a positive offset): the slow path says so.
+EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+_TS = attrgetter("ts")
+# A stream record's limit: Kinesis takes 1 MiB of data and partition key together.
+MAX_RECORD_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class Field:
     py_type: Any
     required: bool = True
     doc: str = ""
+    pattern: str | None = None  # a regex the whole (string) value must match, beyond py_type's own bounds
     reserved: frozenset[str] = frozenset()  # values the field may not take
 
 
@@ -69,7 +78,7 @@ class EventType:
     doc: str = ""
     _struct: Any = field(default=None, compare=False, repr=False)
     _own_fields: tuple[str, ...] = field(default=(), compare=False, repr=False)
-    _reserved: tuple[tuple[str, frozenset[str]], ...] = field(default=(), compare=False, repr=False)
+    _rules: tuple[_ValueRule, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def columns(self) -> tuple[Field, ...]:
@@ -101,7 +110,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(
         "score",
         (
-            Field("category", "string", Slug, doc="slug [a-z0-9_-]{1,64}; not 'overall'",
+            Field("category", "string", Slug, doc="slug [a-z0-9_-]{1,64}; not 'overall'", pattern=SLUG,
                   reserved=frozenset({"overall"})),
             Field("points", "bigint", Points, doc="integer 1..1,000,000"),
             Field("challenge_id", "string", Name128, required=False, doc="counts once per user"),
@@ -122,7 +131,16 @@ EVENT_TYPES: tuple[EventType, ...] = (
 
 
 class Registry:
-    """Lookup and validation over a set of event types (the default set is :data:`EVENT_TYPES`)."""
+    """Lookup and validation over a set of event types (the default set is :data:`EVENT_TYPES`).
+
+    Stream records. The accepted events of one request travel as one record (as the KPL aggregates:
+    Kinesis limits a shard to 1,000 records/s, so a record per event would need ~5x the shards that the
+    bytes need). A record is a JSON object ``{"app_id": ..., "received_at": ..., "events": [...]}``: the
+    server's fields, then the client's events as validated (for an all-valid batch, the client's own bytes).
+    At most :data:`MAX_RECORD_BYTES`; a larger request becomes several records. Consumers read a record with
+    :meth:`read_record`, which gives each event in its normalized form (``ts`` in UTC to the millisecond, as
+    the lake stores it), the same dict :meth:`validate` gives.
+    """
 
     def __init__(self, types: Iterable[EventType]) -> None:
         self.types: dict[str, EventType] = {}
@@ -131,7 +149,7 @@ class Registry:
                 raise ValueError(f"event type {t.name!r} registered twice")
             object.__setattr__(t, "_struct", _client_struct(t))
             object.__setattr__(t, "_own_fields", tuple(f.name for f in t.fields))
-            object.__setattr__(t, "_reserved", tuple((f.name, f.reserved) for f in t.fields if f.reserved))
+            object.__setattr__(t, "_rules", tuple(_ValueRule(f) for f in t.fields if f.pattern or f.reserved))
             self.types[t.name] = t
         structs = [t._struct for t in self.types.values()]
         union: Any = structs[0]
@@ -139,7 +157,13 @@ class Registry:
             union = union | st
         batch = msgspec.defstruct("EventBatch", [("events", list[union])], forbid_unknown_fields=True)
         self._batch_decoder = msgspec.json.Decoder(batch)
+        record = msgspec.defstruct("Record", [("app_id", str), ("received_at", str), ("events", list[union])])
+        self._record_decoder = msgspec.json.Decoder(record)
+        self._loose_record_decoder = msgspec.json.Decoder(
+            msgspec.defstruct("LooseRecord", [("app_id", str), ("received_at", str), ("events", list[Any])]))
         self._encoder = msgspec.json.Encoder()
+        self._rules_of = {t._struct: t._rules for t in self.types.values()}
+        self._type_of = {t._struct: t for t in self.types.values()}
 
     def validate_batch(
         self,
@@ -150,11 +174,13 @@ class Registry:
         received_at_text: str,
         max_future: dt.timedelta = DEFAULT_MAX_FUTURE,
         max_events: int = 500,
-    ) -> list[tuple[str, bytes]] | None:
-        """The fast path for a ``{"events": [...]}`` body whose every event is valid: decoded and validated in
-        one pass, returned as ``(partition key, stream record)`` pairs. ``None`` means "not that simple" (a
-        single-event body, any invalid event, anything unusual): use :meth:`validate` per event, which gives
-        each event its own answer. Both paths produce the same records."""
+    ) -> tuple[int, list[tuple[str, bytes]]] | None:
+        """The fast path for a ``{"events": [...]}`` body whose every event is valid: decoded and checked in
+        one pass; returns the number of events and the stream records, as ``(partition key, data)``.
+
+        ``None`` means "not that simple" (a single-event body, any invalid event, anything unusual): then
+        check each event with :meth:`check`, which gives each its own answer, and build the records of the
+        valid ones with :meth:`records`. Both paths give records whose events read back the same."""
         try:
             batch = self._batch_decoder.decode(body)
         except (msgspec.DecodeError, RecursionError):
@@ -162,27 +188,61 @@ class Registry:
         events: list[Any] = batch.events  # type: ignore[attr-defined]
         if not events or len(events) > max_events:
             return None
-        latest = received_at + max_future
-        utc = dt.UTC
-        encode = self._encoder.encode
-        out = []
-        for obj in events:
-            if obj.received_at is not None or (obj.app_id is not None and obj.app_id != app_id):
-                return None
-            for name, reserved in self.types[obj.__struct_config__.tag]._reserved:
-                if getattr(obj, name) in reserved:
+        ts = list(map(_TS, events))
+        # EARLIEST: a ts that may not convert to UTC (year 1) takes the slow path and its clear message.
+        if min(ts) <= EARLIEST or max(ts) > received_at + max_future:
+            return None
+        kinds = set(map(type, events))
+        for kind in kinds:
+            group = events if len(kinds) == 1 else [obj for obj in events if type(obj) is kind]
+            for rule in self._rules_of[kind]:
+                values = set(map(rule.get, group))
+                if not values <= rule.good and any(rule.error(v) is not None for v in values):
                     return None
+        # The body is exactly {"events": [...]} (no other key decodes), all valid: the server's fields go in
+        # front of its "events", and the client's bytes are the record.
+        data = self._head(app_id, received_at_text) + body.lstrip()[1:]
+        if len(data) > MAX_RECORD_BYTES:
+            return len(events), self.records(events, app_id=app_id, received_at_text=received_at_text)
+        return len(events), [(str(events[0].event_id), data)]
+
+    def records(self, events: list[Any], *, app_id: str, received_at_text: str) -> list[tuple[str, bytes]]:
+        """The stream records of events checked by :meth:`check`: one, or more if one would be too large.
+        The partition key is the first event's id (random: records spread evenly over the shards)."""
+        if not events:
+            return []
+        data = self._head(app_id, received_at_text) + b'"events":' + self._encoder.encode(events) + b"}"
+        if len(data) <= MAX_RECORD_BYTES or len(events) == 1:  # one event is far below the limit
+            return [(str(events[0].event_id), data)]
+        half = len(events) // 2
+        return (self.records(events[:half], app_id=app_id, received_at_text=received_at_text)
+                + self.records(events[half:], app_id=app_id, received_at_text=received_at_text))
+
+    def _head(self, app_id: str, received_at_text: str) -> bytes:
+        encode = self._encoder.encode
+        return b'{"app_id":' + encode(app_id) + b',"received_at":' + encode(received_at_text) + b","
+
+    def read_record(self, data: bytes) -> tuple[list[dict[str, Any]], list[tuple[Any, str]]]:
+        """The events of a stream record in their normalized form, and any that are not valid events (with
+        the reason; never expected, as ingest checked them). Raises ValueError for data that is not a record."""
+        try:
+            rec: Any = self._record_decoder.decode(data)
+            return [self._normalized(obj, rec.app_id, rec.received_at) for obj in rec.events], []
+        except (msgspec.DecodeError, RecursionError):
+            pass
+        try:
+            loose: Any = self._loose_record_decoder.decode(data)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise ValueError(f"not a stream record: {exc}") from None
+        events, invalid = [], []
+        for raw in loose.events:
             try:
-                ts = obj.ts.astimezone(utc)
-            except OverflowError:
-                return None
-            if ts > latest:
-                return None
-            obj.ts = ts.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00": same as format_ts
-            obj.app_id = app_id
-            obj.received_at = received_at_text
-            out.append((obj.user_id, encode(obj)))
-        return out
+                obj = self._checked(raw, loose.app_id, parse_ts(loose.received_at), None)
+            except (InvalidEvent, ValueError, OverflowError) as exc:
+                invalid.append((raw, str(exc)))
+                continue
+            events.append(self._normalized(obj, loose.app_id, loose.received_at))
+        return events, invalid
 
     def __iter__(self) -> Iterator[EventType]:
         return iter(self.types.values())
@@ -196,6 +256,19 @@ class Registry:
         except KeyError:
             raise KeyError(f"unknown event type {name!r}; registered: {', '.join(self.types)}") from None
 
+    def check(
+        self,
+        raw: Any,
+        *,
+        app_id: str,
+        received_at: dt.datetime,
+        max_future: dt.timedelta = DEFAULT_MAX_FUTURE,
+    ) -> Any:
+        """Validate one client event; return it as its type's struct, for :meth:`records`.
+
+        Raises :class:`InvalidEvent` with a message a client can act on."""
+        return self._checked(raw, app_id, received_at, max_future)
+
     def validate(
         self,
         raw: Any,
@@ -205,13 +278,28 @@ class Registry:
         max_future: dt.timedelta = DEFAULT_MAX_FUTURE,
         received_at_text: str | None = None,
     ) -> dict[str, Any]:
-        """Validate one client event and return its normalized, enriched form.
+        """Validate one client event and return its normalized, enriched form (what :meth:`read_record` gives
+        for it). Raises :class:`InvalidEvent` with a message a client can act on."""
+        obj = self._checked(raw, app_id, received_at, max_future)
+        return self._normalized(obj, app_id, received_at_text or format_ts(received_at))
 
-        ``received_at_text`` is ``format_ts(received_at)``, passed in by callers validating many events at
-        once (it is the same for every event of a request).
+    def _normalized(self, obj: Any, app_id: str, received_at_text: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "event_id": str(obj.event_id),
+            "event_type": obj.__struct_config__.tag,
+            "user_id": obj.user_id,
+            "ts": format_ts(obj.ts),
+            "app_id": app_id,
+            "received_at": received_at_text,
+        }
+        for name in self._type_of[type(obj)]._own_fields:
+            out[name] = getattr(obj, name)
+        return out
 
-        Raises :class:`InvalidEvent` with a message a client can act on.
-        """
+    def _checked(
+        self, raw: Any, app_id: str, received_at: dt.datetime, max_future: dt.timedelta | None
+    ) -> Any:
+        """The client's event as its type's struct (without the server's fields), checked."""
         if not isinstance(raw, Mapping):
             raise InvalidEvent("an event must be a JSON object")
         event_type = raw.get("event_type")
@@ -226,9 +314,10 @@ class Registry:
             raise InvalidEvent("app_id does not match the API key's app (leave it out; the server sets it)")
         if "received_at" in raw:
             raise InvalidEvent("received_at is set by the server; leave it out")
+        if client_app is not None or "app_id" in raw:
+            raw = {k: v for k, v in raw.items() if k != "app_id"}  # checked above; the server sets it
         t = self.types[event_type]
         try:
-            # The struct tolerates app_id (checked above), so the client's dict converts without a copy.
             obj = msgspec.convert(raw, t._struct)
         except msgspec.ValidationError as exc:
             message = _humanize(str(exc))
@@ -236,30 +325,47 @@ class Registry:
             if message.startswith("unknown field") and has_properties:
                 message += "; put custom fields under 'properties'"
             raise InvalidEvent(message) from None
-        for name, reserved in t._reserved:
-            if getattr(obj, name) in reserved:
-                raise InvalidEvent(f"{name} {getattr(obj, name)!r} is reserved (field `{name}`)")
-        ts: dt.datetime = obj.ts
+        for rule in t._rules:
+            error = rule.error(getattr(obj, rule.name))
+            if error is not None:
+                raise InvalidEvent(error)
         try:
-            ts = ts.astimezone(dt.UTC)
+            obj.ts.astimezone(dt.UTC)
         except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: valid RFC 3339, but before year 1 in UTC
             raise InvalidEvent("ts is out of range once converted to UTC (field `ts`)") from None
-        if ts > received_at + max_future:
+        if max_future is not None and obj.ts > received_at + max_future:
             raise InvalidEvent(
-                f"ts {format_ts(ts)} is more than {int(max_future.total_seconds() // 60)} minutes "
+                f"ts {format_ts(obj.ts)} is more than {int(max_future.total_seconds() // 60)} minutes "
                 "in the future of receipt; check the client's clock"
             )
-        out: dict[str, Any] = {
-            "event_id": str(obj.event_id),
-            "event_type": event_type,
-            "user_id": obj.user_id,
-            "ts": format_ts(ts),
-            "app_id": app_id,
-            "received_at": received_at_text or format_ts(received_at),
-        }
-        for name in t._own_fields:
-            out[name] = getattr(obj, name)
-        return out
+        return obj
+
+
+class _ValueRule:
+    """A field's pattern and reserved values, checked once msgspec has checked the type and bounds. Values
+    that passed are remembered (a bounded set), so a batch of familiar values costs a set lookup each."""
+
+    REMEMBER = 10_000
+
+    def __init__(self, f: Field) -> None:
+        self.name = f.name
+        self.get = attrgetter(f.name)
+        self.pattern = f.pattern
+        self.regex = re.compile(f.pattern) if f.pattern else None
+        self.reserved = f.reserved
+        self.good: set[Any] = {None}  # an optional field left out
+
+    def error(self, value: Any) -> str | None:
+        """Why ``value`` is not allowed in this field, or None."""
+        if value in self.good:
+            return None
+        if self.regex is not None and not self.regex.fullmatch(value):
+            return f"{self.name} {value!r} must match {self.pattern} (field `{self.name}`)"
+        if value in self.reserved:
+            return f"{self.name} {value!r} is reserved (field `{self.name}`)"
+        if len(self.good) < self.REMEMBER:
+            self.good.add(value)
+        return None
 
 
 class InvalidEvent(ValueError):
@@ -302,8 +408,8 @@ def _client_struct(t: EventType) -> Any:
         if f.name == "event_type":
             continue
         if f.name in ("app_id", "received_at"):
-            # Server-set: a client's app_id must match the key's app; a client's received_at is refused.
-            fields.append((f.name, str | None, None))
+            # Server-set: not in the struct, so a client's value stops the fast path; the slow path accepts
+            # an app_id equal to the key's app and refuses anything else.
             continue
         if f.required:
             fields.append((f.name, f.py_type))
@@ -317,6 +423,7 @@ def _client_struct(t: EventType) -> Any:
         tag=t.name,
         forbid_unknown_fields=True,
         kw_only=True,
+        omit_defaults=True,  # a record leaves out the optional fields the client left out
     )
 
 
