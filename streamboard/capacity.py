@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamboard.registry import MAX_RECORD_BYTES
+
 BENCH_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "ingest.json"
 
 # AWS limits used below.
@@ -69,7 +71,10 @@ def project(load: Load) -> dict[str, Any]:
     per_task, per_task_source = _task_events_per_s()
     tasks = max(2, math.ceil(peak / per_task))  # two for availability
     requests_per_s = peak / load.events_per_request
-    shards = max(1, math.ceil(max(peak / KINESIS_SHARD_WRITE_RECORDS, peak * size / KINESIS_SHARD_WRITE_BYTES)))
+    # One stream record per request (its events aggregated): the records/s limit counts requests.
+    record_bytes = load.events_per_request * size
+    records_per_s = requests_per_s * math.ceil(record_bytes / MAX_RECORD_BYTES)
+    shards = max(1, math.ceil(max(records_per_s / KINESIS_SHARD_WRITE_RECORDS, peak * size / KINESIS_SHARD_WRITE_BYTES)))
     router_batches_per_s = shards * 5  # GetRecords polls per shard per second
     firehose_streams_needed = math.ceil(peak / FIREHOSE_DIRECT_PUT_RECORDS)
     parquet_gb_month = gb_month * load.parquet_ratio
@@ -82,9 +87,11 @@ def project(load: Load) -> dict[str, Any]:
          f"each, {per_task_source}); {requests_per_s:,.0f} requests/s",
          "monthly_usd": tasks * HOURS_PER_MONTH * (PRICES["fargate_vcpu_hour"] + 2 * PRICES["fargate_gb_hour"])
          + HOURS_PER_MONTH * (PRICES["alb_hour"] + 2 * PRICES["alb_lcu_hour"])},
-        {"stage": "stream (Kinesis, provisioned)", "needs": f"{shards} shards (1,000 records/s and 1 MiB/s each)",
+        {"stage": "stream (Kinesis, provisioned)", "needs": f"{shards} shards (1,000 records/s and 1 MiB/s each; "
+         f"{records_per_s:,.0f} records/s, one per request)",
          "monthly_usd": shards * HOURS_PER_MONTH * PRICES["kinesis_shard_hour"]
-         + monthly_events * math.ceil(size / 25_000) / 1e6 * PRICES["kinesis_put_unit_per_million"]},
+         + monthly_events / load.events_per_request * math.ceil(record_bytes / 25_000) / 1e6
+         * PRICES["kinesis_put_unit_per_million"]},
         {"stage": "router (Lambda, 256 MB)", "needs": f"{shards} concurrent (one per shard), about "
          f"{router_batches_per_s:,.0f} invocations/s at peak",
          "monthly_usd": monthly_events / 500 * (PRICES["lambda_per_million_requests"] / 1e6

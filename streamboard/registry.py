@@ -157,6 +157,7 @@ class Registry:
             union = union | st
         batch = msgspec.defstruct("EventBatch", [("events", list[union])], forbid_unknown_fields=True)
         self._batch_decoder = msgspec.json.Decoder(batch)
+        self._event_decoder = msgspec.json.Decoder(union)
         record = msgspec.defstruct("Record", [("app_id", str), ("received_at", str), ("events", list[union])])
         self._record_decoder = msgspec.json.Decoder(record)
         self._loose_record_decoder = msgspec.json.Decoder(
@@ -175,17 +176,21 @@ class Registry:
         max_future: dt.timedelta = DEFAULT_MAX_FUTURE,
         max_events: int = 500,
     ) -> tuple[int, list[tuple[str, bytes]]] | None:
-        """The fast path for a ``{"events": [...]}`` body whose every event is valid: decoded and checked in
-        one pass; returns the number of events and the stream records, as ``(partition key, data)``.
+        """The fast path for a body (``{"events": [...]}`` or one event) whose every event is valid: decoded
+        and checked in one pass; returns the number of events and the stream records, as
+        ``(partition key, data)``.
 
-        ``None`` means "not that simple" (a single-event body, any invalid event, anything unusual): then
+        ``None`` means "not that simple" (any invalid event, anything unusual): then
         check each event with :meth:`check`, which gives each its own answer, and build the records of the
         valid ones with :meth:`records`. Both paths give records whose events read back the same."""
+        single = False
         try:
-            batch = self._batch_decoder.decode(body)
+            events: list[Any] = self._batch_decoder.decode(body).events  # type: ignore[attr-defined]
         except (msgspec.DecodeError, RecursionError):
-            return None
-        events: list[Any] = batch.events  # type: ignore[attr-defined]
+            try:
+                events, single = [self._event_decoder.decode(body)], True
+            except (msgspec.DecodeError, RecursionError):
+                return None
         if not events or len(events) > max_events:
             return None
         ts = list(map(_TS, events))
@@ -199,9 +204,12 @@ class Registry:
                 values = set(map(rule.get, group))
                 if not values <= rule.good and any(rule.error(v) is not None for v in values):
                     return None
-        # The body is exactly {"events": [...]} (no other key decodes), all valid: the server's fields go in
-        # front of its "events", and the client's bytes are the record.
-        data = self._head(app_id, received_at_text) + body.lstrip()[1:]
+        # All valid, and the body is exactly {"events": [...]} (no other key decodes) or one event: with the
+        # server's fields in front, the client's bytes are the record.
+        if single:
+            data = self._head(app_id, received_at_text) + b'"events":[' + body + b"]}"
+        else:
+            data = self._head(app_id, received_at_text) + body.lstrip()[1:]
         if len(data) > MAX_RECORD_BYTES:
             return len(events), self.records(events, app_id=app_id, received_at_text=received_at_text)
         return len(events), [(str(events[0].event_id), data)]

@@ -21,10 +21,12 @@ class Router(Construct):
                  parallelization_factor: int, max_retries: int, max_record_age_hours: int,
                  reserved_concurrency: int, memory_mb: int, log_retention_days: int) -> None:
         super().__init__(scope, construct_id)
+        # A batch can reach Lambda's 6 MB payload: each record carries a whole ingest request, so thousands
+        # of events (profile writes run per user in parallel); 5 minutes leaves room, bisect handles the rest.
         self.handler = PipelineFunction(
             self, "Router", handler="processors.router.handler", code=code,
             description="Streamboard: route stream records to the delivery streams; update profiles",
-            timeout=cdk.Duration.minutes(2), memory_mb=memory_mb, reserved_concurrency=reserved_concurrency,
+            timeout=cdk.Duration.minutes(5), memory_mb=memory_mb, reserved_concurrency=reserved_concurrency,
             log_retention_days=log_retention_days,
         )
         self.function = self.handler.function

@@ -29,6 +29,21 @@ CREATE TABLE IF NOT EXISTS checkpoints (consumer TEXT NOT NULL, shard TEXT NOT N
 """
 
 
+# Lambda's invocation payload limit: a mapping's batch stays under it, whatever its batch size.
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+_RECORD_OVERHEAD = 700  # the JSON around each record's data in the event (ids, ARNs, names)
+
+
+def within_payload(records: list[ReadRecord]) -> list[ReadRecord]:
+    """The longest prefix of ``records`` whose Lambda event stays under the payload limit (at least one)."""
+    size = 0
+    for i, r in enumerate(records):
+        size += (len(r.data) + 2) // 3 * 4 + _RECORD_OVERHEAD  # base64
+        if size > MAX_PAYLOAD_BYTES and i > 0:
+            return records[:i]
+    return records
+
+
 def kinesis_event(records: list[ReadRecord], stream_arn: str, region: str) -> dict[str, Any]:
     return {
         "Records": [
@@ -102,7 +117,7 @@ class EventSourceMapping:
         if time.monotonic() < self._not_before.get(shard, 0.0):
             return 0  # backing off after a failed attempt
         limit = self._limit.get(shard, self.batch_size)
-        records = self.stream.read(shard, self.checkpoint(shard), limit)
+        records = within_payload(self.stream.read(shard, self.checkpoint(shard), limit))
         if not records:
             return 0
         failed_from: int | None = None

@@ -3,7 +3,6 @@ finishes in-flight requests, flushes, and exits within the stop timeout with eve
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 
 from streamboard.adapters.local.stores import LocalAppRegistry
 from streamboard.adapters.local.stream import LocalEventStream
-from tests.conftest import free_port
+from tests.conftest import events_of, free_port
 from tests.e2e.support import REPO, cli_env, http_client
 from tests.e2e.test_local_stack import now_ms, random_scores
 
@@ -79,7 +78,8 @@ def test_sigterm_under_load_flushes_everything_acknowledged(tmp_path: Path) -> N
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{url}/healthz", timeout=1, trust_env=False)  # no longer accepting
         stream = LocalEventStream(data / "stream.db")
-        stored = {json.loads(r.data)["event_id"] for s in stream.shard_ids() for r in stream.read(s, None, 10**6)}
+        data = (r.data for s in stream.shard_ids() for r in stream.read(s, None, 10**6))
+        stored = {e["event_id"] for e in events_of(data)}
         assert len(acknowledged) >= 400
         assert {e["event_id"] for e in acknowledged} <= stored
     finally:

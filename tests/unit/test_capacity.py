@@ -11,8 +11,12 @@ def _stage(result: dict, name: str) -> dict:  # type: ignore[type-arg]
 
 
 def test_shards_follow_the_per_shard_record_and_byte_limits() -> None:
-    small = project(Load(peak_events_per_s=KINESIS_SHARD_WRITE_RECORDS * 3, event_bytes=200))
-    assert _stage(small, "stream")["needs"].startswith("3 shards")
+    # One record per request: 3,000 single-event requests/s need 3 shards for the records/s limit ...
+    single = project(Load(peak_events_per_s=KINESIS_SHARD_WRITE_RECORDS * 3, event_bytes=200, events_per_request=1))
+    assert _stage(single, "stream")["needs"].startswith("3 shards")
+    # ... while the same events in requests of 100 are 30 records/s: 600 KB/s fits one shard.
+    batched = project(Load(peak_events_per_s=KINESIS_SHARD_WRITE_RECORDS * 3, event_bytes=200))
+    assert _stage(batched, "stream")["needs"].startswith("1 shards")
     big_events = project(Load(peak_events_per_s=1000, event_bytes=5000))  # 5 MB/s: bytes decide
     assert _stage(big_events, "stream")["needs"].startswith("5 shards")
 

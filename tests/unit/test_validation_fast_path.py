@@ -1,5 +1,5 @@
-"""The ingest fast path (a whole batch validated in one pass) must produce exactly what the per-event path
-produces, and step aside for anything else."""
+"""The ingest fast path (a whole batch checked in one pass, the client's bytes forwarded) must give records
+whose events read back exactly as the per-event path's, and step aside for anything else."""
 
 from __future__ import annotations
 
@@ -27,13 +27,29 @@ def _slow(events: list[Any]) -> list[dict[str, Any]] | None:
     return out
 
 
-def _fast(events: list[Any]) -> list[dict[str, Any]] | None:
-    got = REGISTRY.validate_batch(json.dumps({"events": events}).encode(), app_id="game", received_at=NOW,
-                                  received_at_text=NOW_TEXT)
+def _read(records: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    out = []
+    for key, data in records:
+        events, invalid = REGISTRY.read_record(data)
+        assert not invalid
+        assert key == events[0]["event_id"]
+        out.extend(events)
+    return out
+
+
+def _fast(events: list[Any], body: bytes | None = None) -> list[dict[str, Any]] | None:
+    got = REGISTRY.validate_batch(body or json.dumps({"events": events}).encode(), app_id="game",
+                                  received_at=NOW, received_at_text=NOW_TEXT)
     if got is None:
         return None
-    assert all(key == json.loads(data)["user_id"] for key, data in got)
-    return [json.loads(data) for _, data in got]
+    count, records = got
+    assert count == len(events)
+    return _read(records)
+
+
+def _slow_records(events: list[Any]) -> list[dict[str, Any]]:
+    checked = [REGISTRY.check(e, app_id="game", received_at=NOW) for e in events]
+    return _read(REGISTRY.records(checked, app_id="game", received_at_text=NOW_TEXT))
 
 
 POOL = generate(600, now=NOW, invalid_every=7, duplicate_every=1000, seed=3)
@@ -47,16 +63,57 @@ def test_fast_path_equals_the_per_event_path(events: list[dict[str, Any]]) -> No
     if slow is None:
         assert fast is None  # any invalid event: every event gets its own answer on the slow path
     else:
-        assert fast == json.loads(json.dumps(slow))
+        assert fast == slow
+        assert _slow_records(events) == slow
+
+
+def test_whitespace_and_escapes_in_the_body_read_back_the_same() -> None:
+    ok = [e for e in POOL if _slow([e]) is not None][:5]
+    body = json.dumps({"events": ok}, indent=3, ensure_ascii=True).encode()
+    assert _fast(ok, b"  \n" + body) == _slow(ok)
+
+
+def test_a_request_too_large_for_one_record_becomes_several(monkeypatch: Any) -> None:
+    from streamboard import registry
+
+    ok = [e for e in POOL if _slow([e]) is not None][:40]
+    monkeypatch.setattr(registry, "MAX_RECORD_BYTES", 2_000)
+    got = REGISTRY.validate_batch(json.dumps({"events": ok}).encode(), app_id="game", received_at=NOW,
+                                  received_at_text=NOW_TEXT)
+    assert got is not None
+    count, records = got
+    assert count == len(ok) and len(records) > 1
+    assert all(len(data) <= 2_000 for _, data in records)
+    assert _read(records) == _slow(ok)
+
+
+def test_read_record_quarantines_invalid_events_and_refuses_non_records() -> None:
+    ok = [e for e in POOL if _slow([e]) is not None][:2]
+    data = json.dumps({"app_id": "game", "received_at": NOW_TEXT,
+                       "events": [ok[0], {**ok[1], "points": -5}]}).encode()
+    events, invalid = REGISTRY.read_record(data)
+    assert events == _slow([ok[0]])
+    assert len(invalid) == 1 and "points" in invalid[0][1]
+    for not_a_record in (b"{", b"[]", b'{"events": []}', json.dumps(ok[0]).encode()):
+        try:
+            REGISTRY.read_record(not_a_record)
+        except ValueError:
+            continue
+        raise AssertionError(f"read {not_a_record!r} as a record")
 
 
 def test_fast_path_steps_aside_for_server_fields_and_odd_bodies() -> None:
     ok = [e for e in POOL if _slow([e]) is not None][:3]
     assert _fast(ok) is not None
     assert _fast([{**ok[0], "app_id": "other"}]) is None
-    assert _fast([{**ok[0], "app_id": "game"}]) is not None
+    # An app_id equal to the key's app is accepted, on the slow path (the fast path forwards client bytes).
+    assert _fast([{**ok[0], "app_id": "game"}]) is None
+    assert _slow_records([{**ok[0], "app_id": "game"}]) == _slow([ok[0]])
+    # Top-level keys beside "events" would reach the record: never on the fast path.
+    for extra in ("app_id", "received_at", "other"):
+        assert _fast(ok, json.dumps({"events": ok, extra: "x"}).encode()) is None
     assert _fast([{**ok[0], "received_at": NOW_TEXT}]) is None
-    assert REGISTRY.validate_batch(json.dumps(ok[0]).encode(), app_id="game", received_at=NOW,
-                                   received_at_text=NOW_TEXT) is None  # a single event body
+    assert _fast([ok[0]], json.dumps(ok[0]).encode()) == _slow([ok[0]])  # a single-event body
+    assert _fast([ok[0]], json.dumps({**ok[0], "points": 0}).encode()) is None
     assert REGISTRY.validate_batch(b"[1, 2", app_id="game", received_at=NOW, received_at_text=NOW_TEXT) is None
     assert _fast([]) is None

@@ -9,6 +9,7 @@ import re
 import time
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from streamboard.adapters.aws.clients import Clients
@@ -89,19 +90,32 @@ class DynamoProfileStore:
     """Near-real-time totals; an event_id counts once (a conditional put in the same transaction), and a
     challenge counts only its first completion, compared as ``ts#event_id``."""
 
-    def __init__(self, clients: Clients, table: str, max_attempts: int = 5, dedupe_days: int = 30) -> None:
+    def __init__(self, clients: Clients, table: str, max_attempts: int = 5, dedupe_days: int = 30,
+                 workers: int = 8) -> None:
         self.clients = clients
         self.table = table
         self.max_attempts = max_attempts
+        self.workers = workers  # below botocore's pool of 10 connections
         # Dedupe markers expire (DynamoDB TTL on expires_at): longer than Kinesis's and SQS's retention,
         # so every redelivery still finds its marker; the lake's views dedupe exactly, for ever.
         self.dedupe_seconds = dedupe_days * 86400
 
     def apply(self, events: Sequence[dict[str, Any]], now: str) -> int:
+        """Apply a batch: each user's events in order, users in parallel (they share no items). A stream
+        record now carries a whole request, so one batch can hold thousands of events."""
+        by_user: dict[str, list[dict[str, Any]]] = {}
+        for ev in events:
+            if ev.get("event_type") == "score":
+                by_user.setdefault(ev["user_id"], []).append(ev)
+        if len(by_user) <= 1 or self.workers == 1:
+            return sum(self._apply_user(evs, now) for evs in by_user.values())
+        self.clients("dynamodb")  # created once, then shared by the threads (boto3 clients are thread-safe)
+        with ThreadPoolExecutor(min(self.workers, len(by_user)), thread_name_prefix="profiles") as pool:
+            return sum(pool.map(lambda evs: self._apply_user(evs, now), by_user.values()))
+
+    def _apply_user(self, events: list[dict[str, Any]], now: str) -> int:
         applied = 0
         for ev in events:
-            if ev.get("event_type") != "score":
-                continue
             for _ in range(self.max_attempts):
                 outcome = self._apply_one(ev, now)
                 if outcome is not None:
