@@ -17,14 +17,15 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from ingest.metrics import Metrics
 from streamboard.errors import Unavailable
+from streamboard.overflow import queue_safe
 from streamboard.ports import DeadLetterQueue, EventStream, StreamRecord
 
 log = logging.getLogger("streamboard.ingest")
@@ -32,6 +33,7 @@ log = logging.getLogger("streamboard.ingest")
 MAX_RECORDS = 500
 MAX_BYTES = 5 * 1024 * 1024
 MAX_QUEUE_MESSAGE = 256 * 1024  # SQS's message limit
+THROTTLED = "ProvisionedThroughputExceededException"  # Kinesis's per-record throttling error
 _data = itemgetter(1)  # StreamRecord.data, read in C
 
 
@@ -239,10 +241,14 @@ class GroupCommitter:
                 started = time.perf_counter()
                 results = self.stream.put_records(pending)
                 self.metrics.observe("PutRecordsLatency", (time.perf_counter() - started) * 1000)
-                still = [r for r, res in zip(pending, results, strict=True) if not res.ok]
-                self.metrics.add("PutRecordsFailedRecords", len(still))
-                self.breaker.record(len(still) < len(pending))  # progress counts as a working stream
-                pending = still
+                failed = [(r, res) for r, res in zip(pending, results, strict=True) if not res.ok]
+                self.metrics.add("PutRecordsFailedRecords", len(failed))
+                if len(failed) < len(pending):
+                    self.breaker.record(True)  # progress counts as a working stream
+                elif any(res.error_code != THROTTLED for _, res in failed):
+                    self.breaker.record(False)
+                # else: every record throttled: the stream works but is busy; back off, keep the breaker shut
+                pending = [r for r, _ in failed]
             except Exception as exc:  # noqa: BLE001 - the stream failed as a whole; retry or fall back
                 self.breaker.record(False)
                 log.warning("put_records failed (%d records): %s", len(pending), exc)
@@ -257,7 +263,7 @@ class GroupCommitter:
             time.sleep(delay)
         log.warning("%d records go to the dead-letter queue (breaker %s)", len(pending), self.breaker.state)
         try:
-            bodies = [r.data for r in pending]
+            bodies = [queue_safe(r.data) for r in pending]  # sized as the queue will take them
             if self.oversize is not None:
                 bodies = [self.oversize(b) if len(b) > MAX_QUEUE_MESSAGE else b for b in bodies]
             self.dlq.send(bodies)

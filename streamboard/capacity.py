@@ -74,7 +74,8 @@ def project(load: Load) -> dict[str, Any]:
     # One stream record per request (its events aggregated): the records/s limit counts requests.
     record_bytes = load.events_per_request * size
     records_per_s = requests_per_s * math.ceil(record_bytes / MAX_RECORD_BYTES)
-    shards = max(1, math.ceil(max(records_per_s / KINESIS_SHARD_WRITE_RECORDS, peak * size / KINESIS_SHARD_WRITE_BYTES)))
+    shards = max(1, math.ceil(max(records_per_s / KINESIS_SHARD_WRITE_RECORDS,
+                                  peak * size / KINESIS_SHARD_WRITE_BYTES)))
     router_batches_per_s = shards * 5  # GetRecords polls per shard per second
     firehose_streams_needed = math.ceil(peak / FIREHOSE_DIRECT_PUT_RECORDS)
     parquet_gb_month = gb_month * load.parquet_ratio

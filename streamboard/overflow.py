@@ -21,3 +21,16 @@ def overflow_pointer(lake: Lake) -> Callable[[bytes], bytes]:
         return json.dumps({POINTER_KEY: key}).encode()
 
     return keep
+
+
+# SQS refuses U+FFFE and U+FFFF in a message: valid UTF-8, and valid inside JSON strings.
+_SQS_ESCAPES = {"\ufffe".encode(): b"\\ufffe", "\uffff".encode(): b"\\uffff"}
+
+
+def queue_safe(body: bytes) -> bytes:
+    """A JSON message as SQS takes it. The refused characters can only sit inside JSON strings: written as
+    escapes there, the JSON reads the same."""
+    for raw, escaped in _SQS_ESCAPES.items():
+        if raw in body:
+            body = body.replace(raw, escaped)
+    return body

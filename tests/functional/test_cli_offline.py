@@ -10,10 +10,10 @@ import pytest
 
 from streamboard.backend import build_local_backend
 from streamboard.cli import main
-from streamboard.ports import StreamRecord
-from streamboard.registry import REGISTRY, format_ts
+from streamboard.registry import format_ts
 from streamboard.runtime.stack import Pipeline
 from streamboard.settings import Settings
+from tests.conftest import stream_record
 
 
 def test_offline_refresh_takes_pending_events_into_boards_and_sql(tmp_path: Path,
@@ -22,15 +22,14 @@ def test_offline_refresh_takes_pending_events_into_boards_and_sql(tmp_path: Path
     Pipeline(Settings(data_dir=data))  # a data directory as `up` leaves it
     backend = build_local_backend(Settings(data_dir=data))
     now = dt.datetime.now(dt.UTC)
-    events = [REGISTRY.validate({"event_id": f"00000000-0000-4000-8000-{i:012d}", "event_type": "score",
-                                 "user_id": f"u{i % 3}", "ts": format_ts(now - dt.timedelta(days=i, minutes=1)),
-                                 "category": "arcade", "points": 10 * (i + 1)}, app_id="local", received_at=now)
+    events = [{"event_id": f"00000000-0000-4000-8000-{i:012d}", "event_type": "score", "user_id": f"u{i % 3}",
+               "ts": format_ts(now - dt.timedelta(days=i, minutes=1)), "category": "arcade", "points": 10 * (i + 1)}
               for i in range(6)]
-    backend.stream.put_records([StreamRecord(e["user_id"], json.dumps(e).encode()) for e in events])
+    backend.stream.put_records([stream_record(events[:4], received_at=now), stream_record(events[4:], received_at=now)])
 
     assert main(["refresh", "--data-dir", str(data)]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["routed"] == 6 and summary["state"] == "SUCCEEDED"
+    assert summary["routed"] == 2 and summary["delivered"] == 6 and summary["state"] == "SUCCEEDED"
     assert main(["sql", "SELECT user_id, CAST(sum(points) AS bigint) AS total FROM counted_scores "
                         "GROUP BY user_id ORDER BY user_id", "--data-dir", str(data), "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines() == ["user_id,total", "u0,50", "u1,70", "u2,90"]

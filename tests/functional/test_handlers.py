@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import json
 import re
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from streamboard.registry import REGISTRY
 from streamboard.runtime.crawler import ensure_tables
 from streamboard.runtime.firehose import to_row
 from streamboard.settings import ENV_DATA_DIR, Settings
-from tests.conftest import load_event
+from tests.conftest import events_of, load_event, stream_record
 
 LAKE_TS = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}$")
 
@@ -28,19 +29,51 @@ def decoded(record: dict[str, Any]) -> bytes:
     return base64.b64decode(record["kinesis"]["data"])
 
 
-class FakeDelivery:
-    """A DeliveryStreams port that fails the given indexes of every batch (or raises)."""
+def kinesis_record(data: bytes, seq: str, partition_key: str = "k") -> dict[str, Any]:
+    """A Kinesis record of the router's event, shaped like the sample's, carrying ``data``."""
+    record: dict[str, Any] = copy.deepcopy(load_event("kinesis_router")["Records"][0])
+    record["kinesis"].update(data=base64.b64encode(data).decode(), sequenceNumber=seq, partitionKey=partition_key)
+    record["eventID"] = f"shardId-000000000000:{seq}"
+    return record
 
-    def __init__(self, failed: Sequence[int] = (), error: Exception | None = None) -> None:
+
+def lines(batch: Sequence[bytes]) -> list[dict[str, Any]]:
+    """The events of a delivery batch: one line of JSON each."""
+    assert all(data.endswith(b"\n") and data.count(b"\n") == 1 for data in batch)  # as Firehose wants
+    return [json.loads(data) for data in batch]
+
+
+def score(user: str, points: int) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "event_type": "score", "user_id": user, "ts": "2026-03-01T12:58:40+01:00",
+            "category": "chess", "points": points}
+
+
+def action(user: str) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "event_type": "action", "user_id": user, "ts": "2026-03-01T11:58:41Z",
+            "name": "opened_shop", "properties": {"screen": "main"}}
+
+
+class FakeDelivery:
+    """A DeliveryStreams port that fails the given indexes of every batch (of ``streams``, default all), or
+    raises."""
+
+    def __init__(self, failed: Sequence[int] = (), error: Exception | None = None,
+                 streams: Sequence[str] | None = None) -> None:
         self.failed = list(failed)
         self.error = error
+        self.streams = streams
         self.batches: list[tuple[str, list[bytes]]] = []
 
     def put_record_batch(self, stream: str, records: Sequence[bytes]) -> list[int]:
         self.batches.append((stream, list(records)))
         if self.error is not None:
             raise self.error
+        if self.streams is not None and stream not in self.streams:
+            return []
         return [i for i in self.failed if i < len(records)]
+
+    def delivered(self, stream: str) -> list[dict[str, Any]]:
+        return [e for name, batch in self.batches if name == stream for e in lines(batch)]
 
 
 # --- router ----------------------------------------------------------------------------------------------------
@@ -50,15 +83,20 @@ def test_router_delivers_good_records_and_quarantines_the_rest(backend: Backend)
     event = load_event("kinesis_router")
     good = [r for r in event["Records"] if decoded(r).startswith(b"{")]
     assert len(good) == 2 and len(event["Records"]) == 3
+    carried = events_of(decoded(r) for r in good)
+    assert [e["event_type"] for e in carried] == ["score", "action", "score"]  # the first record has two
 
     assert router.handle(event, backend) == {"batchItemFailures": []}
 
     delivery: Any = backend.delivery
     count, _, _ = delivery.buffered("streamboard-score")
     assert count == 2
-    buffered = [data for _, data, _ in delivery.take("streamboard-score", 1 << 20, 100)]
-    assert buffered == [decoded(r) + b"\n" for r in good]  # newline-delimited, as Firehose wants
-    assert delivery.buffered("streamboard-action")[0] == 0
+    buffered = lines([data for _, data, _ in delivery.take("streamboard-score", 1 << 20, 100)])
+    assert buffered == [carried[0], carried[2]]  # each event once, in the lake's normalized form
+    assert buffered[0]["ts"] == "2026-03-01T11:58:41.207Z"  # the client sent 12:58:41.207+01:00
+    assert buffered[1]["challenge_id"] is None and buffered[1]["user_name"] is None  # left out by the client
+    assert delivery.buffered("streamboard-action")[0] == 1
+    assert lines([data for _, data, _ in delivery.take("streamboard-action", 1 << 20, 100)]) == [carried[1]]
 
     keys = backend.lake.list_keys("bad-events/")
     assert len(keys) == 1
@@ -70,18 +108,32 @@ def test_router_delivers_good_records_and_quarantines_the_rest(backend: Backend)
 
     profile = backend.profiles.get("player-4711")
     assert profile is not None and profile.total == 120
+    other = backend.profiles.get("player-0815")
+    assert other is not None and other.total == 45
 
 
 def test_router_reports_failed_records_by_sequence_number(backend: Backend) -> None:
     event = load_event("kinesis_router")
-    fake = FakeDelivery(failed=[1])
+    fake = FakeDelivery(failed=[1])  # the second line of each batch: the third record's score
     result = router.handle(event, dataclasses.replace(backend, delivery=fake))
     third_seq = event["Records"][2]["kinesis"]["sequenceNumber"]
     assert result == {"batchItemFailures": [{"itemIdentifier": third_seq}]}
-    assert [stream for stream, _ in fake.batches] == ["streamboard-score"]
+    assert sorted(stream for stream, _ in fake.batches) == ["streamboard-action", "streamboard-score"]
     # Only the delivered record counts in the profiles; the failed one will come again.
     assert backend.profiles.get("player-4711") is not None
     assert backend.profiles.get("player-0815") is None
+
+
+def test_router_reports_a_record_when_one_of_its_events_fails_delivery(backend: Backend) -> None:
+    event = load_event("kinesis_router")
+    fake = FakeDelivery(failed=[0], streams=["streamboard-action"])  # the first record's action event
+    result = router.handle(event, dataclasses.replace(backend, delivery=fake))
+    first_seq = event["Records"][0]["kinesis"]["sequenceNumber"]
+    assert result == {"batchItemFailures": [{"itemIdentifier": first_seq}]}  # retried whole
+    # Its score event was delivered (a retry delivers it again; event_id dedupe counts it once) and counts.
+    assert [e["user_id"] for e in fake.delivered("streamboard-score")] == ["player-4711", "player-0815"]
+    profile = backend.profiles.get("player-4711")
+    assert profile is not None and profile.total == 120
 
 
 def test_router_reports_every_routable_record_when_delivery_raises(backend: Backend) -> None:
@@ -91,29 +143,78 @@ def test_router_reports_every_routable_record_when_delivery_raises(backend: Back
     seqs = [r["kinesis"]["sequenceNumber"] for r in event["Records"]]
     assert result == {"batchItemFailures": [{"itemIdentifier": seqs[0]}, {"itemIdentifier": seqs[2]}]}
     assert len(backend.lake.list_keys("bad-events/")) == 1  # the unroutable one is quarantined, not retried
+    assert backend.profiles.get("player-4711") is None and backend.profiles.get("player-0815") is None
 
 
 def test_router_quarantines_unknown_event_types(backend: Backend) -> None:
     event = load_event("kinesis_router")
     record = copy.deepcopy(event["Records"][0])
     body = json.loads(decoded(record))
-    body["event_type"] = "purchase"
+    body["events"][1]["event_type"] = "purchase"  # the second of the record's two events
     record["kinesis"]["data"] = base64.b64encode(json.dumps(body).encode()).decode()
-    assert router.handle({"Records": [record]}, backend) == {"batchItemFailures": []}
+    fake = FakeDelivery()
+    assert router.handle({"Records": [record]}, dataclasses.replace(backend, delivery=fake)) == {
+        "batchItemFailures": []}  # never retried: it would fail the same way
     (key,) = backend.lake.list_keys("bad-events/")
-    assert "purchase" in json.loads(backend.lake.get_object(key))["reason"]
+    (kept,) = [json.loads(line) for line in backend.lake.get_object(key).splitlines()]
+    assert kept["source"] == "router"
+    assert kept["event"]["event_id"] == body["events"][1]["event_id"]
+    assert "purchase" in kept["reason"] and record["kinesis"]["sequenceNumber"] in kept["reason"]
+    # The record's valid event is delivered all the same.
+    assert [stream for stream, _ in fake.batches] == ["streamboard-score"]
+    assert [e["event_id"] for e in fake.delivered("streamboard-score")] == [body["events"][0]["event_id"]]
+
+
+def test_router_quarantines_an_invalid_event_and_delivers_the_rest_of_its_record(backend: Backend) -> None:
+    good = [score("p1", 10), action("p1"), score("p2", 20)]
+    rec = stream_record(good)
+    body = json.loads(rec.data)
+    bad = {**score("p3", 30), "points": 0}  # not a valid event (the stream should never carry one)
+    body["events"].insert(1, bad)
+    data = json.dumps(body).encode()
+    fake = FakeDelivery()
+    seq = "49651099999999999999999999999999999999999999999999990100"
+    result = router.handle({"Records": [kinesis_record(data, seq, rec.partition_key)]},
+                           dataclasses.replace(backend, delivery=fake))
+    assert result == {"batchItemFailures": []}
+    (key,) = backend.lake.list_keys("bad-events/")
+    (kept,) = [json.loads(line) for line in backend.lake.get_object(key).splitlines()]
+    assert kept["event"] == bad and "points" in kept["reason"] and seq in kept["reason"]
+    expected = events_of([rec.data])
+    assert fake.delivered("streamboard-score") == [expected[0], expected[2]]
+    assert fake.delivered("streamboard-action") == [expected[1]]
+    assert backend.profiles.get("p3") is None
+    p2 = backend.profiles.get("p2")
+    assert p2 is not None and p2.total == 20
 
 
 def test_router_routes_each_type_to_its_own_delivery_stream(backend: Backend) -> None:
-    event = load_event("kinesis_router")
-    record = copy.deepcopy(event["Records"][0])
-    action = {"event_id": "a5e6f7a8-b9c0-4d1e-8f2a-3b4c5d6e7f80", "event_type": "action", "user_id": "p1",
-              "ts": "2026-03-01T11:58:41.207Z", "app_id": "local", "received_at": "2026-03-01T11:58:41.912Z",
-              "name": "opened_shop", "properties": {"screen": "main"}}
-    record["kinesis"]["data"] = base64.b64encode(json.dumps(action).encode()).decode()
+    first = stream_record([score("p1", 5), action("p1"), score("p2", 7), action("p2")])  # one request, two types
+    second = stream_record([action("p3")])
     fake = FakeDelivery()
-    router.handle({"Records": [event["Records"][0], record]}, dataclasses.replace(backend, delivery=fake))
-    assert sorted(stream for stream, _ in fake.batches) == ["streamboard-action", "streamboard-score"]
+    result = router.handle({"Records": [kinesis_record(first.data, "1", first.partition_key),
+                                        kinesis_record(second.data, "2", second.partition_key)]},
+                           dataclasses.replace(backend, delivery=fake))
+    assert result == {"batchItemFailures": []}
+    assert sorted(stream for stream, _ in fake.batches) == ["streamboard-action", "streamboard-score"]  # a call each
+    events = events_of([first.data, second.data])
+    assert fake.delivered("streamboard-score") == [e for e in events if e["event_type"] == "score"]
+    assert fake.delivered("streamboard-action") == [e for e in events if e["event_type"] == "action"]
+    assert [e["user_id"] for e in fake.delivered("streamboard-action")] == ["p1", "p2", "p3"]  # in stream order
+
+
+def test_router_quarantines_data_that_is_not_a_stream_record_whole(backend: Backend) -> None:
+    event = load_event("kinesis_router")
+    (single,) = events_of([decoded(event["Records"][2])])  # one event on its own, not wrapped in a record
+    seq = "49651099999999999999999999999999999999999999999999990007"
+    record = kinesis_record(json.dumps(single).encode(), seq)
+    fake = FakeDelivery()
+    assert router.handle({"Records": [record]}, dataclasses.replace(backend, delivery=fake)) == {
+        "batchItemFailures": []}
+    assert fake.batches == []
+    (key,) = backend.lake.list_keys("bad-events/")
+    (kept,) = [json.loads(line) for line in backend.lake.get_object(key).splitlines()]
+    assert json.loads(kept["event"]) == single and seq in kept["reason"]
 
 
 # --- transform ---------------------------------------------------------------------------------------------------

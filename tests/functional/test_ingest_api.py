@@ -11,6 +11,7 @@ import uuid
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +29,7 @@ from streamboard.backend import Backend
 from streamboard.ports import DeadLetterQueue, EventStream, PutResult, QueueMessage, ReadRecord, StreamRecord
 from streamboard.registry import REGISTRY
 from streamboard.settings import Settings
+from tests.conftest import events_of
 
 KEY = "k1"
 HEADERS = {"x-api-key": KEY}
@@ -57,11 +59,13 @@ def action_event(user: str = "user-1") -> dict[str, Any]:
     }
 
 
+def stream_records(stream: EventStream) -> list[ReadRecord]:
+    return [r for shard in stream.shard_ids() for r in stream.read(shard, None, 100_000)]
+
+
 def stream_contents(stream: EventStream) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for shard in stream.shard_ids():
-        out.extend(json.loads(r.data) for r in stream.read(shard, None, 100_000))
-    return out
+    """The events in the stream, normalized (each record carries the accepted events of one request)."""
+    return events_of(r.data for r in stream_records(stream))
 
 
 def bad_events(backend: Backend) -> list[dict[str, Any]]:
@@ -91,6 +95,18 @@ def ingest(
     app.state.committer.retry_seconds = retry_seconds  # keep the failure paths quick
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
+
+
+def post_together(client: TestClient, batches: Sequence[list[dict[str, Any]]]) -> list[Any]:
+    """Post each batch as its own request, all at once (with a linger, their records share a PutRecords)."""
+    barrier = threading.Barrier(len(batches))
+
+    def post(events: list[dict[str, Any]]) -> Any:
+        barrier.wait()
+        return client.post(URL, json={"events": events}, headers=HEADERS)
+
+    with ThreadPoolExecutor(len(batches)) as pool:
+        return list(pool.map(post, batches))
 
 
 # --- fakes of the EventStream and DeadLetterQueue ports -------------------------------------------------------
@@ -179,8 +195,12 @@ def test_mixed_batch_accepts_the_valid_and_reports_the_invalid(settings: Setting
     assert "points" in body["rejected"][0]["error"]
     assert "event_type" in body["rejected"][1]["error"]
 
+    (record,) = stream_records(local.stream)  # the request's accepted events travel as one record
+    assert record.partition_key == good[0]["event_id"]
+    raw = json.loads(record.data)
+    assert raw["app_id"] == "local" and [e["event_id"] for e in raw["events"]] == [e["event_id"] for e in good]
     stored = stream_contents(local.stream)
-    assert sorted(e["event_id"] for e in stored) == sorted(e["event_id"] for e in good)  # each exactly once
+    assert [e["event_id"] for e in stored] == [e["event_id"] for e in good]  # each exactly once, in order
     for event in stored:
         assert event["app_id"] == "local"
         assert event["received_at"].endswith("Z")
@@ -199,7 +219,10 @@ def test_a_single_event_body_is_accepted(settings: Settings, local: Backend) -> 
         resp = client.post(URL, json=event, headers=HEADERS)
     assert resp.status_code == 202
     assert resp.json() == {"accepted": 1, "rejected": []}
-    assert [e["event_id"] for e in stream_contents(local.stream)] == [event["event_id"]]
+    assert [r.partition_key for r in stream_records(local.stream)] == [event["event_id"]]
+    (stored,) = stream_contents(local.stream)
+    assert stored == REGISTRY.validate(event, app_id="local", received_at=dt.datetime.now(dt.UTC),
+                                       received_at_text=stored["received_at"])
 
 
 def test_all_rejected_is_still_202_and_kept(settings: Settings, local: Backend) -> None:
@@ -220,7 +243,8 @@ def test_gzip_body(settings: Settings, local: Backend) -> None:
                                                        "content-encoding": "gzip"})
     assert resp.status_code == 202
     assert resp.json()["accepted"] == 50
-    assert len(stream_contents(local.stream)) == 50
+    assert len(stream_records(local.stream)) == 1
+    assert [e["event_id"] for e in stream_contents(local.stream)] == [e["event_id"] for e in events]
 
 
 def test_healthz(settings: Settings, local: Backend) -> None:
@@ -368,39 +392,52 @@ def test_stream_down_events_go_to_the_dlq_and_the_client_gets_202(settings: Sett
     assert resp.json()["accepted"] == 5
     assert len(stream.calls) >= 2  # retried before falling back
     messages = local.dlq.receive(max_messages=10)
-    assert sorted(json.loads(m.body)["event_id"] for m in messages) == sorted(e["event_id"] for e in events)
-    assert all(json.loads(m.body)["app_id"] == "local" for m in messages)
+    assert len(messages) == 1  # the request's record, as it would have gone on the stream
+    in_dlq = events_of(m.body for m in messages)
+    assert [e["event_id"] for e in in_dlq] == [e["event_id"] for e in events]
+    assert all(e["app_id"] == "local" for e in in_dlq)
 
 
 def test_only_records_that_failed_are_retried(settings: Settings, local: Backend) -> None:
+    requests = [[score_event(f"u{i}-{j}") for j in range(3)] for i in range(5)]  # a record each
+    throttled = {requests[1][0]["event_id"], requests[3][0]["event_id"]}  # the records' partition keys
+
     class Throttled(FakeStream):
         def fail(self, call: int, record: StreamRecord) -> bool:
-            return call == 1 and record.partition_key in {"u1", "u3"}
+            return call == 1 and record.partition_key in throttled
 
     stream = Throttled()
-    events = [score_event(f"u{i}") for i in range(5)]
-    with ingest(settings, local, stream=stream, retry_seconds=5.0) as client:
-        resp = client.post(URL, json={"events": events}, headers=HEADERS)
-    assert resp.status_code == 202
+    grouped = settings.with_overrides(ingest_linger_ms=300.0)  # the five requests share the first call
+    with ingest(grouped, local, stream=stream, retry_seconds=5.0) as client:
+        responses = post_together(client, requests)
+    assert [r.status_code for r in responses] == [202] * 5
     assert [len(c) for c in stream.calls] == [5, 2]
-    assert sorted(r.partition_key for r in stream.calls[1]) == ["u1", "u3"]
+    assert {r.partition_key for r in stream.calls[1]} == throttled
+    assert sorted(e["event_id"] for e in events_of(r.data for r in stream.calls[1])) == sorted(
+        e["event_id"] for e in requests[1] + requests[3])
     stored = stream_contents(stream)
-    assert sorted(e["event_id"] for e in stored) == sorted(e["event_id"] for e in events)  # each exactly once
+    sent = [e["event_id"] for events in requests for e in events]
+    assert sorted(e["event_id"] for e in stored) == sorted(sent)  # each exactly once
     assert local.dlq.depth() == 0
 
 
 def test_records_that_keep_failing_go_to_the_dlq(settings: Settings, local: Backend) -> None:
+    hot, cool = [score_event("hot"), score_event("hot")], [score_event("cool"), score_event("cool")]
+    hot_key: str = hot[0]["event_id"]  # the hot request's record's partition key
+
     class HotShard(FakeStream):
         def fail(self, call: int, record: StreamRecord) -> bool:
-            return record.partition_key == "hot"
+            return record.partition_key == hot_key
 
     stream = HotShard()
-    events = [score_event("hot"), score_event("cool")]
-    with ingest(settings, local, stream=stream) as client:
-        resp = client.post(URL, json={"events": events}, headers=HEADERS)
-    assert resp.status_code == 202
-    assert [json.loads(r.data)["event_id"] for r in stream.stored] == [events[1]["event_id"]]
-    assert [json.loads(m.body)["event_id"] for m in local.dlq.receive()] == [events[0]["event_id"]]
+    grouped = settings.with_overrides(ingest_linger_ms=300.0)  # both requests share the first call
+    with ingest(grouped, local, stream=stream) as client:
+        responses = post_together(client, [hot, cool])
+    assert [r.status_code for r in responses] == [202, 202]
+    assert len(stream.calls[0]) == 2 and len(stream.calls) >= 2  # retried before falling back
+    assert [e["event_id"] for e in events_of(r.data for r in stream.stored)] == [e["event_id"] for e in cool]
+    messages = local.dlq.receive()
+    assert [e["event_id"] for e in events_of(m.body for m in messages)] == [e["event_id"] for e in hot]
 
 
 def test_stream_and_dlq_down_is_503_with_retry_after(settings: Settings, local: Backend) -> None:
@@ -440,7 +477,8 @@ def test_concurrent_requests_share_put_records_calls(settings: Settings, local: 
             w.join()
     assert statuses == [202] * threads
     sizes = [len(c) for c in stream.calls]
-    assert sum(sizes) == threads * per_request
-    assert len(sizes) < threads
+    assert sum(sizes) == threads  # a record per request
+    assert len(sizes) < threads  # requests shared PutRecords calls
     assert max(sizes) <= 500
-    assert sorted(json.loads(r.data)["event_id"] for r in stream.stored) == sorted(sent)
+    assert sum(len(events_of(r.data for r in c)) for c in stream.calls) == threads * per_request
+    assert sorted(e["event_id"] for e in events_of(r.data for r in stream.stored)) == sorted(sent)

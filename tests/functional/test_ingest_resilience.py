@@ -12,9 +12,10 @@ from typing import Any
 
 from processors.redrive import redrive
 from streamboard.backend import Backend
-from streamboard.ports import PutResult, StreamRecord
+from streamboard.ports import PutResult
 from streamboard.settings import Settings
-from tests.functional.test_ingest_api import KEY, FakeStream, ingest, score_event, stream_contents
+from tests.conftest import events_of, stream_record
+from tests.functional.test_ingest_api import KEY, FakeStream, action_event, ingest, score_event, stream_contents
 from tests.functional.test_ingest_api import local as local  # noqa: F401 - the fixture
 
 
@@ -24,13 +25,14 @@ def _events(n: int) -> list[dict[str, Any]]:
 
 def test_over_the_rate_limit_is_429_with_retry_after_and_nothing_written(settings: Settings, local: Backend) -> None:
     limited = dataclasses.replace(settings, rate_limit_events_per_s=50, rate_limit_burst=100)
+    allowed, over = _events(100), _events(60)
     with ingest(limited, local) as client:
-        first = client.post("/v1/events", json={"events": _events(100)}, headers={"x-api-key": KEY})
-        second = client.post("/v1/events", json={"events": _events(60)}, headers={"x-api-key": KEY})
+        first = client.post("/v1/events", json={"events": allowed}, headers={"x-api-key": KEY})
+        second = client.post("/v1/events", json={"events": over}, headers={"x-api-key": KEY})
     assert first.status_code == 202
     assert second.status_code == 429 and int(second.headers["retry-after"]) >= 1
     assert "rate limit" in second.json()["error"]
-    assert len(stream_contents(local.stream)) == 100
+    assert [e["event_id"] for e in stream_contents(local.stream)] == [e["event_id"] for e in allowed]
 
 
 def test_a_full_buffer_answers_503_instead_of_growing(settings: Settings, local: Backend) -> None:
@@ -43,7 +45,8 @@ def test_a_full_buffer_answers_503_instead_of_growing(settings: Settings, local:
         busy = [f.result() for f in futures if f.result().status_code == 503]
     assert 202 in codes and 503 in codes, codes
     assert all(int(r.headers["retry-after"]) >= 1 and "capacity" in r.json()["error"] for r in busy)
-    assert len(slow.stored) == 100 * codes.count(202)  # what was refused was never written
+    assert len(slow.stored) == codes.count(202)  # a record per accepted request
+    assert len(events_of(r.data for r in slow.stored)) == 100 * codes.count(202)  # the refused never written
 
 
 def test_a_slow_body_times_out_with_408(settings: Settings, local: Backend) -> None:
@@ -79,16 +82,20 @@ class _DownStream(FakeStream):
 
 
 def test_records_too_large_for_the_queue_are_kept_in_the_lake_and_redriven(local: Backend) -> None:
-    from ingest.batcher import GroupCommitter
+    from ingest.batcher import MAX_QUEUE_MESSAGE, GroupCommitter
     from streamboard.overflow import overflow_pointer
 
-    big = json.dumps({"event_id": "e-big", "user_id": "u1", "blob": "x" * 300_000}).encode()
-    small = json.dumps({"event_id": "e-small", "user_id": "u2"}).encode()
+    def bulky(n: int) -> dict[str, Any]:
+        return {**action_event(f"u{n}"), "properties": {f"k{i}": "x" * 1024 for i in range(50)}}  # ~55 kB
+
+    big_events, small_events = [bulky(n) for n in range(6)], [score_event("u1"), score_event("u2")]
+    big, small = stream_record(big_events), stream_record(small_events)  # a request's record each
+    assert len(big.data) > MAX_QUEUE_MESSAGE > len(small.data)
     committer = GroupCommitter(_DownStream(), local.dlq, retry_seconds=0.01, oversize=overflow_pointer(local.lake))
 
     async def run() -> None:
         await committer.start()
-        await committer.submit([StreamRecord("u1", big), StreamRecord("u2", small)])
+        await asyncio.gather(committer.submit([big], len(big_events)), committer.submit([small], len(small_events)))
         await committer.stop()
 
     asyncio.run(run())
@@ -96,6 +103,8 @@ def test_records_too_large_for_the_queue_are_kept_in_the_lake_and_redriven(local
     assert len(local.lake.list_keys("dlq-overflow/")) == 1
     summary = redrive(local)
     assert summary == {"redriven": 2, "unreadable": 0, "failed": 0, "remaining": 0}
-    in_stream = {json.loads(r.data)["event_id"]: r.data for s in local.stream.shard_ids()
-                 for r in local.stream.read(s, None, 100)}
-    assert in_stream == {"e-big": big, "e-small": small}
+    in_stream = {r.partition_key: r.data for s in local.stream.shard_ids() for r in local.stream.read(s, None, 100)}
+    assert in_stream == {big.partition_key: big.data, small.partition_key: small.data}  # byte for byte
+    assert big.partition_key == big_events[0]["event_id"] and small.partition_key == small_events[0]["event_id"]
+    assert sorted(e["event_id"] for e in events_of(in_stream.values())) == sorted(
+        e["event_id"] for e in big_events + small_events)

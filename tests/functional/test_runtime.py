@@ -32,6 +32,7 @@ from streamboard.runtime.crawler import crawl, ensure_tables
 from streamboard.runtime.esm import EventSourceMapping
 from streamboard.runtime.firehose import FirehoseEmulator, arrow_schema
 from streamboard.runtime.stack import Pipeline
+from tests.conftest import stream_record
 
 SHARD = "shardId-000000000000"
 
@@ -545,22 +546,22 @@ def test_app_registry_stores_only_a_hash_and_authenticates(tmp_path: Path) -> No
 def test_pipeline_refresh_produces_boards(pipeline: Pipeline) -> None:
     now = dt.datetime.now(dt.UTC)
     raw = [("ada", 30, "Ada"), ("bob", 50, None), ("cy", 30, "Cy"), ("ada", 20, "Ada L.")]
-    records = []
+    events = []
     for i, (user, points, name) in enumerate(raw):
         event: dict[str, Any] = {"event_id": str(uuid.uuid4()), "event_type": "score", "user_id": user,
                                  "ts": (now - dt.timedelta(minutes=10 - i)).isoformat(), "category": "chess",
                                  "points": points}
         if name:
             event["user_name"] = name
-        valid = REGISTRY.validate(event, app_id="local", received_at=now)
-        records.append(StreamRecord(user, json.dumps(valid).encode()))
+        events.append(event)
+    records = [stream_record(events[:2], received_at=now), stream_record(events[2:], received_at=now)]  # 2 requests
     records.append(records[0])  # a duplicate delivery counts once
     pipeline.backend.stream.put_records(records)
 
     summary = pipeline.refresh()
 
     assert summary["state"] == "SUCCEEDED"
-    assert summary["routed"] == 5 and summary["delivered"] == 5
+    assert summary["routed"] == 3 and summary["delivered"] == 6  # records read; events, the repeated two again
     for scope in ("overall", "chess"):
         for window in ("all", "30d", "365d"):
             board = pipeline.backend.boards.get_board(scope, window, 10)

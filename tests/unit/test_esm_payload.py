@@ -18,7 +18,8 @@ def test_a_batch_of_large_records_is_cut_to_fit_one_invocation() -> None:
     batch = within_payload(records)
     assert 1 <= len(batch) < len(records)
     assert batch == records[: len(batch)]  # a prefix: order within the shard is kept
-    assert len(json.dumps(kinesis_event(batch, "arn:aws:kinesis:us-east-1:0:stream/s", "us-east-1"))) <= MAX_PAYLOAD_BYTES
+    event = kinesis_event(batch, "arn:aws:kinesis:us-east-1:0:stream/s", "us-east-1")
+    assert len(json.dumps(event)) <= MAX_PAYLOAD_BYTES
     bigger = within_payload(records[: len(batch) + 1])
     assert bigger == batch  # one more record would not fit
 

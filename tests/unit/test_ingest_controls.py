@@ -98,3 +98,37 @@ def test_fault_plan_switches_while_running(tmp_path: Path) -> None:
     os.utime(plan_file, (time.time() + 1, time.time() + 1))  # a new mtime even on coarse clocks
     with pytest.raises(ConnectionError):
         stream.put_records(records)
+
+
+class _AnsweringStream:
+    """Answers every put with the given error code for every record (None: all written)."""
+
+    def __init__(self, error: str | None) -> None:
+        self.error, self.calls = error, 0
+
+    def put_records(self, records: list[StreamRecord]) -> list[PutResult]:
+        self.calls += 1
+        return [PutResult("shardId-000000000000", "1") if self.error is None else PutResult(error_code=self.error)
+                for _ in records]
+
+
+class _Queue:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, bodies: list[bytes]) -> None:
+        self.sent.extend(bodies)
+
+
+@pytest.mark.parametrize(("error", "opens"), [("ProvisionedThroughputExceededException", False),
+                                               ("InternalFailure", True)])
+def test_a_throttling_stream_keeps_the_breaker_shut_a_failing_one_opens_it(error: str, opens: bool) -> None:
+    from ingest.batcher import GroupCommitter
+
+    stream, dlq = _AnsweringStream(error), _Queue()
+    breaker = CircuitBreaker(threshold=3, cooldown=60)
+    committer = GroupCommitter(stream, dlq, retry_seconds=0.3, breaker=breaker)  # type: ignore[arg-type]
+    committer._commit([StreamRecord("k", b"{}")])  # retries until retry_seconds, then the DLQ
+    assert dlq.sent == [b"{}"]
+    assert stream.calls >= 3
+    assert (committer.breaker.state == "open") is opens

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import re
 import uuid
 from typing import Any
@@ -352,3 +353,24 @@ def test_validate_returns_exactly_the_columns_or_raises_invalid_event(raw: dict[
 def test_validate_on_any_json_value(raw: Any) -> None:
     with contextlib.suppress(InvalidEvent):
         validate(raw)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(event_like(), min_size=1, max_size=6))
+def test_the_fast_path_accepts_only_what_the_per_event_path_accepts(raws: list[dict[str, Any]]) -> None:
+    """The one-pass check forwards the client's bytes: whatever it takes must read back as the per-event
+    validation gives it, and a batch with any invalid event must not pass."""
+    received_text = format_ts(RECEIVED)
+    got = REGISTRY.validate_batch(json.dumps({"events": raws}).encode(), app_id=APP, received_at=RECEIVED,
+                                  received_at_text=received_text)
+    try:
+        expected = [validate(raw, received_at_text=received_text) for raw in raws]
+    except InvalidEvent:
+        assert got is None
+        return
+    if got is not None:
+        count, records = got
+        assert count == len(raws)
+        read = [REGISTRY.read_record(data) for _, data in records]
+        assert all(not invalid for _, invalid in read)
+        assert [e for events, _ in read for e in events] == expected

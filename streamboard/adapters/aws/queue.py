@@ -7,18 +7,11 @@ from collections.abc import Sequence
 
 from streamboard.adapters.aws.clients import Clients
 from streamboard.errors import SinkError
+from streamboard.overflow import queue_safe
 from streamboard.ports import QueueMessage
 
 MAX_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024
-
-
-def sqs_safe(text: str) -> str:
-    """SQS refuses U+FFFE and U+FFFF in a message (they are valid UTF-8, and valid inside JSON strings). Our
-    messages are JSON, where they can only sit inside strings: written as escapes, the JSON is the same."""
-    if "\ufffe" in text or "\uffff" in text:
-        text = text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
-    return text
 
 
 class SqsQueue:
@@ -38,7 +31,7 @@ class SqsQueue:
         batch: list[dict[str, str]] = []
         size = 0
         for body in bodies:
-            text = sqs_safe(body.decode("utf-8"))
+            text = queue_safe(body).decode("utf-8")
             if len(text.encode()) > MAX_BATCH_BYTES:
                 raise SinkError(f"a message of {len(text.encode())} bytes exceeds SQS's 256 KiB limit")
             if batch and (len(batch) == MAX_ENTRIES or size + len(text.encode()) > MAX_BATCH_BYTES):
