@@ -12,7 +12,7 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Annotated, Any, Literal
 
@@ -76,9 +76,6 @@ class EventType:
     name: str
     fields: tuple[Field, ...]
     doc: str = ""
-    _struct: Any = field(default=None, compare=False, repr=False)
-    _own_fields: tuple[str, ...] = field(default=(), compare=False, repr=False)
-    _rules: tuple[_ValueRule, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def columns(self) -> tuple[Field, ...]:
@@ -144,14 +141,18 @@ class Registry:
 
     def __init__(self, types: Iterable[EventType]) -> None:
         self.types: dict[str, EventType] = {}
+        # Per type, derived here (each registry its own: the EventType values may be shared between registries).
+        self._struct_of: dict[str, Any] = {}
+        self._rules_of: dict[Any, tuple[_ValueRule, ...]] = {}  # by struct
+        self._own_fields_of: dict[Any, tuple[str, ...]] = {}  # by struct
         for t in types:
             if t.name in self.types:
                 raise ValueError(f"event type {t.name!r} registered twice")
-            object.__setattr__(t, "_struct", _client_struct(t))
-            object.__setattr__(t, "_own_fields", tuple(f.name for f in t.fields))
-            object.__setattr__(t, "_rules", tuple(_ValueRule(f) for f in t.fields if f.pattern or f.reserved))
             self.types[t.name] = t
-        structs = [t._struct for t in self.types.values()]
+            struct = self._struct_of[t.name] = _client_struct(t)
+            self._rules_of[struct] = tuple(_ValueRule(f) for f in t.fields if f.pattern or f.reserved)
+            self._own_fields_of[struct] = tuple(f.name for f in t.fields)
+        structs = list(self._struct_of.values())
         union: Any = structs[0]
         for st in structs[1:]:
             union = union | st
@@ -163,8 +164,6 @@ class Registry:
         self._loose_record_decoder = msgspec.json.Decoder(
             msgspec.defstruct("LooseRecord", [("app_id", str), ("received_at", str), ("events", list[Any])]))
         self._encoder = msgspec.json.Encoder()
-        self._rules_of = {t._struct: t._rules for t in self.types.values()}
-        self._type_of = {t._struct: t for t in self.types.values()}
 
     def validate_batch(
         self,
@@ -300,7 +299,7 @@ class Registry:
             "app_id": app_id,
             "received_at": received_at_text,
         }
-        for name in self._type_of[type(obj)]._own_fields:
+        for name in self._own_fields_of[type(obj)]:
             out[name] = getattr(obj, name)
         return out
 
@@ -325,15 +324,16 @@ class Registry:
         if client_app is not None or "app_id" in raw:
             raw = {k: v for k, v in raw.items() if k != "app_id"}  # checked above; the server sets it
         t = self.types[event_type]
+        struct = self._struct_of[event_type]
         try:
-            obj = msgspec.convert(raw, t._struct)
+            obj = msgspec.convert(raw, struct)
         except msgspec.ValidationError as exc:
             message = _humanize(str(exc))
             has_properties = any(f.name == "properties" for f in t.fields)
             if message.startswith("unknown field") and has_properties:
                 message += "; put custom fields under 'properties'"
             raise InvalidEvent(message) from None
-        for rule in t._rules:
+        for rule in self._rules_of[struct]:
             error = rule.error(getattr(obj, rule.name))
             if error is not None:
                 raise InvalidEvent(error)
