@@ -183,7 +183,9 @@ class GroupCommitter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self.linger > 0 and self._waiting_records < self.max_records:
+            # Linger only while writes are in flight: an idle committer writes at once (lowest latency), a busy
+            # one lets the next batch fill up (fewer, larger calls).
+            if self.linger > 0 and self._writes and self._waiting_records < self.max_records:
                 self._lingering = loop.create_future()
                 timer = loop.call_later(self.linger, _resolve, self._lingering)
                 await self._lingering

@@ -80,7 +80,7 @@ class Settings:
     refresh_seconds: float = 3600.0
     poll_seconds: float = 0.2
     max_future_seconds: float = 15 * 60
-    ingest_linger_ms: float = 0.5  # batches also form while a put is in flight; linger only waits when idle
+    ingest_linger_ms: float = 0.5  # while puts are in flight, how long the next batch may wait to fill up
     ingest_max_body: int = 1 << 20
     ingest_max_events: int = 500
     rate_limit_events_per_s: float = 50_000.0  # per app; 0 means unlimited

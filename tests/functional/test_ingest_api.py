@@ -6,6 +6,7 @@ import datetime as dt
 import gzip
 import json
 import threading
+import time
 import tracemalloc
 import uuid
 import warnings
@@ -404,21 +405,37 @@ def test_only_records_that_failed_are_retried(settings: Settings, local: Backend
 
     class Throttled(FakeStream):
         def fail(self, call: int, record: StreamRecord) -> bool:
-            return call == 1 and record.partition_key in throttled
+            return call == 2 and record.partition_key in throttled
 
-    stream = Throttled()
-    grouped = settings.with_overrides(ingest_linger_ms=300.0)  # the five requests share the first call
-    with ingest(grouped, local, stream=stream, retry_seconds=5.0) as client:
+    stream = Throttled(delay=0.1)
+    # While a write is in flight the next batch lingers: the five requests, posted during a first request's
+    # slow call, share the second call.
+    grouped = settings.with_overrides(ingest_linger_ms=300.0)
+    with ingest(grouped, local, stream=stream, retry_seconds=5.0) as client, ThreadPoolExecutor(1) as first:
+        warm_up = first.submit(client.post, URL, json={"events": [score_event("first")]}, headers=HEADERS)
+        time.sleep(0.03)
         responses = post_together(client, requests)
+        assert warm_up.result().status_code == 202
     assert [r.status_code for r in responses] == [202] * 5
-    assert [len(c) for c in stream.calls] == [5, 2]
-    assert {r.partition_key for r in stream.calls[1]} == throttled
-    assert sorted(e["event_id"] for e in events_of(r.data for r in stream.calls[1])) == sorted(
+    assert [len(c) for c in stream.calls] == [1, 5, 2]
+    assert {r.partition_key for r in stream.calls[2]} == throttled
+    assert sorted(e["event_id"] for e in events_of(r.data for r in stream.calls[2])) == sorted(
         e["event_id"] for e in requests[1] + requests[3])
     stored = stream_contents(stream)
-    sent = [e["event_id"] for events in requests for e in events]
+    sent = [e["event_id"] for events in requests for e in events] + [stream.calls[0][0].partition_key]
     assert sorted(e["event_id"] for e in stored) == sorted(sent)  # each exactly once
     assert local.dlq.depth() == 0
+
+
+def test_an_idle_service_writes_at_once_without_lingering(settings: Settings, local: Backend) -> None:
+    stream = FakeStream()
+    slow_linger = settings.with_overrides(ingest_linger_ms=10_000.0)
+    with ingest(slow_linger, local, stream=stream) as client:
+        started = time.monotonic()
+        resp = client.post(URL, json={"events": [score_event("alone")]}, headers=HEADERS)
+        took = time.monotonic() - started
+    assert resp.status_code == 202 and len(stream.calls) == 1
+    assert took < 5.0  # the linger (10 s) is for a busy service only
 
 
 def test_records_that_keep_failing_go_to_the_dlq(settings: Settings, local: Backend) -> None:
@@ -430,11 +447,10 @@ def test_records_that_keep_failing_go_to_the_dlq(settings: Settings, local: Back
             return record.partition_key == hot_key
 
     stream = HotShard()
-    grouped = settings.with_overrides(ingest_linger_ms=300.0)  # both requests share the first call
-    with ingest(grouped, local, stream=stream) as client:
+    with ingest(settings, local, stream=stream) as client:
         responses = post_together(client, [hot, cool])
     assert [r.status_code for r in responses] == [202, 202]
-    assert len(stream.calls[0]) == 2 and len(stream.calls) >= 2  # retried before falling back
+    assert sum(r.partition_key == hot_key for call in stream.calls for r in call) >= 2  # retried, then the DLQ
     assert [e["event_id"] for e in events_of(r.data for r in stream.stored)] == [e["event_id"] for e in cool]
     messages = local.dlq.receive()
     assert [e["event_id"] for e in events_of(m.body for m in messages)] == [e["event_id"] for e in hot]
