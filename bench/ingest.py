@@ -159,6 +159,14 @@ class Server:
                     raise RuntimeError(f"the {mode} server did not start") from None
                 time.sleep(0.1)
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time of the server process so far (Linux /proc; 0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -173,7 +181,12 @@ def measure(mode: str, batch: int, seconds: float, connections: int) -> dict[str
     try:
         reqs = build_requests(server.port, batch)
         asyncio.run(closed_loop(server.port, reqs, connections, 1.0))  # warm-up
+        server_cpu, client_cpu, started = server.cpu_seconds(), time.process_time(), time.perf_counter()
         peak = asyncio.run(closed_loop(server.port, reqs, connections, seconds))
+        elapsed = time.perf_counter() - started
+        # CPUs busy during the peak: a server near 1.0 is the limit, not the load generator.
+        peak["server_cpus"] = round((server.cpu_seconds() - server_cpu) / elapsed, 2)
+        peak["load_generator_cpus"] = round((time.process_time() - client_cpu) / elapsed, 2)
         entry: dict[str, Any] = {"peak": peak, "events_per_s": round(peak["requests_per_s"] * batch, 1)}
         if mode == "full":
             rate = 0.7 * peak["requests_per_s"]
@@ -206,6 +219,10 @@ def run(seconds: float, connections: int, rounds: int) -> dict[str, Any]:
     return results
 
 
+def _cpus(peak: dict[str, Any]) -> str:
+    return f"{peak['server_cpus']}, {peak['load_generator_cpus']}"
+
+
 def write(results: dict[str, Any], seconds: float, connections: int, rounds: int) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {"measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -223,15 +240,15 @@ def write(results: dict[str, Any], seconds: float, connections: int, rounds: int
              f"({seconds:g} s per point, {connections} connections, {rounds} alternating rounds, medians)."
              f"{pinning} Ceiling = bare endpoint (read + decode only), same server and worker count, same run.", "",
              "| requests | bare events/s | ours events/s | ratio (rounds) | ours p50 / p99 at peak "
-             "| ours p99 at 70% (rounds) |",
-             "|---|---|---|---|---|---|"]
+             "| ours p99 at 70% (rounds) | CPUs busy at peak: server, load generator (bare; ours) |",
+             "|---|---|---|---|---|---|---|"]
     for label, r in results.items():
         rounds_ratio = ", ".join(f"{x:.2f}" for x in r["rounds_ratio"])
         rounds_p99 = ", ".join(f"{x:g}" for x in r["full"]["rounds_p99_at_70pct_ms"])
         lines.append(f"| {label} | {r['bare']['events_per_s']:,.0f} | {r['full']['events_per_s']:,.0f} | "
                      f"{r['ratio_events_per_s']:.2f} ({rounds_ratio}) | {r['full']['peak']['p50_ms']} / "
                      f"{r['full']['peak']['p99_ms']} ms | {max(r['full']['rounds_p99_at_70pct_ms']):g} ms max "
-                     f"({rounds_p99}) |")
+                     f"({rounds_p99}) | {_cpus(r['bare']['peak'])}; {_cpus(r['full']['peak'])} |")
     (RESULTS / "ingest.md").write_text("\n".join(lines) + "\n")
     return RESULTS / "ingest.md"
 

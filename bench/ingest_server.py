@@ -4,6 +4,7 @@ reads and decodes the body; same server (uvicorn), same worker count, same port 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -71,6 +72,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         app = full_app(Path(tmp)) if args.mode == "full" else bare_app()
+        gc.collect()
+        gc.freeze()  # as python -m ingest does (both modes: the same server set-up)
         uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, log_level="warning", access_log=False)
 
 
