@@ -107,7 +107,8 @@ def project(load: Load) -> dict[str, Any]:
         {"stage": "leaderboards (Athena, hourly)", "needs": f"about {athena_tb_month:,.2f} TB scanned a month",
          "monthly_usd": athena_tb_month * PRICES["athena_per_tb_scanned"]},
         {"stage": "profiles (DynamoDB on demand)",
-         "needs": f"{peak * 3:,.0f} writes/s at peak (dedupe, totals, category)",
+         "needs": f"at most {peak * 3:,.0f} writes/s at peak (a dedupe marker per event; the total and category "
+                  "items shared by a user's events in one batch)",
          "monthly_usd": ddb_writes_month * 3 / 1e6 * PRICES["dynamodb_per_million_writes"]},
     ]
     for s in stages:

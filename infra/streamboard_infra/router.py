@@ -22,7 +22,7 @@ class Router(Construct):
                  reserved_concurrency: int, memory_mb: int, log_retention_days: int) -> None:
         super().__init__(scope, construct_id)
         # A batch can reach Lambda's 6 MB payload: each record carries a whole ingest request, so thousands
-        # of events (profile writes run per user in parallel); 5 minutes leaves room, bisect handles the rest.
+        # of events (a user's events share profile transactions); 5 minutes leaves room, bisect does the rest.
         self.handler = PipelineFunction(
             self, "Router", handler="processors.router.handler", code=code,
             description="Streamboard: route stream records to the delivery streams; update profiles",

@@ -211,6 +211,23 @@ def test_profiles_count_each_event_once_and_first_challenge_completion(any_backe
     assert store.get("nobody") is None
 
 
+def test_profiles_count_a_large_mixed_batch_once_each(any_backend: Backend) -> None:
+    """A record carries a whole request: a batch can hold dozens of one user's events, some delivered before."""
+    store = any_backend.profiles
+    now = dt.datetime.now(dt.UTC).isoformat()
+    earlier = [_score("cat", 1, f"2026-01-01T00:00:{i:02d}.000Z", category=f"c{i % 3}") for i in range(5)]
+    assert store.apply(earlier, now) == 5
+    fresh = [_score("cat", 2, f"2026-01-02T00:00:{i:02d}.000Z", category=f"c{i % 4}", name=f"Cat {i}")
+             for i in range(45)]
+    other = [_score("dog", 3, "2026-01-02T00:00:00.000Z", challenge="x")]
+    assert store.apply(earlier[:2] + fresh + earlier[2:] + other + fresh[:3], now) == 46
+    cat = store.get("cat")
+    assert cat is not None and cat.total == 5 + 90 and cat.user_name == "Cat 44"
+    assert cat.categories == {"c0": 2 + 24, "c1": 2 + 22, "c2": 1 + 22, "c3": 22}
+    assert store.get("dog").total == 3  # type: ignore[union-attr]
+    assert store.apply(fresh, now) == 0  # all delivered before
+
+
 def test_profiles_ignore_non_score_events(any_backend: Backend) -> None:
     action = {"event_id": str(uuid.uuid4()), "event_type": "action", "user_id": "bob",
               "ts": "2026-01-01T00:00:00.000Z", "name": "login", "properties": {}}

@@ -9,7 +9,6 @@ import re
 import time
 import zlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from streamboard.adapters.aws.clients import Clients
@@ -18,6 +17,11 @@ from streamboard.keys import hash_key, new_key
 from streamboard.ports import App, Board, BoardEntry, Profile
 
 BOARD_PK = "board"
+
+
+# Events without a challenge counted per transaction: a marker each, the total and at most one update per
+# category stay within DynamoDB's 100 items.
+PLAIN_PER_TRANSACTION = 40
 
 
 def _cancelled_by_condition(exc: Exception, index: int) -> bool:
@@ -90,32 +94,37 @@ class DynamoProfileStore:
     """Near-real-time totals; an event_id counts once (a conditional put in the same transaction), and a
     challenge counts only its first completion, compared as ``ts#event_id``."""
 
-    def __init__(self, clients: Clients, table: str, max_attempts: int = 5, dedupe_days: int = 30,
-                 workers: int = 8) -> None:
+    def __init__(self, clients: Clients, table: str, max_attempts: int = 5, dedupe_days: int = 30) -> None:
         self.clients = clients
         self.table = table
         self.max_attempts = max_attempts
-        self.workers = workers  # below botocore's pool of 10 connections
         # Dedupe markers expire (DynamoDB TTL on expires_at): longer than Kinesis's and SQS's retention,
         # so every redelivery still finds its marker; the lake's views dedupe exactly, for ever.
         self.dedupe_seconds = dedupe_days * 86400
 
     def apply(self, events: Sequence[dict[str, Any]], now: str) -> int:
-        """Apply a batch: each user's events in order, users in parallel (they share no items). A stream
-        record now carries a whole request, so one batch can hold thousands of events."""
+        """Apply a batch, user by user: a stream record carries a whole request, so a batch can hold many
+        events of one user, and those share transactions (see :meth:`_apply_user`)."""
         by_user: dict[str, list[dict[str, Any]]] = {}
         for ev in events:
             if ev.get("event_type") == "score":
                 by_user.setdefault(ev["user_id"], []).append(ev)
-        if len(by_user) <= 1 or self.workers == 1:
-            return sum(self._apply_user(evs, now) for evs in by_user.values())
-        self.clients("dynamodb")  # created once, then shared by the threads (boto3 clients are thread-safe)
-        with ThreadPoolExecutor(min(self.workers, len(by_user)), thread_name_prefix="profiles") as pool:
-            return sum(pool.map(lambda evs: self._apply_user(evs, now), by_user.values()))
+        return sum(self._apply_user(evs, now) for evs in by_user.values())
 
     def _apply_user(self, events: list[dict[str, Any]], now: str) -> int:
-        applied = 0
+        """One user's events. Those without a challenge go in few transactions (a dedupe marker each, then the
+        summed totals); a challenge needs a read first, so those go one by one; the name is written once."""
+        plain: list[dict[str, Any]] = []
+        challenged: list[dict[str, Any]] = []
+        ids: set[str] = set()
         for ev in events:
+            if ev["event_id"] not in ids:  # the same event twice in one batch counts once
+                ids.add(ev["event_id"])
+                (plain if ev.get("challenge_id") is None else challenged).append(ev)
+        applied = 0
+        for i in range(0, len(plain), PLAIN_PER_TRANSACTION):
+            applied += self._apply_plain(plain[i:i + PLAIN_PER_TRANSACTION], now)
+        for ev in challenged:
             for _ in range(self.max_attempts):
                 outcome = self._apply_one(ev, now)
                 if outcome is not None:
@@ -123,8 +132,50 @@ class DynamoProfileStore:
                     break
             else:
                 raise SinkError(f"profile update of event {ev['event_id']} kept conflicting; retry the batch")
-            self._name(ev)
+        named = [ev for ev in events if ev.get("user_name") is not None]
+        if named:
+            self._name(max(named, key=lambda ev: (ev["ts"], ev["event_id"])))  # only the latest name can win
         return applied
+
+    def _apply_plain(self, events: list[dict[str, Any]], now: str) -> int:
+        """Count events without a challenge in one transaction; the ones delivered before drop out."""
+        ddb = self.clients("dynamodb")
+        user_pk = {"S": f"user#{events[0]['user_id']}"}
+        pending = events
+        while pending:
+            expires = str(int(time.time()) + self.dedupe_seconds)
+            items: list[dict[str, Any]] = [
+                {"Put": {"TableName": self.table,
+                         "Item": {"pk": {"S": f"event#{ev['event_id']}"}, "sk": {"S": "seen"},
+                                  "expires_at": {"N": expires}},
+                         "ConditionExpression": "attribute_not_exists(pk)"}} for ev in pending]
+            deltas: dict[str, int] = {}
+            for ev in pending:
+                deltas[ev["category"]] = deltas.get(ev["category"], 0) + int(ev["points"])
+            items.extend(self._total_updates(user_pk, deltas, now))
+            try:
+                ddb.transact_write_items(TransactItems=items)
+                return len(pending)
+            except ddb.exceptions.TransactionCanceledException as exc:
+                seen_before = {i for i in range(len(pending)) if _cancelled_by_condition(exc, i)}
+                if not seen_before:
+                    raise
+                pending = [ev for i, ev in enumerate(pending) if i not in seen_before]
+        return 0
+
+    def _total_updates(self, user_pk: dict[str, str], deltas: dict[str, int], now: str) -> list[dict[str, Any]]:
+        """Add ``deltas`` (points by category) to the user's total and category items."""
+        items: list[dict[str, Any]] = [{"Update": {
+            "TableName": self.table, "Key": {"pk": user_pk, "sk": {"S": "profile"}},
+            "UpdateExpression": "ADD #total :d SET #updated = :now",
+            "ExpressionAttributeNames": {"#total": "total", "#updated": "updated_at"},
+            "ExpressionAttributeValues": {":d": {"N": str(sum(deltas.values()))}, ":now": {"S": now}}}}]
+        for cat, d in deltas.items():
+            items.append({"Update": {
+                "TableName": self.table, "Key": {"pk": user_pk, "sk": {"S": f"cat#{cat}"}},
+                "UpdateExpression": "ADD #points :d", "ExpressionAttributeNames": {"#points": "points"},
+                "ExpressionAttributeValues": {":d": {"N": str(d)}}}})
+        return items
 
     def _apply_one(self, ev: dict[str, Any], now: str) -> int | None:
         """1 if counted, 0 if a duplicate or a later completion; None to retry after a race."""
@@ -137,7 +188,6 @@ class DynamoProfileStore:
                                  "expires_at": {"N": expires}},
                         "ConditionExpression": "attribute_not_exists(pk)"}}
         items: list[dict[str, Any]] = [seen]
-        delta_total = points
         deltas = {category: points}
         challenge = ev.get("challenge_id")
         if challenge is not None:
@@ -145,7 +195,7 @@ class DynamoProfileStore:
             prev = ddb.get_item(TableName=self.table, ConsistentRead=True,
                                 Key={"pk": user_pk, "sk": {"S": f"challenge#{challenge}"}}).get("Item")
             if prev is not None and prev["key"]["S"] <= key:
-                deltas, delta_total = {}, 0  # a later completion: only remember the event_id
+                deltas = {}  # a later completion: only remember the event_id
             else:
                 cond = "attribute_not_exists(pk)" if prev is None else "#k = :old"
                 put: dict[str, Any] = {"Put": {
@@ -157,20 +207,10 @@ class DynamoProfileStore:
                     put["Put"]["ExpressionAttributeNames"] = {"#k": "key"}
                     put["Put"]["ExpressionAttributeValues"] = {":old": prev["key"]}
                     prev_points = int(prev["points"]["N"])
-                    delta_total -= prev_points
                     deltas[prev["category"]["S"]] = deltas.get(prev["category"]["S"], 0) - prev_points
                 items.append(put)
         if deltas:
-            items.append({"Update": {
-                "TableName": self.table, "Key": {"pk": user_pk, "sk": {"S": "profile"}},
-                "UpdateExpression": "ADD #total :d SET #updated = :now",
-                "ExpressionAttributeNames": {"#total": "total", "#updated": "updated_at"},
-                "ExpressionAttributeValues": {":d": {"N": str(delta_total)}, ":now": {"S": now}}}})
-            for cat, d in deltas.items():
-                items.append({"Update": {
-                    "TableName": self.table, "Key": {"pk": user_pk, "sk": {"S": f"cat#{cat}"}},
-                    "UpdateExpression": "ADD #points :d", "ExpressionAttributeNames": {"#points": "points"},
-                    "ExpressionAttributeValues": {":d": {"N": str(d)}}}})
+            items.extend(self._total_updates(user_pk, deltas, now))
         try:
             ddb.transact_write_items(TransactItems=items)
         except ddb.exceptions.TransactionCanceledException as exc:
