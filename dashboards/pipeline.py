@@ -22,6 +22,8 @@ from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 
+from ingest.metrics import NAMESPACE
+
 MINUTE = cdk.Duration.minutes(1)
 FIVE_MINUTES = cdk.Duration.minutes(5)
 # Kinesis per-shard write limits (per second), and the share of them that should page someone.
@@ -140,6 +142,12 @@ def alarm_specs(r: PipelineResources) -> list[AlarmSpec]:
     return specs
 
 
+def _ingest(name: str, statistic: str = "Sum") -> cw.Metric:
+    """One of the ingest service's own metrics (CloudWatch Embedded Metric Format, from ingest/metrics.py)."""
+    return cw.Metric(namespace=NAMESPACE, metric_name=name, dimensions_map={"Service": "ingest"},
+                     period=MINUTE, statistic=statistic, label=name)
+
+
 def _graph(title: str, left: Sequence[cw.IMetric], right: Sequence[cw.IMetric] = (), width: int = 8) -> cw.GraphWidget:
     return cw.GraphWidget(title=title, left=list(left), right=list(right), width=width, height=6)
 
@@ -158,6 +166,14 @@ def dashboard_rows(r: PipelineResources, alarms: Sequence[cw.IAlarm]) -> list[li
                 period=MINUTE, statistic="p99")]),
             _graph("Ingest tasks: CPU and memory (%)", [r.service.metric_cpu_utilization(period=MINUTE),
                                                          r.service.metric_memory_utilization(period=MINUTE)]),
+        ],
+        [
+            _graph("Ingest events (per minute)", [_ingest("EventsAccepted"), _ingest("EventsRejected")],
+                   [_ingest("Throttled")]),
+            _graph("Ingest PutRecords: latency (p99, ms) and failed records",
+                   [_ingest("PutRecordsLatency", "p99")], [_ingest("PutRecordsFailedRecords")]),
+            _graph("Ingest fallbacks: records to the DLQ, breaker open, buffer depth",
+                   [_ingest("DlqFallbacks"), _ingest("BreakerOpen", "Maximum")], [_ingest("BufferDepth", "Maximum")]),
         ],
         [
             _graph("Stream writes (per minute)", [r.stream.metric_incoming_records(period=MINUTE, statistic="Sum")],

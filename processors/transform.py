@@ -32,7 +32,8 @@ def _event_type_of(stream_arn: str, registry: Registry) -> EventType:
 
 
 def transform_record(raw: bytes, event_type: EventType) -> dict[str, Any]:
-    """One stream record to the row the Parquet conversion expects; raises :class:`Unprocessable`."""
+    """One delivered event (a JSON line the router wrote) to the row the Parquet conversion expects; raises
+    :class:`Unprocessable`."""
     try:
         event = json.loads(raw)
     except ValueError as exc:

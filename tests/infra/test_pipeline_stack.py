@@ -407,3 +407,10 @@ def test_dashboard_shows_the_pipeline(dev: Synth) -> None:
     for metric in ("IteratorAge", "PutRecords.ThrottledRecords", "FailedConversion.Records",
                    "DeliveryToS3.DataFreshness", "ApproximateNumberOfMessagesVisible", "HTTPCode_ELB_5XX_Count"):
         assert metric in body, metric
+    # The ingest service's own metrics (EMF): the names and dimension ingest/metrics.py writes.
+    from ingest.metrics import NAMESPACE, UNITS
+
+    for metric in ("EventsAccepted", "EventsRejected", "PutRecordsLatency", "PutRecordsFailedRecords", "DlqFallbacks",
+                   "BreakerOpen", "BufferDepth", "Throttled"):
+        assert metric in UNITS and metric in body, metric
+    assert NAMESPACE in body and '\\"Service\\",\\"ingest\\"' in body
