@@ -196,13 +196,8 @@ class Registry:
         # EARLIEST: a ts that may not convert to UTC (year 1) takes the slow path and its clear message.
         if min(ts) <= EARLIEST or max(ts) > received_at + max_future:
             return None
-        kinds = set(map(type, events))
-        for kind in kinds:
-            group = events if len(kinds) == 1 else [obj for obj in events if type(obj) is kind]
-            for rule in self._rules_of[kind]:
-                values = set(map(rule.get, group))
-                if not values <= rule.good and any(rule.error(v) is not None for v in values):
-                    return None
+        if not self._rules_hold(events):
+            return None
         # All valid, and the body is exactly {"events": [...]} (no other key decodes) or one event: with the
         # server's fields in front, the client's bytes are the record.
         if single:
@@ -225,6 +220,18 @@ class Registry:
         return (self.records(events[:half], app_id=app_id, received_at_text=received_at_text)
                 + self.records(events[half:], app_id=app_id, received_at_text=received_at_text))
 
+    def _rules_hold(self, events: list[Any]) -> bool:
+        """Whether every event's values keep its fields' patterns and reserved words (checked per distinct
+        value, most of them remembered as good)."""
+        kinds = set(map(type, events))
+        for kind in kinds:
+            group = events if len(kinds) == 1 else [obj for obj in events if type(obj) is kind]
+            for rule in self._rules_of[kind]:
+                values = set(map(rule.get, group))
+                if not values <= rule.good and any(rule.error(v) is not None for v in values):
+                    return False
+        return True
+
     def _head(self, app_id: str, received_at_text: str) -> bytes:
         encode = self._encoder.encode
         return b'{"app_id":' + encode(app_id) + b',"received_at":' + encode(received_at_text) + b","
@@ -234,9 +241,10 @@ class Registry:
         the reason; never expected, as ingest checked them). Raises ValueError for data that is not a record."""
         try:
             rec: Any = self._record_decoder.decode(data)
-            return [self._normalized(obj, rec.app_id, rec.received_at) for obj in rec.events], []
-        except (msgspec.DecodeError, RecursionError):
-            pass
+            if self._rules_hold(rec.events):
+                return [self._normalized(obj, rec.app_id, rec.received_at) for obj in rec.events], []
+        except (msgspec.DecodeError, RecursionError, OverflowError):
+            pass  # something in it is not a valid event: look at each on its own
         try:
             loose: Any = self._loose_record_decoder.decode(data)
         except (msgspec.DecodeError, RecursionError) as exc:

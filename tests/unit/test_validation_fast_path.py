@@ -94,6 +94,12 @@ def test_read_record_quarantines_invalid_events_and_refuses_non_records() -> Non
     events, invalid = REGISTRY.read_record(data)
     assert events == _slow([ok[0]])
     assert len(invalid) == 1 and "points" in invalid[0][1]
+    # Values only the registry's own rules catch, and a ts that cannot convert to UTC: quarantined alone.
+    for bad in ({"category": "overall"}, {"category": "Chess!"}, {"ts": "0001-01-01T00:30:00+01:00"}):
+        score = next(e for e in ok + POOL if e.get("event_type") == "score" and _slow([e]) is not None)
+        data = json.dumps({"app_id": "game", "received_at": NOW_TEXT, "events": [ok[0], {**score, **bad}]}).encode()
+        events, invalid = REGISTRY.read_record(data)
+        assert events == _slow([ok[0]]) and len(invalid) == 1, bad
     for not_a_record in (b"{", b"[]", b'{"events": []}', json.dumps(ok[0]).encode()):
         try:
             REGISTRY.read_record(not_a_record)
