@@ -22,6 +22,13 @@ KINESIS_SHARD_WRITE_BYTES = 1024 * 1024  # bytes/s per shard
 FIREHOSE_DIRECT_PUT_RECORDS = 100_000  # records/s per delivery stream (default quota, larger regions)
 FIREHOSE_DIRECT_PUT_BYTES = 5 * 1024 * 1024
 DDB_ITEM_WRITE_BYTES = 1024  # one write unit
+LAMBDA_ESM_PARALLELIZATION_MAX = 10  # concurrent batches per shard
+
+# Assumed router costs: its time goes mostly to waiting on profile transactions (shared by a user's events in
+# a batch) and Firehose puts; a batch averages this many records (requests).
+ROUTER_SECONDS_PER_EVENT = 0.004
+ROUTER_MEMORY_GB = 0.5  # infra/ router_memory_mb (dev)
+ROUTER_RECORDS_PER_INVOCATION = 100
 
 # Assumed list prices, USD (us-east-1).
 PRICES = {
@@ -74,9 +81,12 @@ def project(load: Load) -> dict[str, Any]:
     # One stream record per request (its events aggregated): the records/s limit counts requests.
     record_bytes = load.events_per_request * size
     records_per_s = requests_per_s * math.ceil(record_bytes / MAX_RECORD_BYTES)
-    shards = max(1, math.ceil(max(records_per_s / KINESIS_SHARD_WRITE_RECORDS,
-                                  peak * size / KINESIS_SHARD_WRITE_BYTES)))
-    router_batches_per_s = shards * 5  # GetRecords polls per shard per second
+    stream_shards = max(1, math.ceil(max(records_per_s / KINESIS_SHARD_WRITE_RECORDS,
+                                         peak * size / KINESIS_SHARD_WRITE_BYTES)))
+    # The router runs at most 10 batches per shard at once: its concurrency can ask for more shards.
+    router_concurrency = peak * ROUTER_SECONDS_PER_EVENT
+    shards = max(stream_shards, math.ceil(router_concurrency / LAMBDA_ESM_PARALLELIZATION_MAX))
+    router_parallelization = min(LAMBDA_ESM_PARALLELIZATION_MAX, max(1, math.ceil(router_concurrency / shards)))
     firehose_streams_needed = math.ceil(peak / FIREHOSE_DIRECT_PUT_RECORDS)
     parquet_gb_month = gb_month * load.parquet_ratio
     s3_objects_month = 2 * 60 * 24 * 30  # each type's stream flushes about once a minute
@@ -89,14 +99,18 @@ def project(load: Load) -> dict[str, Any]:
          "monthly_usd": tasks * HOURS_PER_MONTH * (PRICES["fargate_vcpu_hour"] + 2 * PRICES["fargate_gb_hour"])
          + HOURS_PER_MONTH * (PRICES["alb_hour"] + 2 * PRICES["alb_lcu_hour"])},
         {"stage": "stream (Kinesis, provisioned)", "needs": f"{shards} shards (1,000 records/s and 1 MiB/s each; "
-         f"{records_per_s:,.0f} records/s, one per request)",
+         f"{records_per_s:,.0f} records/s, one per request"
+         + (f"; {stream_shards} for the writes, more for the router's concurrency)" if shards > stream_shards
+            else ")"),
          "monthly_usd": shards * HOURS_PER_MONTH * PRICES["kinesis_shard_hour"]
          + monthly_events / load.events_per_request * math.ceil(record_bytes / 25_000) / 1e6
          * PRICES["kinesis_put_unit_per_million"]},
-        {"stage": "router (Lambda, 256 MB)", "needs": f"{shards} concurrent (one per shard), about "
-         f"{router_batches_per_s:,.0f} invocations/s at peak",
-         "monthly_usd": monthly_events / 500 * (PRICES["lambda_per_million_requests"] / 1e6
-                                                + 0.25 * 0.2 * PRICES["lambda_gb_second"])},
+        {"stage": "router (Lambda, 512 MB)", "needs": f"about {router_concurrency:,.0f} concurrent executions at "
+         f"peak ({ROUTER_SECONDS_PER_EVENT * 1000:g} ms an event, assumed): parallelization factor "
+         f"{router_parallelization} on {shards} shards",
+         "monthly_usd": monthly_events / load.events_per_request / ROUTER_RECORDS_PER_INVOCATION
+         * PRICES["lambda_per_million_requests"] / 1e6
+         + monthly_events * ROUTER_SECONDS_PER_EVENT * ROUTER_MEMORY_GB * PRICES["lambda_gb_second"]},
         {"stage": "delivery (Firehose, JSON to Parquet)", "needs": f"{firehose_streams_needed} stream(s) per type "
          f"within the default {FIREHOSE_DIRECT_PUT_RECORDS:,} records/s quota",
          "monthly_usd": gb_month * (PRICES["firehose_per_gb"] + PRICES["firehose_format_conversion_per_gb"])},

@@ -14,9 +14,12 @@ def test_shards_follow_the_per_shard_record_and_byte_limits() -> None:
     # One record per request: 3,000 single-event requests/s need 3 shards for the records/s limit ...
     single = project(Load(peak_events_per_s=KINESIS_SHARD_WRITE_RECORDS * 3, event_bytes=200, events_per_request=1))
     assert _stage(single, "stream")["needs"].startswith("3 shards")
-    # ... while the same events in requests of 100 are 30 records/s: 600 KB/s fits one shard.
+    # ... while the same events in requests of 100 are 30 records/s: 600 KB/s fits one shard for the writes,
+    # but the router's 12 concurrent executions (4 ms an event) need two shards at 10 batches each.
     batched = project(Load(peak_events_per_s=KINESIS_SHARD_WRITE_RECORDS * 3, event_bytes=200))
-    assert _stage(batched, "stream")["needs"].startswith("1 shards")
+    needs = _stage(batched, "stream")["needs"]
+    assert needs.startswith("2 shards") and "1 for the writes" in needs
+    assert "parallelization factor 6 on 2 shards" in _stage(batched, "router")["needs"]
     big_events = project(Load(peak_events_per_s=1000, event_bytes=5000))  # 5 MB/s: bytes decide
     assert _stage(big_events, "stream")["needs"].startswith("5 shards")
 
