@@ -42,6 +42,7 @@ class _Pending:
     records: Sequence[StreamRecord]
     size: int
     future: asyncio.Future[None]
+    events: int
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -120,7 +121,7 @@ class GroupCommitter:
         self.breaker = breaker or CircuitBreaker()
         # Turns a record too large for the queue into a small pointer message (the record kept elsewhere).
         self.oversize = oversize
-        self.pending = 0  # events submitted and not yet durable (or failed)
+        self.pending = 0  # events queued or being written
         self.metrics = metrics or Metrics()
         self.stats = CommitStats()
         self._lock = threading.Lock()  # the stats, the breaker and the metrics, updated from worker threads
@@ -161,18 +162,17 @@ class GroupCommitter:
             self.stats.rejected_busy += 1
             raise Unavailable(f"ingest is at capacity ({self.pending} events waiting to be written); retry shortly",
                               1.0)
+        # Counted until written (or failed), not until the request stops waiting: a request that times out
+        # leaves its records queued, and they still take room in the buffer.
         self.pending += events
-        try:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiting.append(_Pending(records, sum(map(len, map(_data, records))), fut))
-            self._waiting_records += len(records)
-            self._wake.set()
-            lingering = self._lingering
-            if lingering is not None and not lingering.done() and self._waiting_records >= self.max_records:
-                lingering.set_result(None)  # a full batch does not wait out the linger
-            await fut
-        finally:
-            self.pending -= events
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Pending(records, sum(map(len, map(_data, records))), fut, events))
+        self._waiting_records += len(records)
+        self._wake.set()
+        lingering = self._lingering
+        if lingering is not None and not lingering.done() and self._waiting_records >= self.max_records:
+            lingering.set_result(None)  # a full batch does not wait out the linger
+        await fut
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -227,6 +227,7 @@ class GroupCommitter:
                 if not p.future.done():
                     p.future.set_exception(err)
         finally:
+            self.pending -= sum(p.events for p in batch)
             slots.release()
 
     def _commit(self, records: list[StreamRecord]) -> None:

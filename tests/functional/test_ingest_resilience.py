@@ -49,6 +49,31 @@ def test_a_full_buffer_answers_503_instead_of_growing(settings: Settings, local:
     assert len(events_of(r.data for r in slow.stored)) == 100 * codes.count(202)  # the refused never written
 
 
+def test_requests_that_time_out_still_hold_their_place_in_the_buffer(settings: Settings, local: Backend) -> None:
+    """A hung stream: requests give up (503, not acknowledged) but their records stay queued and keep counting
+    against the buffer, so the buffer stays bounded; once the stream answers, they are written."""
+    import threading
+
+    release = threading.Event()
+
+    class Hung(FakeStream):
+        def put_records(self, records: Any) -> list[PutResult]:
+            release.wait(30)
+            return super().put_records(records)
+
+    stream = Hung()
+    small = dataclasses.replace(settings, ingest_max_pending=250, ingest_request_timeout_s=0.3)
+    with ingest(small, local, stream=stream) as client:
+        first, second, third = (client.post("/v1/events", json={"events": _events(100)}, headers={"x-api-key": KEY})
+                                for _ in range(3))
+        assert [first.status_code, second.status_code, third.status_code] == [503, 503, 503]
+        assert "took too long" in first.json()["error"] and "took too long" in second.json()["error"]
+        assert "capacity" in third.json()["error"]  # the first two still fill 200 of the 250 places
+        assert client.app.state.committer.pending == 200  # type: ignore[attr-defined]
+        release.set()
+    assert len(events_of(r.data for r in stream.stored)) == 200  # written once the stream answered
+
+
 def test_a_slow_body_times_out_with_408(settings: Settings, local: Backend) -> None:
     from ingest.app import IngestSinks, create_app
 
