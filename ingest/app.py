@@ -229,7 +229,7 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
         try:
             yield
         finally:
-            await committer.stop()  # flush: nothing submitted is left unwritten
+            await committer.stop(settings.stop_timeout_s)  # flush: nothing acknowledged is left unwritten
             reporter.cancel()
             metrics.flush()
 

@@ -138,16 +138,22 @@ class GroupCommitter:
         self._executor = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="group-commit")
         self._task = asyncio.create_task(self._run(), name="group-commit")
 
-    async def stop(self) -> None:
-        """Write everything already submitted, then stop."""
+    async def stop(self, timeout: float | None = None) -> None:
+        """Write everything already submitted, then stop; give up after ``timeout`` seconds (a hung stream).
+        What is left then was never acknowledged: a request gets its 202 only once its records are written."""
         if self._task is None or self._executor is None:
             return
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self._waiting or self._writes:
+            if deadline is not None and time.monotonic() > deadline:
+                log.warning("stopping with %d events not written (their requests were not acknowledged)",
+                            self.pending)
+                break
             await asyncio.sleep(0.005)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=deadline is None or time.monotonic() <= deadline, cancel_futures=True)
 
     async def submit(self, records: Sequence[StreamRecord], events: int | None = None) -> None:
         """Return once every record is durable (stream or DLQ); raise :class:`Unavailable` otherwise.

@@ -74,6 +74,31 @@ def test_requests_that_time_out_still_hold_their_place_in_the_buffer(settings: S
     assert len(events_of(r.data for r in stream.stored)) == 200  # written once the stream answered
 
 
+def test_stopping_gives_up_on_a_hung_stream_after_the_stop_timeout(
+        settings: Settings, local: Backend, caplog: Any) -> None:
+    import logging
+    import threading
+
+    release = threading.Event()
+
+    class Hung(FakeStream):
+        def put_records(self, records: Any) -> list[PutResult]:
+            release.wait(30)
+            return super().put_records(records)
+
+    quick = dataclasses.replace(settings, ingest_request_timeout_s=0.3, stop_timeout_s=0.5)
+    started = time.monotonic()
+    try:
+        with caplog.at_level(logging.WARNING, logger="streamboard.ingest"), ingest(quick, local, stream=Hung()) as c:
+            resp = c.post("/v1/events", json={"events": _events(10)}, headers={"x-api-key": KEY})
+        stopped_after = time.monotonic() - started
+    finally:
+        release.set()
+    assert resp.status_code == 503  # never acknowledged ...
+    assert stopped_after < 10  # ... so shutdown gives up after its timeout (0.5 s) instead of the 30 s hang
+    assert "10 events not written (their requests were not acknowledged)" in caplog.text
+
+
 def test_a_slow_body_times_out_with_408(settings: Settings, local: Backend) -> None:
     from ingest.app import IngestSinks, create_app
 
