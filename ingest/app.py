@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ingest.batcher import GroupCommitter
@@ -207,7 +207,7 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
         return json_response({"status": "ok"})
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document(registry, settings))
+        return json_response(openapi_document(registry, settings))
 
     async def on_error(request: Request, exc: Exception) -> Response:
         status = http_status(exc)

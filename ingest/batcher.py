@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
-from operator import itemgetter
 
 from ingest.metrics import Metrics
 from streamboard.errors import Unavailable
@@ -34,7 +33,6 @@ MAX_RECORDS = 500
 MAX_BYTES = 5 * 1024 * 1024
 MAX_QUEUE_MESSAGE = 256 * 1024  # SQS's message limit
 THROTTLED = "ProvisionedThroughputExceededException"  # Kinesis's per-record throttling error
-_data = itemgetter(1)  # StreamRecord.data, read in C
 
 
 @dataclass
@@ -172,7 +170,7 @@ class GroupCommitter:
         # leaves its records queued, and they still take room in the buffer.
         self.pending += events
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Pending(records, sum(map(len, map(_data, records))), fut, events))
+        self._waiting.append(_Pending(records, sum(len(r.data) for r in records), fut, events))
         self._waiting_records += len(records)
         self._wake.set()
         lingering = self._lingering
