@@ -12,12 +12,14 @@ import contextlib
 import datetime as dt
 import logging
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -28,17 +30,18 @@ from ingest.metrics import Metrics
 from streamboard.badevents import keep_bad_events
 from streamboard.errors import (
     BadRequest,
+    Forbidden,
     PayloadTooLarge,
     RateLimited,
     RequestTimeout,
-    StreamboardError,
     Unauthorized,
     Unavailable,
     http_status,
 )
 from streamboard.overflow import overflow_pointer
 from streamboard.ports import App, AppRegistry, DeadLetterQueue, EventStream, Lake, StreamRecord
-from streamboard.registry import REGISTRY, InvalidEvent, Registry, format_ts
+from streamboard.registry import REGISTRY, InvalidEvent, Registry, format_ts, repeats_top_level_key
+from streamboard.serving import NO_BODY_ALLOWANCE, BodyGuard
 from streamboard.settings import Settings
 
 log = logging.getLogger("streamboard.ingest")
@@ -86,16 +89,33 @@ async def _read_body(request: Request, limit: int) -> bytes:
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding == "gzip":
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            body = inflater.decompress(body, limit + 1)  # bounded: a zip bomb stops here
-        except zlib.error as exc:
-            raise BadRequest(f"body is not valid gzip: {exc}") from None
-        if len(body) > limit or inflater.unconsumed_tail:
-            raise PayloadTooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+        body = gunzip(body, limit)
     elif encoding not in ("identity", ""):
         raise BadRequest(f"unsupported content-encoding {encoding!r}; send gzip or no encoding")
     return body
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """A gzip body, every member of it (RFC 1952 allows several, one after another), inflated to at most
+    ``limit`` bytes: a zip bomb stops at the limit."""
+    out: list[bytes] = []
+    size, rest = 0, body
+    while rest:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            part = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            raise BadRequest(f"body is not valid gzip: {exc}") from None
+        size += len(part)
+        if size > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+        if not inflater.eof:
+            raise BadRequest("body is not valid gzip: it ends inside a member")
+        out.append(part)
+        rest = inflater.unused_data
+        if not rest.strip(b"\0"):  # trailing zero padding, which gzip(1) ignores too
+            break
+    return b"".join(out)
 
 
 def _events_of(body: bytes, max_events: int) -> list[Any]:
@@ -105,11 +125,16 @@ def _events_of(body: bytes, max_events: int) -> list[Any]:
         doc = _decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: a string is not valid UTF-8 ({exc.reason}); "
+                         "send text encoded as UTF-8") from None
     except RecursionError:
         raise BadRequest("body is not valid JSON: nested too deeply") from None
     if isinstance(doc, dict) and "events" in doc:
         if set(doc) != {"events"}:
             raise BadRequest("a batch body has only the key 'events'")
+        if repeats_top_level_key(body):
+            raise BadRequest("the key 'events' appears more than once; send one 'events' array")
         events = doc["events"]
         if not isinstance(events, list):
             raise BadRequest("'events' must be an array of event objects")
@@ -145,6 +170,8 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
         app = auth.get(key)
         if app is None:
             raise Unauthorized("unknown API key")
+        if app.role != "app":
+            raise Forbidden(f"a key of role {app.role!r} cannot post events; use an app's key")
         body: bytes | None = None
         try:
             # One deadline for the whole request: reading the body, then making its events durable.
@@ -209,18 +236,33 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
     async def openapi(request: Request) -> Response:
         return json_response(openapi_document(registry, settings))
 
-    async def on_error(request: Request, exc: Exception) -> Response:
+    def error_response(request: Request, exc: Exception) -> Response:
         status = http_status(exc)
         headers = {}
         if isinstance(exc, RateLimited | Unavailable):
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         if status >= 500 and not isinstance(exc, Unavailable):
-            log.exception("ingest failed on %s", request.url.path, exc_info=exc)
+            # One line per kind of failure now and then (the log's RepeatFilter), never a trace to the client.
+            log.error("ingest failed on %s", request.url.path, exc_info=exc)
             return json_response({"error": "internal error; the failure was logged"}, 500)
         return json_response({"error": str(exc)}, status, headers)
 
-    async def on_disconnect(request: Request, exc: Exception) -> Response:
-        return Response(status_code=400)
+    def guarded(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """Every error becomes its response here: nothing propagates to Starlette or uvicorn, which would
+        log a traceback per request."""
+        async def run(request: Request) -> Response:
+            try:
+                return await endpoint(request)
+            except ClientDisconnect:
+                return Response(status_code=400)
+            except Exception as exc:  # noqa: BLE001 - mapped to a status; unexpected ones logged, never leaked
+                return error_response(request, exc)
+        return run
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        """Starlette's own 404 and 405 (with ``Allow``), in the JSON shape of every other error."""
+        assert isinstance(exc, HTTPException)
+        return json_response({"error": exc.detail}, exc.status_code, dict(exc.headers or {}))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -240,13 +282,17 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
             metrics.add("BreakerOpen", 1 if committer.breaker.state != "closed" else 0)
             metrics.flush()
 
+    max_body = settings.ingest_max_body
     app = Starlette(
         routes=[
-            Route("/v1/events", post_events, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/v1/events", guarded(post_events), methods=["POST"]),
+            Route("/healthz", guarded(healthz), methods=["GET"]),
+            Route("/openapi.json", guarded(openapi), methods=["GET"]),
         ],
-        exception_handlers={StreamboardError: on_error, Exception: on_error, ClientDisconnect: on_disconnect},
+        # The body is capped on the wire as it arrives; gzip is capped again once inflated (_read_body).
+        middleware=[Middleware(BodyGuard, body_limit=lambda method, path: max_body if path == "/v1/events"
+                               else NO_BODY_ALLOWANCE)],
+        exception_handlers={HTTPException: on_http_error},
         lifespan=lifespan,
     )
     app.state.committer = committer

@@ -14,13 +14,23 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from streamboard.backend import Backend
-from streamboard.errors import BadRequest, MethodNotAllowed, NotFound, StreamboardError, Unauthorized, http_status
+from streamboard.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    StreamboardError,
+    Unauthorized,
+    http_status,
+)
 
 log = logging.getLogger("streamboard.read_api")
 
 WINDOWS = ("all", "30d", "365d")
 MAX_LIMIT = 1000
-_SCOPE = re.compile(r"^[a-z0-9_-]{1,64}$")
+MAX_BODY = 1024  # no route takes a request body; a tiny one (say `{}`) is ignored, anything larger is refused
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+_SCOPE = re.compile(r"[a-z0-9_-]{1,64}")  # fullmatch: `$` would let a trailing newline (%0a) through
 
 
 def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -34,8 +44,10 @@ def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> 
 
 def _limit(params: dict[str, str]) -> int:
     raw = params.get("limit", "10")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:  # '²'.isdigit() is True
-        raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}, not {raw!r}")
+    # '²'.isdigit() is True; int() refuses over 4,300 digits: only short ASCII digit strings reach int().
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_LIMIT:
+        shown = raw if len(raw) <= 40 else f"{raw[:20]}... ({len(raw)} characters)"
+        raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}, not {shown!r}")
     return int(raw)
 
 
@@ -44,7 +56,7 @@ def get_leaderboard(backend: Backend, scope: str, params: dict[str, str]) -> dic
     if window not in WINDOWS:
         raise BadRequest(f"window must be one of {', '.join(WINDOWS)}, not {window!r}")
     limit = _limit(params)
-    if not _SCOPE.match(scope):
+    if not _SCOPE.fullmatch(scope):
         raise NotFound(f"no leaderboard {scope!r}: scope is 'overall' or a category slug")
     board = backend.boards.get_board(scope, window, limit)
     if board is None:
@@ -90,7 +102,8 @@ def admin_refresh(backend: Backend, headers: dict[str, str]) -> dict[str, Any]:
 
 
 def route(method: str, path: str, params: dict[str, str], headers: dict[str, str], backend: Backend) -> tuple[int, Any]:
-    if path == "/healthz" and method == "GET":
+    if path == "/healthz":
+        _require(method, "GET")
         return 200, {"status": "ok"}
     if path in ("/v1/leaderboards", "/v1/leaderboards/"):
         _require(method, "GET")
@@ -104,14 +117,17 @@ def route(method: str, path: str, params: dict[str, str], headers: dict[str, str
     if path == "/v1/admin/refresh":
         _require(method, "POST")
         return 200, admin_refresh(backend, headers)
-    if path == "/openapi.json" and method == "GET":
+    if path == "/openapi.json":
+        _require(method, "GET")
         return 200, OPENAPI
     raise NotFound(f"no route {method} {path}")
 
 
 def _require(method: str, expected: str) -> None:
-    if method != expected:
-        raise MethodNotAllowed(f"use {expected} for this path")
+    """405 with the ``Allow`` header unless ``method`` is the route's (HEAD goes with GET)."""
+    if method != expected and not (method == "HEAD" and expected == "GET"):
+        allowed = ("GET", "HEAD") if expected == "GET" else (expected,)
+        raise MethodNotAllowed(f"use {expected} for this path", allowed)
 
 
 def handle(event: dict[str, Any], backend: Backend) -> dict[str, Any]:
@@ -122,17 +138,24 @@ def handle(event: dict[str, Any], backend: Backend) -> dict[str, Any]:
     params = {k: v[-1] for k, v in parse_qs(event.get("rawQueryString", ""), keep_blank_values=True).items()}
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     try:
+        if event.get("body") and len(event["body"]) > MAX_BODY:
+            raise PayloadTooLarge(f"this API takes no request body (at most {MAX_BODY} bytes, ignored)")
         status, body = route(method, path, params, headers, backend)
-        return _response(status, body)
+        response = _response(status, body)
     except StreamboardError as exc:
         status = http_status(exc)
         if status >= 500:
             log.exception("read API failed on %s %s", method, path)
-            return _response(status, {"error": "internal error; the failure was logged"})
-        return _response(status, {"error": str(exc)})
+            response = _response(status, {"error": "internal error; the failure was logged"})
+        else:
+            allow = {"allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else None
+            response = _response(status, {"error": str(exc)}, allow)
     except Exception:  # noqa: BLE001 - never a trace to the client
         log.exception("read API failed on %s %s", method, path)
-        return _response(500, {"error": "internal error; the failure was logged"})
+        response = _response(500, {"error": "internal error; the failure was logged"})
+    if method == "HEAD":  # the headers a GET would get, no body
+        response["body"] = ""
+    return response
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from streamboard.errors import ConfigError, StreamboardError
+from streamboard.serving import install_repeat_filter
 from streamboard.settings import ENV_ADMIN_KEY, ENV_API_KEY, Settings, load_settings
 
 log = logging.getLogger("streamboard")
@@ -446,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("STREAMBOARD_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_repeat_filter()  # the same error again and again is one line now and then, not a flood
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

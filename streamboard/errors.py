@@ -30,7 +30,13 @@ class RequestTimeout(StreamboardError):
 
 
 class MethodNotAllowed(StreamboardError):
+    """The path exists, not for this method; ``allowed`` are the methods it takes (the ``Allow`` header)."""
+
     status = 405
+
+    def __init__(self, message: str, allowed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allowed = allowed
 
 
 class PayloadTooLarge(StreamboardError):

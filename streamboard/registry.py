@@ -9,6 +9,7 @@ entry in :data:`EVENT_TYPES`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -54,6 +55,35 @@ EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
 _TS = attrgetter("ts")
 # A stream record's limit: Kinesis takes 1 MiB of data and partition key together.
 MAX_RECORD_BYTES = 1_000_000
+
+_EVENTS_RAW = msgspec.json.Decoder(msgspec.defstruct("EventsRaw", [("events", msgspec.Raw)]))
+# `{"events":[],"events":}` around the last array: a body with less than this around it has one 'events'
+_DUPLICATE_MIN_OVERHEAD = 23
+
+
+def repeats_top_level_key(body: bytes) -> bool:
+    """Whether a ``{"events": [...]}`` body has the key ``events`` more than once (JSON decoders keep the
+    last value silently, dropping the others). Cheap: the last array's length tells whether there is room
+    around it for another; only when there is, the stdlib parser looks at every key."""
+    try:
+        raw = _EVENTS_RAW.decode(body).events  # type: ignore[attr-defined]
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return False  # not a batch body (or not JSON at all): nothing to repeat
+    if len(body) - len(raw) < _DUPLICATE_MIN_OVERHEAD:
+        return False
+    top_has_duplicate = False
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal top_has_duplicate
+        obj = dict(pairs)
+        top_has_duplicate = len(obj) != len(pairs)  # the top-level object is the last one to complete
+        return obj
+
+    try:
+        json.loads(body, object_pairs_hook=pairs_hook)
+    except (ValueError, RecursionError):
+        return True  # msgspec read it and the stdlib cannot: do not guess
+    return top_has_duplicate
 
 
 @dataclass(frozen=True)
@@ -185,12 +215,12 @@ class Registry:
         single = False
         try:
             events: list[Any] = self._batch_decoder.decode(body).events  # type: ignore[attr-defined]
-        except (msgspec.DecodeError, RecursionError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             try:
                 events, single = [self._event_decoder.decode(body)], True
-            except (msgspec.DecodeError, RecursionError):
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 return None
-        if not events or len(events) > max_events:
+        if not events or len(events) > max_events or (not single and repeats_top_level_key(body)):
             return None
         ts = list(map(_TS, events))
         # EARLIEST: a ts that may not convert to UTC (year 1) takes the slow path and its clear message.

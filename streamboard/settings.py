@@ -36,6 +36,9 @@ ENV_MAX_IN_FLIGHT = "STREAMBOARD_INGEST_MAX_IN_FLIGHT"
 ENV_REQUEST_TIMEOUT = "STREAMBOARD_INGEST_REQUEST_TIMEOUT_S"
 ENV_FAULT_FILE = "STREAMBOARD_FAULT_FILE"
 ENV_STOP_TIMEOUT = "STREAMBOARD_STOP_TIMEOUT_S"
+ENV_HEADER_TIMEOUT = "STREAMBOARD_HEADER_TIMEOUT_S"
+ENV_KEEP_ALIVE = "STREAMBOARD_KEEP_ALIVE_S"
+ENV_MAX_CONNECTIONS = "STREAMBOARD_MAX_CONNECTIONS"
 
 # The aws backend: resource names, set by the CDK on AWS (or by `streamboard up --backend aws`).
 ENV_REGION = "AWS_REGION"
@@ -91,6 +94,10 @@ class Settings:
     fault_file: Path | None = None  # fault injection, for tests and drills only
     stream_retention_hours: float = 24.0  # Kinesis's default retention
     stop_timeout_s: float = 25.0  # SIGTERM to exit, inside ECS's default 30 s stop timeout
+    # Connection hygiene of every HTTP server (streamboard.serving).
+    header_timeout_s: float = 10.0  # to receive a whole request head, then 408
+    keep_alive_s: float = 5.0  # idle keep-alive; behind an ALB set it above the ALB's idle timeout
+    max_connections: int = 4096  # per server; at the cap the longest-idle connection makes room
     # aws backend
     region: str = "us-east-1"
     endpoint_url: str | None = None
@@ -152,6 +159,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ingest_request_timeout_s=_num(env, ENV_REQUEST_TIMEOUT, d.ingest_request_timeout_s),
         fault_file=Path(env[ENV_FAULT_FILE]) if env.get(ENV_FAULT_FILE) else None,
         stop_timeout_s=_num(env, ENV_STOP_TIMEOUT, d.stop_timeout_s),
+        header_timeout_s=_num(env, ENV_HEADER_TIMEOUT, d.header_timeout_s),
+        keep_alive_s=_num(env, ENV_KEEP_ALIVE, d.keep_alive_s),
+        max_connections=max(1, int(_num(env, ENV_MAX_CONNECTIONS, d.max_connections, int))),
         region=env.get(ENV_REGION) or env.get("AWS_DEFAULT_REGION") or d.region,
         endpoint_url=env.get(ENV_ENDPOINT_URL) or None,
         stream_name=env.get(ENV_STREAM_NAME, d.stream_name),

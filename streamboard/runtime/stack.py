@@ -10,15 +10,14 @@ import json
 import logging
 import os
 import signal
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import uvicorn
+import msgspec
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -26,10 +25,11 @@ from starlette.routing import Route
 from ingest.app import IngestSinks, create_app
 from processors import leaderboards, read_api, router, transform
 from streamboard.backend import Backend, build_emulated_aws_backend, build_local_backend
-from streamboard.errors import ConfigError
+from streamboard.errors import ConfigError, PayloadTooLarge
 from streamboard.runtime.crawler import crawl, ensure_tables
 from streamboard.runtime.esm import EventSourceMapping
 from streamboard.runtime.firehose import FirehoseEmulator
+from streamboard.serving import BodyGuard, Server, build_server, connection_limits, listening_socket
 from streamboard.settings import Settings
 
 log = logging.getLogger("streamboard.stack")
@@ -161,18 +161,26 @@ class Pipeline:
 
 
 def read_api_app(backend: Backend) -> Starlette:
-    """Serve the read API Lambda locally: each request becomes an API Gateway HTTP API (v2) event."""
+    """Serve the read API Lambda locally: each request becomes an API Gateway HTTP API (v2) event. No route
+    takes a request body, so one is capped at a few bytes and refused before it is read when it says it is
+    larger (:class:`BodyGuard`); API Gateway would cap it at 10 MB."""
 
     async def endpoint(request: Request) -> Response:
-        body = await request.body()
+        try:
+            body = b"".join([chunk async for chunk in request.stream()])
+        except PayloadTooLarge as exc:
+            return Response(msgspec.json.encode({"error": str(exc)}), 413, media_type="application/json")
+        # The path as decoded by the server, not request.url's: URL parsing drops tabs and newlines
+        # (puzzle%0a would become puzzle).
+        path = request.scope["path"]
         event = {
             "version": "2.0",
             "routeKey": "$default",
-            "rawPath": request.url.path,
-            "rawQueryString": request.url.query,
+            "rawPath": path,
+            "rawQueryString": request.scope["query_string"].decode("latin-1"),
             "headers": dict(request.headers),
             "requestContext": {
-                "http": {"method": request.method, "path": request.url.path, "protocol": "HTTP/1.1",
+                "http": {"method": request.method, "path": path, "protocol": "HTTP/1.1",
                          "sourceIp": request.client.host if request.client else "127.0.0.1"},
                 "requestId": str(time.time_ns()),
                 "timeEpoch": int(time.time() * 1000),
@@ -183,21 +191,8 @@ def read_api_app(backend: Backend) -> Starlette:
         result = await asyncio.to_thread(read_api.handle, event, backend)
         return Response(result["body"], status_code=result["statusCode"], headers=result["headers"])
 
-    return Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])])
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the stack handles SIGINT/SIGTERM for both servers."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _quiet_server(app: Any, host: str, port: int) -> _Server:
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=25)
-    return _Server(config)
+    return Starlette(routes=[Route("/{path:path}", endpoint, methods=list(read_api.METHODS))],
+                     middleware=[Middleware(BodyGuard, body_limit=lambda method, path: read_api.MAX_BODY)])
 
 
 class LocalStack:
@@ -215,7 +210,7 @@ class LocalStack:
         self.backend = self.pipeline.backend
         self._stop = threading.Event()
         self.ready = threading.Event()
-        self._servers: list[_Server] = []
+        self._servers: list[Server] = []
 
     @property
     def ingest_url(self) -> str:
@@ -250,16 +245,18 @@ class LocalStack:
             plan = FaultPlan(self.settings.fault_file)
             sinks = IngestSinks(FaultyStream(backend.stream, plan), FaultyQueue(backend.dlq, plan), backend.apps,
                                 backend.lake)
-        ingest = _quiet_server(create_app(self.settings, sinks, backend.registry), self.settings.host,
-                               self.settings.ingest_port)
-        api = _quiet_server(read_api_app(backend), self.settings.host, self.settings.api_port)
+        limits = connection_limits(self.settings, servers=2)
+        ingest = build_server(create_app(self.settings, sinks, backend.registry), host=self.settings.host,
+                              port=self.settings.ingest_port, limits=limits, graceful_s=25)
+        api = build_server(read_api_app(backend), host=self.settings.host, port=self.settings.api_port,
+                           limits=limits, graceful_s=25)
         self._servers = [ingest, api]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(RuntimeError, ValueError):  # not the main thread: the caller stops us
                 loop.add_signal_handler(sig, self.stop)
-        sockets = [self._bind(self.settings.ingest_port, "--ingest-port"),
-                   self._bind(self.settings.api_port, "--api-port")]
+        sockets = [listening_socket(self.settings.host, self.settings.ingest_port, "--ingest-port"),
+                   listening_socket(self.settings.host, self.settings.api_port, "--api-port")]
         pump = threading.Thread(target=self._pump, name="pipeline", daemon=True)
         pump.start()
         tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in zip(self._servers, sockets, strict=True)]
@@ -283,19 +280,6 @@ class LocalStack:
             with self.pipeline.lock:
                 self.pipeline.firehose.flush(force=True)
             self.lock.release()
-
-    def _bind(self, port: int, flag: str) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.settings.host, port))
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(f"cannot listen on {self.settings.host}:{port} ({exc.strerror}); "
-                              f"choose another port with {flag}") from None
-        sock.listen(2048)
-        sock.set_inheritable(True)
-        return sock
 
     def run(self) -> None:
         try:

@@ -335,9 +335,13 @@ def test_read_api_user_profile(boards: Backend) -> None:
         ("/v1/leaderboards/overall", "limit=%C2%B2", "GET", 400),  # '²'.isdigit() is True
         ("/v1/leaderboards/overall", "limit=", "GET", 400),
         ("/v1/leaderboards/overall", "limit=99999999999999999999999", "GET", 400),
+        ("/v1/leaderboards/overall", "limit=" + "9" * 5000, "GET", 400),  # int() refuses over 4,300 digits
+        ("/v1/leaderboards/overall", "limit=" + "0" * 4999 + "5", "GET", 400),
         ("/v1/leaderboards/checkers", "", "GET", 404),
         ("/v1/leaderboards/Not%20A%20Scope", "", "GET", 404),
         ("/v1/leaderboards/%00", "", "GET", 404),
+        ("/v1/leaderboards/chess\n", "", "GET", 404),  # %0a decoded: `$` in a regex let it serve chess
+        ("/v1/leaderboards/chess\r\n", "", "GET", 404),
         ("/v1/leaderboards/overall/extra", "", "GET", 404),
         ("/v1/users/nobody", "", "GET", 404),
         ("/v1/users/" + "u" * 129, "", "GET", 400),
@@ -348,6 +352,8 @@ def test_read_api_user_profile(boards: Backend) -> None:
         ("/v1/users/player-0001", "", "PUT", 405),
         ("/v1/admin/refresh", "", "GET", 405),
         ("/v1/admin/refresh", "", "POST", 401),
+        ("/healthz", "", "POST", 405),
+        ("/openapi.json", "", "DELETE", 405),
     ],
 )
 def test_read_api_client_errors(boards: Backend, path: str, query: str, method: str, status: int) -> None:
@@ -356,6 +362,38 @@ def test_read_api_client_errors(boards: Backend, path: str, query: str, method: 
     body = body_of(response)
     assert set(body) == {"error"} and body["error"]
     assert "Traceback" not in response["body"]
+
+
+@pytest.mark.parametrize(("path", "method", "allow"), [
+    ("/v1/leaderboards/overall", "POST", "GET, HEAD"),
+    ("/v1/users/player-0001", "DELETE", "GET, HEAD"),
+    ("/v1/admin/refresh", "GET", "POST"),
+    ("/healthz", "PUT", "GET, HEAD"),
+])
+def test_read_api_405_says_which_methods_are_allowed(boards: Backend, path: str, method: str, allow: str) -> None:
+    response = read_api.handle(api_event(path, method=method), boards)
+    assert response["statusCode"] == 405
+    assert response["headers"]["allow"] == allow
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/v1/leaderboards/chess", "/v1/leaderboards", "/openapi.json"])
+def test_read_api_head_answers_like_get_without_a_body(boards: Backend, path: str) -> None:
+    get = read_api.handle(api_event(path), boards)
+    head = read_api.handle(api_event(path, method="HEAD"), boards)
+    assert get["statusCode"] == head["statusCode"] == 200
+    assert head["headers"] == get["headers"]
+    assert head["body"] == "" and get["body"]
+
+
+def test_read_api_refuses_a_request_body(boards: Backend) -> None:
+    small = api_event("/v1/leaderboards/chess")
+    small["body"] = "{}"  # tolerated and ignored
+    large = api_event("/v1/admin/refresh", method="POST")
+    large["body"] = "x" * (read_api.MAX_BODY + 1)
+    assert read_api.handle(small, boards)["statusCode"] == 200
+    response = read_api.handle(large, boards)
+    assert response["statusCode"] == 413
+    assert "no request body" in body_of(response)["error"]
 
 
 def test_read_api_admin_refresh_needs_an_admin_key(boards: Backend) -> None:

@@ -498,3 +498,103 @@ def test_concurrent_requests_share_put_records_calls(settings: Settings, local: 
     assert max(sizes) <= 500
     assert sum(len(events_of(r.data for r in c)) for c in stream.calls) == threads * per_request
     assert sorted(e["event_id"] for e in events_of(r.data for r in stream.stored)) == sorted(sent)
+
+
+# --- hostile input (issue 9): each of these once gave a 500, lost events or was accepted wrongly -----------
+
+
+def _raw(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("bad_user", [b"jos\xe9", b"\xff", b"ok\xc3", b"\xed\xa0\x80"])  # latin-1, junk, cut, surrogate
+@pytest.mark.parametrize("batch", [True, False])
+def test_invalid_utf8_in_a_string_is_400_not_500(settings: Settings, local: Backend, bad_user: bytes,
+                                                 batch: bool) -> None:
+    body = _raw(score_event(user="PLACEHOLDER")).replace(b"PLACEHOLDER", bad_user)
+    if batch:
+        body = b'{"events":[' + body + b"," + _raw(score_event()) + b"]}"
+    with ingest(settings, local) as client:
+        resp = client.post(URL, content=body, headers=HEADERS)
+    assert resp.status_code == 400, resp.text
+    assert "UTF-8" in resp.json()["error"]
+    assert stream_contents(local.stream) == []
+
+
+def test_the_admin_key_cannot_post_events(settings: Settings, local: Backend) -> None:
+    local.apps.create("ops", "admin", key="admin-key")
+    with ingest(settings, local) as client:
+        resp = client.post(URL, json={"events": [score_event()]}, headers={"x-api-key": "admin-key"})
+    assert resp.status_code == 403
+    assert "admin" in resp.json()["error"]
+    assert stream_contents(local.stream) == []
+
+
+def test_every_member_of_a_multi_member_gzip_body_is_read(settings: Settings, local: Backend) -> None:
+    events = [score_event(f"user-{i}") for i in range(6)]
+    doc = json.dumps({"events": events}).encode()
+    # Three members, cut anywhere (RFC 1952: a gzip file is a series of members); the JSON spans them.
+    body = gzip.compress(doc[:40]) + gzip.compress(doc[40:400]) + gzip.compress(doc[400:])
+    with ingest(settings, local) as client:
+        resp = client.post(URL, content=body, headers={**HEADERS, "content-encoding": "gzip"})
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["accepted"] == 6
+    assert [e["event_id"] for e in stream_contents(local.stream)] == [e["event_id"] for e in events]
+
+
+def test_a_gzip_body_cut_inside_a_member_is_400(settings: Settings, local: Backend) -> None:
+    body = gzip.compress(json.dumps({"events": [score_event()]}).encode())
+    with ingest(settings, local) as client:
+        resp = client.post(URL, content=body[:-6], headers={**HEADERS, "content-encoding": "gzip"})
+    assert resp.status_code == 400
+    assert "gzip" in resp.json()["error"]
+    assert stream_contents(local.stream) == []
+
+
+def test_gzip_members_together_are_capped_like_one(settings: Settings, local: Backend) -> None:
+    half = settings.ingest_max_body // 2 + 1
+    body = gzip.compress(b" " * half) + gzip.compress(b" " * half)
+    with ingest(settings, local) as client:
+        resp = client.post(URL, content=body, headers={**HEADERS, "content-encoding": "gzip"})
+    assert resp.status_code == 413
+
+
+@pytest.mark.parametrize("second_key", [b'"events"', b'"\\u0065vents"'])
+@pytest.mark.parametrize("all_valid", [True, False])
+def test_a_repeated_events_key_is_400_not_half_accepted(settings: Settings, local: Backend, second_key: bytes,
+                                                         all_valid: bool) -> None:
+    first = _raw(score_event("first")) if all_valid else b'{"event_type":"score"}'
+    body = b'{"events":[' + first + b"]," + second_key + b":[" + _raw(score_event("second")) + b"]}"
+    with ingest(settings, local) as client:
+        resp = client.post(URL, content=body, headers=HEADERS)
+    assert resp.status_code == 400, resp.text
+    assert "more than once" in resp.json()["error"]
+    assert stream_contents(local.stream) == []
+
+
+def test_events_as_a_property_name_is_not_a_repeated_key(settings: Settings, local: Backend) -> None:
+    action = {**action_event(), "properties": {"events": "3", "screen": "events"}}
+    body = b'{"events": [' + _raw(action) + b"]}" + b" " * 40  # room for another key around the array
+    with ingest(settings, local) as client:
+        resp = client.post(URL, content=body, headers=HEADERS)
+    assert resp.status_code == 202, resp.text
+    assert stream_contents(local.stream)[0]["properties"] == {"events": "3", "screen": "events"}
+
+
+def test_wrong_method_is_405_json_with_allow(settings: Settings, local: Backend) -> None:
+    with ingest(settings, local) as client:
+        resp = client.get(URL)
+        head = client.head("/healthz")
+    assert resp.status_code == 405
+    assert resp.headers["allow"] == "POST"
+    assert resp.json()["error"]
+    assert head.status_code == 200 and head.content == b""
+
+
+def test_a_body_on_a_route_that_takes_none_is_refused_before_it_is_read(settings: Settings, local: Backend) -> None:
+    with ingest(settings, local) as client:
+        resp = client.request("GET", "/healthz", content=b"x" * 100_000)
+    assert resp.status_code == 413
+    assert "takes no request body" in resp.json()["error"]
+    assert resp.headers["connection"] == "close"
+

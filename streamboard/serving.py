@@ -1,0 +1,335 @@
+"""HTTP serving for every Streamboard server (the ingest container and the local stack's two APIs): uvicorn
+with connection hygiene.
+
+uvicorn on its own holds a connection that never sends a byte forever, lets a client trickle its request
+head for as long as it likes, accepts connections until the process runs out of file descriptors, and (for
+sockets created by the caller with protocol 0) leaves Nagle's algorithm on, which with delayed ACKs stalls
+every keep-alive request by ~40 ms. Here every server gets:
+
+- ``TCP_NODELAY`` on every accepted connection;
+- a deadline for each request head (from the connection's start, or from the first byte of a later
+  request on a kept-alive connection): past it, ``408`` and close;
+- an idle keep-alive timeout (uvicorn's own, configurable);
+- a cap on concurrent connections: at the cap the longest-idle connection (one with no request in
+  progress) is closed to make room, and only when every connection is busy is the newcomer refused with a
+  clean ``503`` and ``Retry-After``;
+- :class:`BodyGuard`: request bodies refused early where a route takes none and capped where it takes one;
+- :class:`RepeatFilter`: repeated log lines (the same error again and again) become rate-limited one-line
+  summaries, never a traceback per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import resource
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import uvicorn
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+from streamboard.errors import ConfigError, PayloadTooLarge
+from streamboard.settings import Settings
+
+log = logging.getLogger("streamboard.serving")
+
+RESERVED_FDS = 512  # descriptors kept back for files, SQLite, DuckDB and the pipeline
+# The listen backlog; asyncio also accepts up to this many connections in one go before any of them is
+# counted against the cap, so a server may briefly hold its cap plus this.
+BACKLOG = 2048
+NO_BODY_ALLOWANCE = 1024  # a route that takes no body still tolerates a tiny one (say `{}`) and ignores it
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Per-server connection hygiene (see the module docstring)."""
+
+    header_timeout_s: float = 10.0  # to receive a whole request head
+    keep_alive_s: float = 5.0  # an idle kept-alive connection is closed after this
+    max_connections: int = 4096  # open connections per server (clamped to the descriptors the process has)
+
+
+def raw_response(status: int, reason: str, error: str, extra: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """A complete HTTP/1.1 error response that closes the connection, for answers given outside any request
+    (no request object exists yet)."""
+    body = _encode({"error": error})
+    head = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}",
+            "connection: close", *(f"{k}: {v}" for k, v in extra)]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+_REFUSED = raw_response(503, "Service Unavailable", "too many connections; retry shortly", (("retry-after", "1"),))
+
+
+def hygienic_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """A subclass of a uvicorn HTTP protocol (h11 or httptools) with the connection hygiene above. Each call
+    makes a new class, whose idle-connection registry belongs to one server."""
+    header_timeout = limits.header_timeout_s
+    timed_out = raw_response(408, "Request Timeout", f"the request head did not arrive within {header_timeout:g} s")
+    # Connections with no request in progress, the longest idle first: the ones to close at the cap.
+    idle: collections.OrderedDict[Any, None] = collections.OrderedDict()
+
+    class Hygienic(base):  # type: ignore[valid-type, misc]
+        _head_timer: asyncio.TimerHandle | None = None
+        _head_bytes = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            super().connection_made(transport)
+            if len(self.connections) > limits.max_connections:
+                victim = next(iter(idle), None)
+                if victim is None:  # every connection is serving a request: refuse this one, cleanly
+                    self.connections.discard(self)
+                    transport.write(_REFUSED)  # type: ignore[attr-defined]
+                    transport.close()
+                    return
+                victim.close_idle()
+            idle[self] = None
+            self._arm_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            idle.pop(self, None)
+            self._disarm_head_timer()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            waiting = self._waiting_for_head()
+            if waiting and self._head_timer is None:  # the first byte of a later request on a kept-alive one
+                self._arm_head_timer()
+            before = self.cycle
+            super().data_received(data)
+            if self.cycle is not before:  # a request head is complete: it is being served
+                self._disarm_head_timer()
+                idle.pop(self, None)
+            elif waiting:
+                self._head_bytes = True
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self._waiting_for_head():
+                idle[self] = None  # the most recently idle goes last
+                self._head_bytes = False
+
+        def _waiting_for_head(self) -> bool:
+            return self.cycle is None or bool(self.cycle.response_complete)
+
+        def _arm_head_timer(self) -> None:
+            self._disarm_head_timer()
+            self._head_timer = self.loop.call_later(header_timeout, self._head_timeout)
+
+        def _disarm_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timeout(self) -> None:
+            self._head_timer = None
+            if self.transport.is_closing() or not self._waiting_for_head():
+                return
+            if self._head_bytes:
+                self.transport.write(timed_out)
+            self.transport.close()
+
+        def close_idle(self) -> None:
+            """Close this connection (no request is in progress on it) to make room for a new one."""
+            idle.pop(self, None)
+            self._disarm_head_timer()
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    Hygienic.__name__ = Hygienic.__qualname__ = f"Hygienic{base.__name__}"
+    return Hygienic
+
+
+def fd_budget(servers: int) -> int:
+    """Raise this process's soft descriptor limit to its hard limit, and return how many connections each
+    of ``servers`` servers may hold so that the process never runs out of descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return max(16, (soft - RESERVED_FDS) // max(1, servers) - BACKLOG)
+
+
+def connection_limits(settings: Settings, servers: int) -> ConnectionLimits:
+    """The limits from the settings, the connection cap clamped to the descriptors this process has."""
+    return ConnectionLimits(settings.header_timeout_s, settings.keep_alive_s,
+                            min(settings.max_connections, fd_budget(servers)))
+
+
+def listening_socket(host: str, port: int, flag: str = "the port") -> socket.socket:
+    """A listening TCP socket. Created with ``IPPROTO_TCP`` (not 0) so that asyncio, too, sets
+    ``TCP_NODELAY`` on the connections it accepts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another port with {flag}") from None
+    sock.listen(BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Server(uvicorn.Server):
+    """uvicorn, with the loop's exception handler that keeps repeated errors to one-line summaries, and
+    with its own SIGINT/SIGTERM handling only when asked (the local stack stops both its servers itself)."""
+
+    def __init__(self, config: uvicorn.Config, *, handle_signals: bool) -> None:
+        super().__init__(config)
+        self.handle_signals = handle_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if self.handle_signals:
+            with super().capture_signals():
+                yield
+        else:
+            yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        install_loop_error_handler(asyncio.get_running_loop())
+        await super().startup(sockets)
+
+
+def build_server(app: Any, *, host: str, port: int, limits: ConnectionLimits, graceful_s: float = 25.0,
+                 proxy_headers: bool = False, handle_signals: bool = False) -> Server:
+    """A uvicorn server for ``app`` with the connection hygiene of :class:`ConnectionLimits`."""
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="on", backlog=BACKLOG,
+        http=hygienic_protocol(AutoHTTPProtocol, limits), ws="none",
+        timeout_keep_alive=max(1, round(limits.keep_alive_s)), timeout_graceful_shutdown=int(graceful_s),
+        proxy_headers=proxy_headers, log_config=None,
+    )
+    return Server(config, handle_signals=handle_signals)
+
+
+# --- request bodies ---------------------------------------------------------------------------------------
+
+
+class BodyGuard:
+    """ASGI middleware: each route's request body is capped, and refused before it is read when its declared
+    length is over the cap; a body that arrives chunked is cut off once it passes the cap (the app sees
+    :class:`PayloadTooLarge` from ``receive``). Any response sent before the request body was read to its end
+    closes the connection, so the rest of an unwanted body is never read."""
+
+    def __init__(self, app: Any, body_limit: Callable[[str, str], int]) -> None:
+        self.app, self.body_limit = app, body_limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.body_limit(scope["method"], scope["path"])
+        declared: int | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = int(value) if value.isdigit() and len(value) < 19 else -1
+            elif name == b"transfer-encoding":
+                chunked = True
+        if declared is not None and (declared < 0 or declared > limit):
+            what = "this route takes no request body" if limit <= NO_BODY_ALLOWANCE else \
+                f"the request body is over the limit of {limit} bytes"
+            await _send_error(send, 413, f"{what} (content-length: {declared if declared >= 0 else 'invalid'})")
+            return
+        has_body = chunked or bool(declared)
+        if not has_body:
+            await self.app(scope, receive, send)
+            return
+        state = {"read": 0, "done": False}
+
+        async def guarded_receive() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["read"] += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    state["done"] = True
+                if state["read"] > limit:
+                    raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            return message
+
+        async def closing_send(message: Any) -> None:
+            if message["type"] == "http.response.start" and not state["done"]:
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, guarded_receive, closing_send)
+
+
+async def _send_error(send: Any, status: int, error: str) -> None:
+    body = _encode({"error": error})
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# --- logs -------------------------------------------------------------------------------------------------
+
+
+class RepeatFilter(logging.Filter):
+    """Rate-limits repeated log records: the first of a kind (same logger, level, message template and
+    exception type) passes as it is; further ones pass at most once per ``every`` seconds, as one line that
+    says how many were held back, without a traceback."""
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.every, self.clock = every, clock
+        self._seen: dict[tuple[Any, ...], list[float]] = {}  # key -> [last passed at, held back since]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc_type = record.exc_info[0] if record.exc_info else None
+        key = (record.name, record.levelno, str(record.msg), exc_type)
+        now = self.clock()
+        seen = self._seen.get(key)
+        if seen is None:
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen[key] = [now, 0]
+            return True
+        if now - seen[0] < self.every:
+            seen[1] += 1
+            return False
+        held, seen[0], seen[1] = seen[1], now, 0
+        exc = record.exc_info[1] if record.exc_info else None
+        record.msg = f"{record.getMessage()}{f' ({type(exc).__name__}: {exc})' if exc else ''}" \
+                     f" [again; {int(held)} more like this in the last {self.every:g} s were not logged]"
+        record.args = None
+        record.exc_info = record.exc_text = None
+        record.stack_info = None
+        return True
+
+
+def install_repeat_filter(every: float = 10.0) -> None:
+    """Put a :class:`RepeatFilter` on every handler of the root logger (where all records end up)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RepeatFilter) for f in handler.filters):
+            handler.addFilter(RepeatFilter(every))
+
+
+def install_loop_error_handler(loop: asyncio.AbstractEventLoop) -> None:
+    """The event loop's errors (say ``socket.accept() out of system resource``) as log records that the
+    :class:`RepeatFilter` can rate-limit, instead of asyncio's default handler."""
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        message = str(context.get("message", "event loop error")).replace("%", "%%")  # the filter's key
+        logging.getLogger("asyncio").error(message + (": %s: %s" if exc else ""),
+                                           *((type(exc).__name__, exc) if exc else ()))
+
+    loop.set_exception_handler(handler)

@@ -1,0 +1,265 @@
+"""Connection hygiene of every HTTP server (streamboard.serving), on a real uvicorn server on 127.0.0.1 in a
+background thread: Nagle off, deadlines for request heads and idle keep-alive, a connection cap that closes
+the longest-idle connection first, bodies refused early, and no traceback per request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ingest.app import IngestSinks, create_app
+from streamboard.backend import Backend
+from streamboard.runtime.stack import read_api_app
+from streamboard.serving import ConnectionLimits, Server, build_server, listening_socket
+from streamboard.settings import Settings
+from tests.conftest import free_port
+
+HOST = "127.0.0.1"
+QUICK = ConnectionLimits(header_timeout_s=0.5, keep_alive_s=1, max_connections=100)
+
+
+class Running:
+    def __init__(self, server: Server, port: int) -> None:
+        self.server, self.port = server, port
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def connect(self) -> socket.socket:
+        s = socket.create_connection((HOST, self.port), timeout=5)
+        return s
+
+    def server_sockets(self) -> list[socket.socket]:
+        return [p.transport.get_extra_info("socket") for p in list(self.server.server_state.connections)]
+
+
+Serve = Callable[..., Running]
+
+
+@pytest.fixture
+def serve() -> Iterator[Serve]:
+    """Start an app on a hygienic uvicorn server in a thread (bounded start-up); stopped at teardown."""
+    running: list[tuple[Server, threading.Thread]] = []
+
+    def start(app: Any, limits: ConnectionLimits = QUICK) -> Running:
+        port = free_port()
+        server = build_server(app, host=HOST, port=port, limits=limits, graceful_s=2)
+        sock = listening_socket(HOST, port)
+        thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+        thread.start()
+        running.append((server, thread))
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.01)
+        return Running(server, port)
+
+    yield start
+    for server, thread in running:
+        server.should_exit = True
+        thread.join(10)
+
+
+def hello_app() -> Starlette:
+    async def hello(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(routes=[Route("/healthz", hello)])
+
+
+def closed_by_peer(s: socket.socket, within: float) -> tuple[bool, bytes]:
+    """Wait up to ``within`` seconds for the server to close ``s``; returns (closed, what it sent first)."""
+    got = b""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([s], [], [], 0.05)
+        if ready:
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                return True, got
+            if not data:
+                return True, got
+            got += data
+    return False, got
+
+
+GET = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_listening_sockets_are_tcp_so_asyncio_sets_nodelay() -> None:
+    sock = listening_socket(HOST, 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
+
+
+def test_every_accepted_connection_has_nagle_off(serve: Serve) -> None:
+    running = serve(hello_app())
+    with running.connect() as s:
+        s.sendall(GET)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        [server_side] = running.server_sockets()
+        assert server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_head_deadline(serve: Serve) -> None:
+    running = serve(hello_app())
+    with running.connect() as s:
+        closed, sent = closed_by_peer(s, within=5)
+    assert closed and sent == b""
+
+
+def test_a_trickled_request_head_gets_408_at_the_deadline(serve: Serve) -> None:
+    running = serve(hello_app())
+    with running.connect() as s:
+        started = time.monotonic()
+        for byte in GET[:-4]:  # never finishes the head
+            s.sendall(bytes([byte]))
+            ready, _, _ = select.select([s], [], [], 0.05)
+            if ready or time.monotonic() - started > 5:
+                break
+        closed, sent = closed_by_peer(s, within=5)
+    assert closed
+    assert sent.startswith(b"HTTP/1.1 408")
+    assert time.monotonic() - started < 5  # held for the deadline (0.5 s), not as long as the client liked
+
+
+def test_a_kept_alive_connection_is_closed_when_idle_and_can_not_trickle_the_next_head(serve: Serve) -> None:
+    running = serve(hello_app())
+    with running.connect() as s:
+        s.sendall(GET)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        closed, _ = closed_by_peer(s, within=5)  # keep-alive of 1 s
+        assert closed
+    with running.connect() as s:
+        s.sendall(GET)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET /hea")  # the next head starts, and stalls
+        closed, sent = closed_by_peer(s, within=5)
+        assert closed and sent.startswith(b"HTTP/1.1 408")
+
+
+def test_at_the_cap_the_longest_idle_connection_makes_room(serve: Serve) -> None:
+    running = serve(hello_app(), ConnectionLimits(header_timeout_s=30, keep_alive_s=30, max_connections=3))
+    idle = [running.connect() for _ in range(3)]
+    time.sleep(0.2)  # accepted in this order
+    try:
+        with running.connect() as newcomer:
+            newcomer.sendall(GET)
+            assert newcomer.recv(65536).startswith(b"HTTP/1.1 200")
+        assert closed_by_peer(idle[0], within=5)[0]  # the oldest went
+        assert not closed_by_peer(idle[2], within=0.2)[0]  # the newest stays
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_at_the_cap_with_every_connection_busy_a_newcomer_gets_a_clean_503(serve: Serve) -> None:
+    release = threading.Event()
+
+    async def slow(request: Request) -> Response:
+        await asyncio.to_thread(release.wait, 10)
+        return JSONResponse({"status": "done"})
+
+    app = Starlette(routes=[Route("/slow", slow)])
+    running = serve(app, ConnectionLimits(header_timeout_s=30, keep_alive_s=30, max_connections=2))
+    busy = [running.connect() for _ in range(2)]
+    try:
+        for s in busy:
+            s.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        with running.connect() as newcomer:
+            closed, sent = closed_by_peer(newcomer, within=5)
+        assert closed
+        assert sent.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in sent.lower()
+        release.set()
+        for s in busy:
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    finally:
+        release.set()
+        for s in busy:
+            s.close()
+
+
+def test_a_declared_body_over_the_route_limit_is_refused_before_it_is_sent(serve: Serve, settings: Settings,
+                                                                          backend: Backend) -> None:
+    running = serve(create_app(settings, IngestSinks(backend.stream, backend.dlq, backend.apps, backend.lake)))
+    with running.connect() as s:
+        s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nx-api-key: nope\r\nContent-Length: 1073741824\r\n\r\n")
+        closed, sent = closed_by_peer(s, within=5)  # answered without a byte of the body
+    assert closed
+    assert sent.startswith(b"HTTP/1.1 413")
+
+
+def test_an_unexpected_failure_is_one_log_record_and_no_trace_to_the_client(
+    serve: Serve, settings: Settings, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    class BrokenApps:
+        def authenticate(self, key: str) -> None:
+            raise RuntimeError("the app registry is broken")
+
+    app = create_app(settings, IngestSinks(backend.stream, backend.dlq, BrokenApps(), backend.lake))  # type: ignore[arg-type]
+    running = serve(app)
+    with caplog.at_level(logging.WARNING), httpx.Client(trust_env=False) as client:
+        resp = client.post(f"{running.url}/v1/events", headers={"x-api-key": "k"}, json={"events": []})
+    assert resp.status_code == 500
+    assert resp.json() == {"error": "internal error; the failure was logged"}
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.name for r in errors] == ["streamboard.ingest"]  # not a second trace from the server
+
+
+# --- the local read API on a real server ------------------------------------------------------------------
+
+
+@pytest.fixture
+def read_api(serve: Serve, tmp_path: Path) -> Running:
+    from streamboard.backend import build_local_backend
+
+    return serve(read_api_app(build_local_backend(Settings(data_dir=tmp_path / "data"))))
+
+
+def test_read_api_newline_in_a_path_is_not_dropped(read_api: Running) -> None:
+    with httpx.Client(trust_env=False) as client:
+        plain = client.get(f"{read_api.url}/v1/leaderboards/overall")
+        newline = client.get(f"{read_api.url}/v1/leaderboards/overall%0a")
+    assert plain.status_code == 200
+    assert newline.status_code == 404
+
+
+def test_read_api_head_and_allow(read_api: Running) -> None:
+    with httpx.Client(trust_env=False) as client:
+        head = client.head(f"{read_api.url}/healthz")
+        wrong = client.post(f"{read_api.url}/v1/leaderboards/overall")
+    assert head.status_code == 200 and head.content == b""
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"
+
+
+def test_read_api_cuts_off_a_chunked_body(read_api: Running) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(64):  # 64 MiB if it were all read
+            yield b"x" * (1 << 20)
+
+    with httpx.Client(trust_env=False) as client:
+        try:
+            resp = client.post(f"{read_api.url}/v1/admin/refresh", content=chunks())
+        except httpx.TransportError:
+            return  # closed while we were still sending: refused, not read
+    assert resp.status_code == 413
+    assert resp.headers["connection"] == "close"
