@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install tools demo test lint typecheck unit functional e2e infra-test synth bench clean
+.PHONY: install tools demo test lint typecheck unit functional e2e infra-test synth bench bench-stack clean
 
 # Node runs the CDK's jsii runtime (CDK synth in the tests); install it from Debian if the machine lacks it.
 tools:
@@ -50,6 +50,13 @@ synth: install tools
 
 bench: install
 	$(BIN)/python -m bench.ingest
+
+# wrk drives the stack's keep-alive latency benchmark; install it from Debian if the machine lacks it.
+bench-stack: install
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (for bench-stack)"; \
+	  (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || \
+	  { echo "the stack benchmark needs wrk: install wrk"; exit 1; }; }
+	$(BIN)/python -m bench.stack_latency
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data cdk.out

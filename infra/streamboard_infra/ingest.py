@@ -20,6 +20,10 @@ from streamboard_infra.config import Prescale
 from streamboard_infra.functions import retention
 
 CONTAINER_PORT = 8080
+# The ALB keeps connections to the tasks open while idle for this long; the service's own keep-alive must
+# outlast it, or the ALB may send a request on a connection the task is closing (a 502 to the client).
+ALB_IDLE_TIMEOUT_S = 60
+CONTAINER_KEEP_ALIVE_S = ALB_IDLE_TIMEOUT_S + 15
 HEALTH_PATH = "/healthz"
 
 
@@ -73,7 +77,8 @@ class IngestService(Construct):
             health_check_grace_period=cdk.Duration.seconds(60),
         )
         self.load_balancer = elbv2.ApplicationLoadBalancer(
-            self, "Alb", vpc=vpc, internet_facing=True, drop_invalid_header_fields=True)
+            self, "Alb", vpc=vpc, internet_facing=True, drop_invalid_header_fields=True,
+            idle_timeout=cdk.Duration.seconds(ALB_IDLE_TIMEOUT_S))
         self.load_balancer.log_access_logs(access_logs, prefix="alb/ingest")
         nag.acknowledge(self.load_balancer, {
             "AwsSolutions-EC23": "The ingest API is public: apps post events from anywhere, authenticated by "

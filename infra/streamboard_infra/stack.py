@@ -23,7 +23,7 @@ from streamboard_infra.config import DeploymentConfig
 from streamboard_infra.dead_letter import DeadLetterQueue, Redrive
 from streamboard_infra.delivery import Delivery
 from streamboard_infra.functions import PipelineFunction
-from streamboard_infra.ingest import CONTAINER_PORT, IngestService
+from streamboard_infra.ingest import CONTAINER_KEEP_ALIVE_S, CONTAINER_PORT, IngestService
 from streamboard_infra.lake import Lake
 from streamboard_infra.leaderboards import Leaderboards
 from streamboard_infra.monitoring import Monitoring
@@ -136,7 +136,8 @@ class StreamboardStack(cdk.Stack):
                 for key, value in environment.items():
                     fn.function.add_environment(key, value)
         for key, value in {**environment, env.ENV_REGION: cdk.Aws.REGION,
-                           env.ENV_INGEST_PORT: str(CONTAINER_PORT)}.items():
+                           env.ENV_INGEST_PORT: str(CONTAINER_PORT),
+                           env.ENV_KEEP_ALIVE: str(CONTAINER_KEEP_ALIVE_S)}.items():
             ingest.container.add_environment(key, value)
 
         # --- monitoring

@@ -266,6 +266,18 @@ def test_ingest_service_health_check_stop_timeout_and_autoscaling(dev: Synth) ->
         "LoadBalancerAttributes": Match.array_with([{"Key": "access_logs.s3.enabled", "Value": "true"}])})
 
 
+def test_the_ingest_service_keeps_connections_alive_longer_than_the_alb(dev: Synth) -> None:
+    """Otherwise the ALB may reuse a connection the task is closing, and the client gets a 502."""
+    idle = Capture()
+    dev.template.has_resource_properties("AWS::ElasticLoadBalancingV2::LoadBalancer", {
+        "LoadBalancerAttributes": Match.array_with([{"Key": "idle_timeout.timeout_seconds", "Value": idle}])})
+    keep_alive = Capture()
+    dev.template.has_resource_properties("AWS::ECS::TaskDefinition", {
+        "ContainerDefinitions": [Match.object_like({"Environment": Match.array_with([
+            {"Name": "STREAMBOARD_KEEP_ALIVE_S", "Value": keep_alive}])})]})
+    assert float(keep_alive.as_string()) > float(idle.as_string())
+
+
 def test_prod_prescales_for_the_evening_peak_and_serves_https(prod: Synth) -> None:
     target = Capture()
     prod.template.has_resource_properties("AWS::ApplicationAutoScaling::ScalableTarget", {
