@@ -13,14 +13,14 @@ from streamboard.settings import load_settings
 def backend() -> Backend:
     """Built on the first invocation from the environment the CDK sets (``STREAMBOARD_BACKEND=aws``).
 
-    On AWS an on-demand refresh starts the leaderboard query and returns its id; the writer Lambda
-    replaces the boards when Athena reports the query SUCCEEDED."""
+    On AWS an on-demand refresh starts (or resumes) a refresh batch and returns its first query's id; the
+    writer Lambda continues the chain on each query's state-change event and replaces the boards."""
     b = build_backend(load_settings())
     if b.refresh is None:
         def start() -> dict[str, Any]:
-            from processors.leaderboards import start_refresh
+            from processors.leaderboards import start_chain
 
-            return {"query_ids": [start_refresh(b)], "state": "QUEUED"}
+            return {"query_ids": [start_chain(b)], "state": "QUEUED"}
 
         b.refresh = start
     return b

@@ -1,8 +1,12 @@
 """Leaderboard query and writer Lambdas, and the pure logic between Athena rows and board snapshots.
 
-query:  on the hourly schedule, after each crawl, and on demand, starts the snapshot query.
-writer: on the Athena "Query State Change" event of that query (SUCCEEDED), reads the rows and
-        replaces every board atomically.
+The refresh is incremental (streamboard.refresh): a batch of SQL statements over the new partitions and
+compact state.
+query:  on the hourly schedule, after each crawl, and on demand, plans a batch (or resumes an unfinished
+        one) and starts its first statement.
+writer: on the Athena "Query State Change" event of each statement: records it, starts the next; after
+        the board snapshot, replaces every board atomically with its rows.
+Locally the same batch runs statement after statement (:func:`refresh_now`).
 """
 
 from __future__ import annotations
@@ -16,16 +20,19 @@ from typing import Any
 from streamboard.backend import Backend
 from streamboard.errors import StreamboardError
 from streamboard.ports import Board, BoardEntry
+from streamboard.refresh import SNAPSHOT_STEP, IncrementalRefresh, run_on, tag, untag
 from streamboard.registry import format_ts, utc_iso
 from streamboard.sql import SQL_DIR
 
 log = logging.getLogger("streamboard.leaderboards")
 
 WINDOWS = ("all", "30d", "365d")
-SNAPSHOT_QUERY = SQL_DIR / "queries" / "leaderboard_snapshot.sql"
+# The boards recomputed from the whole lake through the analyst views: what the incremental refresh's
+# boards must equal (tests, and `streamboard sql` for an analyst who wants to check).
+FULL_SNAPSHOT_QUERY = SQL_DIR / "queries" / "leaderboard_snapshot.sql"
 
 
-def snapshot_sql(path: Path = SNAPSHOT_QUERY) -> str:
+def full_snapshot_sql(path: Path = FULL_SNAPSHOT_QUERY) -> str:
     return path.read_text().strip().rstrip(";")
 
 
@@ -47,23 +54,78 @@ def boards_from_rows(rows: list[dict[str, Any]], refreshed_at: str) -> list[Boar
     ]
 
 
-def start_refresh(backend: Backend) -> str:
-    """Start the snapshot query; return its query id."""
-    query_id = backend.query.start_query(snapshot_sql())
-    log.info("leaderboard query started: %s", query_id)
-    return query_id
-
-
-def write_snapshot(backend: Backend, query_id: str) -> list[Board]:
-    """Read a finished snapshot query and replace every board with it."""
-    rows = backend.query.results(query_id)
+def write_boards(backend: Backend, rows: list[dict[str, Any]]) -> list[Board]:
+    """Replace every board with a snapshot's rows (each board atomically)."""
     boards = boards_from_rows(rows, format_ts(dt.datetime.now(dt.UTC)))
     backend.boards.replace_boards(boards)
     return boards
 
 
-def query_handle(event: dict[str, Any], backend: Backend) -> dict[str, Any]:
-    return {"query_ids": [start_refresh(backend)]}
+def refresher(backend: Backend, *, create_state: bool = True, **options: Any) -> IncrementalRefresh:
+    """The incremental refresh over the backend's refresh engine and the score table's partitions."""
+    engine = backend.refresh_query or backend.query
+    s = backend.settings
+    return IncrementalRefresh(run_on(engine), lambda: backend.catalog.partitions("score"),
+                              horizon_days=s.dedupe_horizon_days, max_arrival_delay_days=s.max_arrival_delay_days,
+                              create_state=create_state, **options)
+
+
+def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict[str, Any]:
+    """Run (or resume) a refresh batch to its end and write its boards: the local runtime's refresh."""
+    read_before = _bytes_read()
+    result = refresher(backend, **options).refresh(full=full)
+    boards = write_boards(backend, result.rows)
+    summary = {**result.summary(), "boards": len(boards)}
+    if read_before is not None:  # what the local engine read from the lake and its state (Athena bills bytes)
+        summary["bytes_read"] = (_bytes_read() or 0) - read_before
+    return summary
+
+
+def _bytes_read() -> int | None:
+    """Bytes this process has read from files so far (Linux), or None where the kernel does not say."""
+    try:
+        with open("/proc/self/io") as io:
+            return next(int(line.split()[1]) for line in io if line.startswith("rchar:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+# --- on AWS: a chain of Athena queries, each started when the one before it succeeded ------------------------
+
+
+def start_chain(backend: Backend, *, full: bool = False, now: dt.datetime | None = None) -> str:
+    """Plan (or resume) a batch and start its first unfinished statement; return the query id. Every later
+    statement is started by :func:`advance_chain` on the state-change event of the one before."""
+    chain = refresher(backend, create_state=False)
+    plan, finished, resumed = chain.plan(full=full, now=now)
+    todo = [st for st in chain.sequence(plan) if st.name not in finished]
+    query_id = backend.query.start_query(tag(plan, todo[0].name, todo[0].sql))
+    log.info("refresh batch %d %s at %s: %s", plan.batch, "resumed" if resumed else "started", todo[0].name, query_id)
+    return query_id
+
+
+def advance_chain(backend: Backend, query_id: str) -> dict[str, Any]:
+    """After a statement of a refresh succeeded: record it, write the boards after the snapshot, and start
+    the next statement. Returns what happened."""
+    status = backend.query.status(query_id)
+    tagged = untag(status.sql)
+    if tagged is None:
+        return {"query_id": query_id, "state": status.state, "refresh": None}
+    plan, name = tagged
+    chain = refresher(backend, create_state=False)
+    sequence = chain.sequence(plan)
+    names = [st.name for st in sequence]
+    done = {"query_id": query_id, "state": status.state, "batch": plan.batch, "step": name}
+    if name == SNAPSHOT_STEP:
+        done["boards"] = len(write_boards(backend, backend.query.results(query_id)))
+    if name == "done":
+        return done
+    current = sequence[names.index(name)]
+    if current.marks:  # recorded on AWS too, so that a batch that failed half way resumes where it stopped
+        chain.run(chain.record_sql(plan, name))
+    following = sequence[names.index(name) + 1]
+    done["next_query_id"] = backend.query.start_query(tag(plan, following.name, following.sql))
+    return done
 
 
 def state_change_event(query_id: str, state: str, workgroup: str = "streamboard") -> dict[str, Any]:
@@ -89,7 +151,17 @@ def state_change_event(query_id: str, state: str, workgroup: str = "streamboard"
     }
 
 
+def query_handle(event: dict[str, Any], backend: Backend) -> dict[str, Any]:
+    """The hourly schedule, the crawl's end, or an admin: start (or resume) a refresh batch, as of the
+    event's time (EventBridge stamps it) or now."""
+    stamp = event.get("time")
+    now = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")) if isinstance(stamp, str) else None
+    return {"query_ids": [start_chain(backend, full=bool(event.get("full")), now=now)]}
+
+
 def writer_handle(event: dict[str, Any], backend: Backend) -> dict[str, Any]:
+    """Athena's state-change event of a refresh statement: on success the chain goes on; on failure the
+    boards keep their last snapshot and the next refresh resumes the batch."""
     detail = event.get("detail", {})
     query_id, state = detail.get("queryExecutionId"), detail.get("currentState")
     if state != "SUCCEEDED":
@@ -97,10 +169,10 @@ def writer_handle(event: dict[str, Any], backend: Backend) -> dict[str, Any]:
             reason = backend.query.status(query_id).reason if query_id else None
         except StreamboardError:  # the engine no longer knows the query: the event is all we have
             reason = None
-        log.error("leaderboard query %s ended %s: %s; boards keep their last snapshot", query_id, state, reason)
+        log.error("refresh query %s ended %s: %s; boards keep their last snapshot, the next refresh resumes",
+                  query_id, state, reason)
         return {"query_id": query_id, "state": state, "boards": 0, "reason": reason}
-    boards = write_snapshot(backend, query_id)
-    return {"query_id": query_id, "state": state, "boards": len(boards)}
+    return advance_chain(backend, query_id)
 
 
 def query_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -38,6 +38,8 @@ class Backend:
     apps: AppRegistry
     # Starts a leaderboard refresh; set by whoever runs the pipeline (the local runtime, or AWS).
     refresh: Callable[[], dict[str, Any]] | None = None
+    # Where the incremental refresh's steps run, next to its state tables (the query engine when None).
+    refresh_query: QueryEngine | None = None
 
 
 def build_backend(settings: Settings, registry: Registry = REGISTRY) -> Backend:
@@ -88,8 +90,11 @@ def build_emulated_aws_backend(settings: Settings, registry: Registry = REGISTRY
 
     clients = provision(settings, registry)
     backend = build_aws_backend(settings, registry, clients)
-    backend.query = MirroredQueryEngine(backend.lake, backend.catalog,  # type: ignore[arg-type]
-                                        Path(settings.data_dir) / "lake-mirror")
+    mirror = Path(settings.data_dir) / "lake-mirror"
+    backend.query = MirroredQueryEngine(backend.lake, backend.catalog, mirror)  # type: ignore[arg-type]
+    backend.refresh_query = MirroredQueryEngine(backend.lake, backend.catalog, mirror,  # type: ignore[arg-type]
+                                                state_path=Path(settings.data_dir) / "state" / "state.duckdb",
+                                                memory_limit_mb=settings.refresh_memory_mb)
     return backend
 
 
@@ -116,7 +121,10 @@ def build_local_backend(settings: Settings, registry: Registry = REGISTRY, **que
         delivery=LocalDeliveryStreams(root / "firehose.db"),
         lake=lake,
         catalog=catalog,
-        query=LocalQueryEngine(lake.root, catalog, **query_options),
+        query=LocalQueryEngine(lake.root, catalog, horizon_days=settings.dedupe_horizon_days, **query_options),
+        refresh_query=LocalQueryEngine(lake.root, catalog, state_path=root / "state" / "state.duckdb",
+                                       memory_limit_mb=settings.refresh_memory_mb,
+                                       horizon_days=settings.dedupe_horizon_days),
         boards=LocalBoardStore(root / "boards.db"),
         profiles=LocalProfileStore(root / "profiles.db"),
         apps=LocalAppRegistry(root / "apps.db"),

@@ -289,6 +289,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     if api_url is None and DataDirLock.held(data_dir):
         api_url = json.loads((data_dir / "stack.json").read_text())["api_url"]
     if api_url:
+        if args.full:
+            raise CliError("--full runs without a stack: stop `streamboard up` on this data dir first")
         print(f"refreshing through the running stack at {api_url} ...", file=sys.stderr, flush=True)
         summary = _admin_refresh(api_url, admin_key)
     else:
@@ -297,8 +299,9 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         lock = DataDirLock(data_dir)
         lock.acquire()
         try:
-            print(f"refreshing {data_dir} (no stack running) ...", file=sys.stderr, flush=True)
-            summary = Pipeline(settings).refresh()
+            what = "rebuilding the refresh state of" if args.full else "refreshing"
+            print(f"{what} {data_dir} (no stack running) ...", file=sys.stderr, flush=True)
+            summary = Pipeline(settings).refresh(full=args.full)
         finally:
             lock.release()
     print(json.dumps(summary, indent=2))
@@ -398,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     refresh = sub.add_parser("refresh", help="refresh every leaderboard now")
     data_dir(refresh)
     refresh.add_argument("--api-url", help="read API of a running stack (found from --data-dir by default)")
+    refresh.add_argument("--full", action="store_true",
+                         help="forget the refresh's state and build it again from the whole lake (recovery; "
+                              "boards equal to the incremental ones); offline only")
     refresh.set_defaults(func=cmd_refresh)
 
     sql = sub.add_parser("sql", help="run Trino SQL on the local lake (tables and views of athena_sql/)")

@@ -87,6 +87,7 @@ class Lake(Protocol):
 class Partition:
     values: tuple[str, ...]  # year, month, day, hour
     location: str  # key prefix in the lake
+    created_at: float | None = None  # when the catalog registered it (epoch seconds), where known
 
 
 class Catalog(Protocol):
@@ -103,6 +104,7 @@ class QueryStatus:
     query_id: str
     state: str  # QUEUED | RUNNING | SUCCEEDED | FAILED | CANCELLED
     reason: str | None = None
+    sql: str | None = None  # the statement, as the engine keeps it
 
 
 class QueryEngine(Protocol):

@@ -36,6 +36,8 @@ ENV_MAX_IN_FLIGHT = "STREAMBOARD_INGEST_MAX_IN_FLIGHT"
 ENV_REQUEST_TIMEOUT = "STREAMBOARD_INGEST_REQUEST_TIMEOUT_S"
 ENV_FAULT_FILE = "STREAMBOARD_FAULT_FILE"
 ENV_STOP_TIMEOUT = "STREAMBOARD_STOP_TIMEOUT_S"
+ENV_DEDUPE_HORIZON_DAYS = "STREAMBOARD_DEDUPE_HORIZON_DAYS"
+ENV_REFRESH_MEMORY_MB = "STREAMBOARD_REFRESH_MEMORY_MB"
 ENV_HEADER_TIMEOUT = "STREAMBOARD_HEADER_TIMEOUT_S"
 ENV_KEEP_ALIVE = "STREAMBOARD_KEEP_ALIVE_S"
 ENV_MAX_CONNECTIONS = "STREAMBOARD_MAX_CONNECTIONS"
@@ -94,6 +96,11 @@ class Settings:
     fault_file: Path | None = None  # fault injection, for tests and drills only
     stream_retention_hours: float = 24.0  # Kinesis's default retention
     stop_timeout_s: float = 25.0  # SIGTERM to exit, inside ECS's default 30 s stop timeout
+    # An event_id counts once while its deliveries arrive within this many days of each other; never shorter
+    # than the longest a delivery can take to reach the lake (the DLQ's retention: SQS keeps 14 days at most).
+    dedupe_horizon_days: int = 30
+    max_arrival_delay_days: int = 14
+    refresh_memory_mb: int = 3072  # the local refresh's DuckDB memory limit; beyond it, it spills to disk
     # Connection hygiene of every HTTP server (streamboard.serving).
     header_timeout_s: float = 10.0  # to receive a whole request head, then 408
     keep_alive_s: float = 5.0  # idle keep-alive; behind an ALB set it above the ALB's idle timeout
@@ -132,6 +139,16 @@ def _num(env: Mapping[str, str], name: str, default: float, kind: type = float) 
     return value  # type: ignore[no-any-return]
 
 
+def _horizon(env: Mapping[str, str]) -> int:
+    d = Settings()
+    days = int(_num(env, ENV_DEDUPE_HORIZON_DAYS, d.dedupe_horizon_days, int))
+    if days < d.max_arrival_delay_days:
+        raise ConfigError(f"{ENV_DEDUPE_HORIZON_DAYS}={days} is shorter than the {d.max_arrival_delay_days} days "
+                          "a delivery can take to reach the lake (the DLQ's retention): a redriven copy would count "
+                          "twice")
+    return days
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from the environment (``os.environ`` by default)."""
     env = os.environ if env is None else env
@@ -159,6 +176,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ingest_request_timeout_s=_num(env, ENV_REQUEST_TIMEOUT, d.ingest_request_timeout_s),
         fault_file=Path(env[ENV_FAULT_FILE]) if env.get(ENV_FAULT_FILE) else None,
         stop_timeout_s=_num(env, ENV_STOP_TIMEOUT, d.stop_timeout_s),
+        dedupe_horizon_days=_horizon(env),
+        refresh_memory_mb=int(_num(env, ENV_REFRESH_MEMORY_MB, d.refresh_memory_mb, int)),
         header_timeout_s=_num(env, ENV_HEADER_TIMEOUT, d.header_timeout_s),
         keep_alive_s=_num(env, ENV_KEEP_ALIVE, d.keep_alive_s),
         max_connections=max(1, int(_num(env, ENV_MAX_CONNECTIONS, d.max_connections, int))),

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "athena_sql"
+DEFAULT_HORIZON_DAYS = 30
+_PARAM = re.compile(r"\$\{([a-z_]+)\}")
+
+
+def render(sql: str, params: Mapping[str, object]) -> str:
+    """Fill ``${name}`` placeholders; a placeholder without a value is an error, not a silent blank."""
+    def value(m: re.Match[str]) -> str:
+        if m.group(1) not in params:
+            raise KeyError(f"no value for ${{{m.group(1)}}} in the SQL")
+        return str(params[m.group(1)])
+
+    return _PARAM.sub(value, sql)
 
 
 @dataclass(frozen=True)
@@ -26,11 +40,12 @@ def _references(sql: str) -> frozenset[str]:
 
 
 @functools.cache
-def load_views(sql_dir: Path = SQL_DIR) -> tuple[View, ...]:
-    """Every ``<view>.sql`` in ``sql_dir``, ordered so that a view comes after the views it reads."""
+def load_views(sql_dir: Path = SQL_DIR, horizon_days: int = DEFAULT_HORIZON_DAYS) -> tuple[View, ...]:
+    """Every ``<view>.sql`` in ``sql_dir``, ordered so that a view comes after the views it reads, with the
+    dedupe horizon filled in."""
     views = {}
     for path in sorted(Path(sql_dir).glob("*.sql")):
-        text = path.read_text()
+        text = render(path.read_text(), {"dedupe_horizon_days": horizon_days})
         views[path.stem] = View(path.stem, text.strip().rstrip(";"), _references(text))
     ordered: list[View] = []
     done: set[str] = set()

@@ -57,13 +57,13 @@ class RawDeliverySource:
 class MirroredQueryEngine:
     """The QueryEngine port on DuckDB over a local copy of the cataloged S3 partitions."""
 
-    def __init__(self, lake: S3Lake, catalog: Catalog, cache_dir: Path) -> None:
+    def __init__(self, lake: S3Lake, catalog: Catalog, cache_dir: Path, **engine_options: Any) -> None:
         from streamboard.adapters.local.query import LocalQueryEngine
 
         self.lake = lake
         self.catalog = catalog
         self.cache = Path(cache_dir)
-        self.engine = LocalQueryEngine(self.cache, catalog)  # type: ignore[arg-type]
+        self.engine = LocalQueryEngine(self.cache, catalog, **engine_options)  # type: ignore[arg-type]
 
     def sync(self) -> int:
         """Download the Parquet files of every cataloged partition not yet on disk; return how many."""

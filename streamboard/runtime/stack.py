@@ -147,13 +147,13 @@ class Pipeline:
             self._last_crawl = time.monotonic()
         return {"routed": routed, "delivered": delivered, "new_partitions": partitions}
 
-    def refresh(self, drain: bool = True) -> dict[str, Any]:
-        """Drain (by default), run the leaderboard query, and write the boards from its state-change event."""
+    def refresh(self, drain: bool = True, full: bool = False) -> dict[str, Any]:
+        """Drain (by default), run (or resume) an incremental refresh batch, and write its boards; ``full``
+        builds the refresh's state again from the whole lake."""
         started = time.monotonic()
         drained = self.drain() if drain else {}
-        query_id = leaderboards.query_handle({"source": "streamboard.refresh"}, self.backend)["query_ids"][0]
-        state = self.backend.query.status(query_id).state
-        result = leaderboards.writer_handle(leaderboards.state_change_event(query_id, state), self.backend)
+        with self.lock:
+            result = leaderboards.refresh_now(self.backend, full=full)
         self._last_refresh = time.monotonic()
         summary = {**drained, **result, "seconds": round(time.monotonic() - started, 3)}
         log.info("refresh: %s", summary)

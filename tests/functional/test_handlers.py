@@ -460,21 +460,18 @@ def test_writer_keeps_the_old_boards_on_a_failed_query(boards: Backend) -> None:
     assert boards.boards.scopes() == ["chess", "overall"]
 
 
-def test_writer_replaces_boards_on_success(boards: Backend) -> None:
+def test_writer_leaves_boards_alone_for_a_query_that_is_not_a_refresh_step(boards: Backend) -> None:
     query_id = boards.query.start_query(
         "SELECT 'overall' AS scope, 'all' AS time_window, TIMESTAMP '2026-03-02 00:00:00' AS as_of, "
         "'new-user' AS user_id, 'New' AS user_name, 5 AS score, 1 AS board_rank"
     )
+    before = boards.boards.get_board("overall", "all", 10)
     event = load_event("athena_state_change")
     event["detail"].update({"queryExecutionId": query_id, "currentState": "SUCCEEDED"})
     del event["detail"]["athenaError"]
     result = leaderboards.writer_handle(event, boards)
-    assert result == {"query_id": query_id, "state": "SUCCEEDED", "boards": 1}
-    board = boards.boards.get_board("overall", "all", 10)
-    assert board is not None and board.as_of == "2026-03-02T00:00:00Z"
-    assert board.entries == (BoardEntry(1, "new-user", "New", 5),)
-    old = boards.boards.get_board("overall", "30d", 10)
-    assert old is not None and len(old.entries) == 8  # boards absent from the result are left alone
+    assert result == {"query_id": query_id, "state": "SUCCEEDED", "refresh": None}
+    assert boards.boards.get_board("overall", "all", 10) == before
 
 
 # --- deployed entry points ---------------------------------------------------------------------------------------

@@ -560,7 +560,7 @@ def test_pipeline_refresh_produces_boards(pipeline: Pipeline) -> None:
 
     summary = pipeline.refresh()
 
-    assert summary["state"] == "SUCCEEDED"
+    assert summary["batch"] >= 1 and summary["boards"] > 0
     assert summary["routed"] == 3 and summary["delivered"] == 6  # records read; events, the repeated two again
     for scope in ("overall", "chess"):
         for window in ("all", "30d", "365d"):

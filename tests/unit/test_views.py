@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from processors.leaderboards import boards_from_rows, snapshot_sql
+from processors.leaderboards import boards_from_rows, full_snapshot_sql
 from streamboard.adapters.local.catalog import LocalCatalog
 from streamboard.adapters.local.lake import LocalLake
 from streamboard.adapters.local.query import LocalQueryEngine
@@ -356,7 +356,7 @@ def test_snapshot_query_to_boards(lh: Lakehouse) -> None:
         score("kim", 30, category="chess", user_name="Kim"),
         score("amy", 4, category="go", ts=AS_OF - 60 * DAY, user_name="Amy"),  # go: nothing in 30d
     ])
-    names, rows = lh.engine().run(snapshot_sql())
+    names, rows = lh.engine().run(full_snapshot_sql())
     assert names == ["scope", "time_window", "as_of", "board_rank", "user_id", "user_name", "score"]
     # display order: scope, window, rank, then user_id for ties; an empty board is one row without a user
     top3 = [(1, "kim"), (2, "amy"), (2, "zed")]

@@ -71,5 +71,7 @@ class GlueCatalog:
             for p in page["Partitions"]:
                 loc = p["StorageDescriptor"]["Location"]
                 rel = loc[len(self.lake_location):] if loc.startswith(self.lake_location) else loc
-                out.append(Partition(tuple(p["Values"]), rel.rstrip("/")))
+                created = p.get("CreationTime")
+                out.append(Partition(tuple(p["Values"]), rel.rstrip("/"),
+                                     created.timestamp() if created is not None else None))
         return sorted(out, key=lambda p: p.values)

@@ -60,7 +60,7 @@ class AthenaQueryEngine:
     def status(self, query_id: str) -> QueryStatus:
         ex = self.clients("athena").get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
         st = ex["Status"]
-        return QueryStatus(query_id, st["State"], st.get("StateChangeReason"))
+        return QueryStatus(query_id, st["State"], st.get("StateChangeReason"), ex.get("Query"))
 
     def results(self, query_id: str) -> list[dict[str, Any]]:
         status = self.status(query_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,11 +18,16 @@ CREATE TABLE IF NOT EXISTS partitions (
   tbl TEXT NOT NULL, vals TEXT NOT NULL, location TEXT NOT NULL, PRIMARY KEY (tbl, vals)
 );
 """
+# Added later: when each partition was registered (Glue's CreationTime); older catalogs get the column.
+_ADDED_AT = "ALTER TABLE partitions ADD COLUMN added_at REAL"
 
 
 class LocalCatalog:
     def __init__(self, path: Path) -> None:
         self.db = SqliteDB(path, _SCHEMA)
+        with self.db.tx() as conn:
+            if "added_at" not in {r[1] for r in conn.execute("PRAGMA table_info(partitions)")}:
+                conn.execute(_ADDED_AT)
 
     def ensure_table(self, name: str, columns: list[dict[str, str]], partition_keys: list[dict[str, str]]) -> None:
         with self.db.tx() as conn:
@@ -41,14 +47,15 @@ class LocalCatalog:
     def add_partitions(self, table: str, partitions: Sequence[Partition]) -> int:
         with self.db.tx() as conn:
             before = conn.total_changes
+            now = time.time()
             conn.executemany(
-                "INSERT OR IGNORE INTO partitions VALUES (?, ?, ?)",
-                [(table, json.dumps(list(p.values)), p.location) for p in partitions],
+                "INSERT OR IGNORE INTO partitions (tbl, vals, location, added_at) VALUES (?, ?, ?, ?)",
+                [(table, json.dumps(list(p.values)), p.location, now) for p in partitions],
             )
             return conn.total_changes - before
 
     def partitions(self, table: str) -> list[Partition]:
         rows = self.db.conn().execute(
-            "SELECT vals, location FROM partitions WHERE tbl=? ORDER BY vals", (table,)
+            "SELECT vals, location, added_at FROM partitions WHERE tbl=? ORDER BY vals", (table,)
         ).fetchall()
-        return [Partition(tuple(json.loads(v)), loc) for v, loc in rows]
+        return [Partition(tuple(json.loads(v)), loc, added) for v, loc, added in rows]

@@ -1,0 +1,311 @@
+"""The incremental leaderboard refresh: a chain of SQL steps (``athena_sql/refresh/``, one statement a
+file, Trino dialect) that reads the partitions that arrived since the previous refresh plus compact state
+(``athena_sql/state/``), and gives exactly the boards that a recomputation from the whole lake gives.
+
+A refresh is a *batch*: its plan (number, as_of, input partitions) is written first, each step records
+that it finished, and ``done`` ends it. A batch that stopped half way is resumed with its own plan; every
+step is idempotent on its own (a step that ran, or half ran, and runs again changes nothing twice), so a
+refresh killed at any point and run again gives the same boards. ``full`` forgets the state and builds it
+again from the whole lake (recovery, and the check that incremental equals full).
+
+The same plan and steps drive Athena on AWS (one query a step, continued on each query's state-change
+event) and DuckDB locally (one statement after the other).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from streamboard.errors import QueryFailed
+from streamboard.ports import Partition, QueryEngine
+from streamboard.sql import DEFAULT_HORIZON_DAYS, SQL_DIR, render
+
+log = logging.getLogger("streamboard.refresh")
+
+REFRESH_DIR = SQL_DIR / "refresh"
+STATE_DIR = SQL_DIR / "state"
+SNAPSHOT = SQL_DIR / "queries" / "board_snapshot.sql"
+SNAPSHOT_STEP = "board_snapshot"
+PRUNE_FROM = 10  # steps numbered from here prune; the boards are read before them
+# Firehose writes a file into the partition of its records' arrival hour up to its buffer interval (at most
+# 15 minutes) after that hour: a refresh reads the hours since the previous one started, and one more.
+OVERLAP = dt.timedelta(hours=1)
+# A partition the catalog registered since the previous refresh started is read whatever its hour (a crawl
+# that came late). The catalog's clock and ours may disagree by this much (both are NTP-synced on AWS).
+CLOCK_SKEW = dt.timedelta(seconds=10)
+_TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str  # the file's stem, e.g. 01_stage_deliveries
+    template: str  # Trino SQL with ${...} placeholders
+
+
+@functools.cache
+def load_steps(folder: Path = REFRESH_DIR) -> tuple[Step, ...]:
+    """The refresh's steps, in file-name order."""
+    return tuple(Step(p.stem, p.read_text().strip().rstrip(";")) for p in sorted(folder.glob("*.sql")))
+
+
+@functools.cache
+def state_tables(folder: Path = STATE_DIR) -> dict[str, str]:
+    """Every state and staging table: name -> its ``CREATE TABLE IF NOT EXISTS`` (Trino)."""
+    return {p.stem: p.read_text().strip().rstrip(";") for p in sorted(folder.glob("*.sql"))}
+
+
+def state_columns(folder: Path = STATE_DIR) -> dict[str, list[tuple[str, str]]]:
+    """The columns (name, Trino type) of every state table, read from its DDL (what the CDK app creates)."""
+    import sqlglot
+    from sqlglot import exp
+
+    out = {}
+    for name, ddl in state_tables(folder).items():
+        tree = sqlglot.parse_one(ddl, read="trino")
+        out[name] = [(c.name, c.args["kind"].sql(dialect="trino").lower()) for c in tree.find_all(exp.ColumnDef)]
+    return out
+
+
+def sql_ts(value: dt.datetime) -> str:
+    """A timestamp for a ``TIMESTAMP '...'`` literal: naive UTC, milliseconds."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.strftime(_TS_FORMAT)[:-3]
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def input_predicate(partitions: Iterable[Sequence[str]]) -> str:
+    """A predicate on the partition keys that selects exactly these (year, month, day, hour) partitions, in a
+    form both Athena and DuckDB prune by (files of other partitions are never opened)."""
+    by_day: dict[tuple[str, str, str], list[str]] = {}
+    for year, month, day, hour in sorted({tuple(p) for p in partitions}):
+        by_day.setdefault((year, month, day), []).append(hour)
+    if not by_day:
+        return "false"
+    terms = [f"(year = {_quote(y)} AND month = {_quote(m)} AND day = {_quote(d)} "
+             f"AND hour IN ({', '.join(_quote(h) for h in hours)}))" for (y, m, d), hours in by_day.items()]
+    return "(" + "\n    OR ".join(terms) + ")"
+
+
+def partition_hour(values: Sequence[str]) -> dt.datetime:
+    year, month, day, hour = (int(v) for v in values)
+    return dt.datetime(year, month, day, hour, tzinfo=dt.UTC)
+
+
+def choose_input(partitions: Sequence[Partition], previous_start: dt.datetime | None) -> list[Partition]:
+    """The partitions a refresh reads: all of them for the first; then those of the hours since the previous
+    refresh started (and one more), and any the catalog registered since then."""
+    if previous_start is None:
+        return list(partitions)
+    from_hour = previous_start.replace(minute=0, second=0, microsecond=0) - OVERLAP
+    registered_after = (previous_start - CLOCK_SKEW).timestamp()
+    return [p for p in partitions
+            if partition_hour(p.values) >= from_hour
+            or (p.created_at is not None and p.created_at >= registered_after)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one batch reads and computes; written before its first step, so that a resumed batch is the same."""
+
+    batch: int
+    as_of: dt.datetime  # naive UTC, whole seconds
+    prev_batch: int  # 0 before the first batch
+    prev_as_of: dt.datetime
+    partitions: tuple[tuple[str, ...], ...]
+    started_at: dt.datetime
+
+    def to_json(self) -> str:
+        return json.dumps([self.batch, sql_ts(self.as_of), self.prev_batch, sql_ts(self.prev_as_of),
+                           [list(p) for p in self.partitions], sql_ts(self.started_at)], separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        batch, as_of, prev_batch, prev_as_of, partitions, started = json.loads(text)
+        return cls(batch, _naive(as_of), prev_batch, _naive(prev_as_of), tuple(tuple(p) for p in partitions),
+                   _naive(started))
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Plan:
+        """The plan as the refresh log recorded it."""
+        return cls(int(row["batch"]), _naive(row["as_of"]), int(row["prev_batch"]), _naive(row["prev_as_of"]),
+                   tuple(tuple(p) for p in json.loads(row["input"])), _naive(row["recorded_at"]))
+
+    def params(self, horizon_days: int, retention_days: int) -> dict[str, object]:
+        return {"batch": self.batch, "prev_batch": self.prev_batch, "as_of": sql_ts(self.as_of),
+                "prev_as_of": sql_ts(self.prev_as_of), "input": input_predicate(self.partitions),
+                "dedupe_horizon_days": horizon_days, "retention_days": retention_days}
+
+
+class SqlRunner(Protocol):
+    """Runs one Trino statement to its end and returns its rows (the local engine; a poller on Athena)."""
+
+    def __call__(self, sql: str) -> list[dict[str, Any]]: ...
+
+
+def run_on(engine: QueryEngine, poll_seconds: float = 0.5, timeout: float = 3600) -> SqlRunner:
+    """A :class:`SqlRunner` over the QueryEngine port: start, wait for the end, return the rows."""
+    def run(sql: str) -> list[dict[str, Any]]:
+        query_id = engine.start_query(sql)
+        deadline = time.monotonic() + timeout
+        while True:
+            status = engine.status(query_id)
+            if status.state == "SUCCEEDED":
+                return engine.results(query_id)
+            if status.state in ("FAILED", "CANCELLED"):
+                raise QueryFailed(f"{sql.strip().splitlines()[0][:100]}: {status.state}: {status.reason}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"query {query_id} still {status.state} after {timeout:g} s")
+            time.sleep(poll_seconds)
+    return run
+
+
+@dataclass
+class RefreshResult:
+    plan: Plan
+    rows: list[dict[str, Any]]  # the board snapshot: what the leaderboard writer turns into boards
+    resumed: bool
+    full: bool
+    steps: dict[str, float] = field(default_factory=dict)  # step -> seconds (the steps this run ran)
+
+    def summary(self) -> dict[str, Any]:
+        return {"batch": self.plan.batch, "mode": "full" if self.full else "incremental", "resumed": self.resumed,
+                "as_of": sql_ts(self.plan.as_of), "input_partitions": len(self.plan.partitions),
+                "steps": {k: round(v, 3) for k, v in self.steps.items()}}
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a batch's sequence: a step, the board snapshot, or the record that ends the batch."""
+
+    name: str
+    sql: str
+    marks: bool  # a step whose end is recorded (the snapshot only reads)
+
+
+_TAG = re.compile(r"^-- streamboard refresh batch=(\d+) step=(\S+) plan=(.*)\n")
+
+
+def tag(plan: Plan, name: str, sql: str) -> str:
+    """The statement with a first-line comment that says which batch and step it is, and the batch's plan:
+    on AWS the next step is started from a query's state-change event, with nothing else to go by."""
+    return f"-- streamboard refresh batch={plan.batch} step={name} plan={plan.to_json()}\n{sql}"
+
+
+def untag(sql: str | None) -> tuple[Plan, str] | None:
+    """The plan and step of a tagged statement, or None for any other query."""
+    m = _TAG.match(sql or "")
+    return (Plan.from_json(m.group(3)), m.group(2)) if m else None
+
+
+class IncrementalRefresh:
+    """Plans refresh batches and lays out their statements; :meth:`refresh` runs one to its end through a
+    :class:`SqlRunner` (locally), resuming a batch that stopped half way."""
+
+    def __init__(self, run: SqlRunner, partitions: Callable[[], Sequence[Partition]], *,
+                 horizon_days: int = DEFAULT_HORIZON_DAYS, max_arrival_delay_days: int = 14,
+                 create_state: bool = True, after_step: Callable[[str], None] | None = None) -> None:
+        self.run = run
+        self.partitions = partitions  # the score table's cataloged partitions
+        self.horizon_days = horizon_days
+        # A delivery can reach the lake this long after it was received (the DLQ's retention): deliveries
+        # are remembered for the horizon plus this, and a day to spare.
+        self.retention_days = horizon_days + max_arrival_delay_days + 1
+        self.create_state = create_state  # on AWS the CDK app creates the state tables (Iceberg)
+        # Called after each statement, before its end is recorded: tests stop a refresh there, to show that a
+        # rerun (which runs that statement again) gives the same boards.
+        self.after_step = after_step
+
+    def reset(self) -> None:
+        """Forget every state table's rows (the next batch builds the state from the whole lake)."""
+        for name in state_tables():
+            self.run(f"DELETE FROM {name}")
+
+    def plan(self, *, full: bool = False, now: dt.datetime | None = None) -> tuple[Plan, set[str], bool]:
+        """The batch to run: the unfinished one (its plan and finished steps), or a new one, whose plan is
+        recorded here. Returns (plan, finished steps, resumed)."""
+        if self.create_state:
+            for ddl in state_tables().values():
+                self.run(ddl)
+        if full:
+            self.reset()
+        log_rows = self.run("SELECT batch, step, as_of, prev_batch, prev_as_of, input, recorded_at "
+                            "FROM state_refreshes WHERE batch >= (SELECT max(batch) - 1 FROM state_refreshes)")
+        latest = max((int(r["batch"]) for r in log_rows), default=0)
+        finished = {r["step"] for r in log_rows if int(r["batch"]) == latest}
+        plan_row = next((r for r in log_rows if int(r["batch"]) == latest and r["step"] == "plan"), None)
+        if plan_row is not None and "done" not in finished:
+            return Plan.from_row(plan_row), finished, True
+        plan = self._new_plan(latest + 1, plan_row, now or dt.datetime.now(dt.UTC))
+        self.run(self.record_sql(plan, "plan"))
+        return plan, set(), False
+
+    def sequence(self, plan: Plan) -> list[Statement]:
+        """Every statement of a batch, in order: the steps, the board snapshot before the pruning, and the
+        record that ends the batch."""
+        params = plan.params(self.horizon_days, self.retention_days)
+        out: list[Statement] = []
+        for step in load_steps():
+            if int(step.name.split("_", 1)[0]) == PRUNE_FROM:
+                out.append(Statement(SNAPSHOT_STEP, render(SNAPSHOT.read_text(), params), False))
+            out.append(Statement(step.name, render(step.template, params), True))
+        out.append(Statement("done", self.record_sql(plan, "done"), False))
+        return out
+
+    def refresh(self, *, full: bool = False, now: dt.datetime | None = None) -> RefreshResult:
+        plan, finished, resumed = self.plan(full=full, now=now)
+        result = RefreshResult(plan, [], resumed, full)
+        for statement in self.sequence(plan):
+            if statement.name in finished:
+                continue
+            started = time.monotonic()
+            rows = self.run(tag(plan, statement.name, statement.sql))
+            result.steps[statement.name] = time.monotonic() - started
+            log.info("refresh batch %d: %s took %.2f s", plan.batch, statement.name, result.steps[statement.name])
+            if statement.name == SNAPSHOT_STEP:
+                result.rows = rows
+            if self.after_step is not None and statement.name != "done":  # a stop here makes the rerun run it again
+                self.after_step(statement.name)
+            if statement.marks:
+                self.run(self.record_sql(plan, statement.name))
+        return result
+
+    def _new_plan(self, batch: int, previous: dict[str, Any] | None, now: dt.datetime) -> Plan:
+        now = now.astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
+        previous_start = None
+        prev_batch, prev_as_of = 0, now
+        if previous is not None:
+            prev_batch, prev_as_of = int(previous["batch"]), _naive(previous["as_of"])
+            previous_start = _naive(previous["recorded_at"]).replace(tzinfo=dt.UTC)
+        chosen = choose_input(self.partitions(), previous_start)
+        return Plan(batch, max(now, prev_as_of), prev_batch, prev_as_of,
+                    tuple(sorted(tuple(p.values) for p in chosen)), now)
+
+    @staticmethod
+    def record_sql(plan: Plan, step: str) -> str:
+        recorded = plan.started_at if step == "plan" else dt.datetime.now(dt.UTC)
+        partitions = _quote(json.dumps([list(p) for p in plan.partitions])) if step == "plan" else "NULL"
+        return ("INSERT INTO state_refreshes (batch, step, as_of, prev_batch, prev_as_of, input, recorded_at) "
+                f"VALUES ({plan.batch}, {_quote(step)}, TIMESTAMP '{sql_ts(plan.as_of)}', {plan.prev_batch}, "
+                f"TIMESTAMP '{sql_ts(plan.prev_as_of)}', {partitions}, TIMESTAMP '{sql_ts(recorded)}')")
+
+
+def _naive(value: Any) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value  # type: ignore[no-any-return]
+
