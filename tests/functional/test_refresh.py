@@ -29,7 +29,7 @@ from streamboard.adapters.local.lake import LocalLake
 from streamboard.adapters.local.query import LocalQueryEngine
 from streamboard.backend import Backend, build_local_backend
 from streamboard.ports import Partition
-from streamboard.refresh import IncrementalRefresh, run_on, sql_ts, state_tables
+from streamboard.refresh import IncrementalRefresh, RefreshResult, run_on, sql_ts, state_tables
 from streamboard.registry import REGISTRY
 from streamboard.runtime.crawler import ensure_tables
 from streamboard.runtime.firehose import to_parquet
@@ -308,9 +308,13 @@ def test_the_refresh_reads_only_new_partitions_and_a_full_rebuild_reads_all(tmp_
                                                     "challenge_id": None, "user_name": None,
                                                     "ts_back": dt.timedelta(minutes=5)}}])
               for h in (1, 3, 3, 3)]
-    inputs = [refresher.refresh(now=a.replace(tzinfo=dt.UTC)) for a in (START + dt.timedelta(hours=h) for h in ())]
-    for _ in play(sim, rounds, lambda a: inputs.append(refresher.refresh(now=a.replace(tzinfo=dt.UTC))) or []):
-        pass
+    inputs: list[RefreshResult] = []
+
+    def refresh(as_of: dt.datetime) -> list[dict[str, Any]]:
+        inputs.append(refresher.refresh(now=as_of.replace(tzinfo=dt.UTC)))
+        return inputs[-1].rows
+
+    list(play(sim, rounds, refresh))
     assert [len(r.plan.partitions) for r in inputs] == [1, 2, 2, 2]  # this hour and the last, not history
     assert len(sim.registered) == 4
     full = refresher.refresh(full=True, now=(START + dt.timedelta(hours=11)).replace(tzinfo=dt.UTC))
