@@ -75,6 +75,24 @@ def state_columns(folder: Path = STATE_DIR) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+STATE_PREFIX = "state"  # the state tables' data, under the lake's prefix (Iceberg on AWS)
+_ATHENA_TYPES = {"varchar": "string", "timestamp(3)": "timestamp"}
+
+
+def athena_state_ddl(lake_location: str) -> list[tuple[str, str]]:
+    """Athena DDL for every state table, from the same files the local engine creates them from: Iceberg
+    tables (MERGE and DELETE need a transactional format), unpartitioned (Athena writes at most 100
+    partitions a statement, and a first build of an old lake would pass that by event day); reads by time
+    range are pruned by the Parquet min/max statistics, the ledger being written in ts order."""
+    out = []
+    for name, columns in state_columns().items():
+        cols = ", ".join(f"{col} {_ATHENA_TYPES.get(kind, kind)}" for col, kind in columns)
+        out.append((name, f"CREATE TABLE IF NOT EXISTS {name} ({cols}) "
+                          f"LOCATION '{lake_location.rstrip('/')}/{STATE_PREFIX}/{name}/' "
+                          "TBLPROPERTIES ('table_type'='ICEBERG', 'format'='parquet', 'write_compression'='zstd')"))
+    return out
+
+
 def sql_ts(value: dt.datetime) -> str:
     """A timestamp for a ``TIMESTAMP '...'`` literal: naive UTC, milliseconds."""
     if value.tzinfo is not None:

@@ -3,7 +3,9 @@
 Two workgroups: ``<name>`` for analysts and the view definitions, ``<name>-leaderboards`` for the
 refresh query only, so the writer Lambda's EventBridge rule sees no one else's queries.
 The views of ``athena_sql/`` are created (``CREATE OR REPLACE VIEW``, in dependency order) by a
-custom resource whenever their SQL changes, and dropped with the stack.
+custom resource whenever their SQL changes, and dropped with the stack. The same custom resource creates
+the incremental refresh's state tables (Iceberg, from ``athena_sql/state/``) first; they are never dropped
+by an update (the next refresh would rebuild them, but at the cost of a full scan).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from streamboard.refresh import STATE_PREFIX, athena_state_ddl
 from streamboard.sql import View
 from streamboard_infra import assets, nag
 from streamboard_infra.catalog import Catalog
@@ -52,6 +55,15 @@ class Analytics(Construct):
             actions=["glue:CreateTable", "glue:UpdateTable", "glue:DeleteTable"],
             resources=[catalog.catalog_arn, catalog.database_arn, *(catalog.table_arn(v) for v in self.view_names)],
         ))
+        self.state_tables = athena_state_ddl(lake.location)
+        self.state_table_names = [n for n, _ in self.state_tables]
+        # Creating an Iceberg table writes its first metadata file under the table's location.
+        self.views_function.role.add_to_policy(iam.PolicyStatement(
+            actions=["glue:CreateTable", "glue:GetTable"],
+            resources=[catalog.catalog_arn, catalog.database_arn,
+                       *(catalog.table_arn(t) for t in self.state_table_names)],
+        ))
+        lake.grant_objects(self.views_function.role, STATE_PREFIX, "s3:GetObject", "s3:PutObject")
         self.views = cdk.CustomResource(
             self, "Views",
             service_token=self.views_function.function.function_arn,
@@ -60,6 +72,7 @@ class Analytics(Construct):
                 "Database": catalog.database_name,
                 "WorkGroup": self.workgroup.name,
                 "Views": [{"Name": v.name, "Sql": v.sql} for v in views],
+                "Tables": [{"Name": n, "Sql": sql} for n, sql in self.state_tables],
             },
         )
         self.views.node.add_dependency(self.workgroup, *catalog.tables.values(), self.views_function.role)
@@ -89,6 +102,18 @@ class Analytics(Construct):
 
     def workgroup_arn(self, workgroup: athena.CfnWorkGroup) -> str:
         return cdk.Stack.of(self).format_arn(service="athena", resource="workgroup", resource_name=workgroup.name)
+
+    def grant_refresh(self, grantee: iam.IGrantable) -> None:
+        """Run the incremental refresh's statements: queries in the refresh workgroup, and reading and
+        writing the state tables (Iceberg commits update the table in Glue and write files under it)."""
+        self.grant_queries(grantee, self.refresh_workgroup)
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=["glue:GetTable", "glue:UpdateTable"],
+            resource_arns=[self.catalog.catalog_arn, self.catalog.database_arn,
+                           *(self.catalog.table_arn(t) for t in self.state_table_names)])
+        grant_list_prefixes(grantee, self.lake.bucket, [f"{self.lake.prefix}/{STATE_PREFIX}/"])
+        self.lake.grant_objects(grantee, STATE_PREFIX, "s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                                "s3:AbortMultipartUpload")
 
     def grant_queries(self, grantee: iam.IGrantable, workgroup: athena.CfnWorkGroup) -> None:
         """Run queries in ``workgroup`` over the event tables and views, and read their results.

@@ -97,14 +97,14 @@ class StreamboardStack(cdk.Stack):
         grant_items(leaderboards.profiles_table, router.function, "GetItem", "PutItem", "UpdateItem")
         lake.grant_put_bad_events(router.handler.role)     # unroutable records
 
-        analytics.grant_queries(leaderboards.query.role, analytics.refresh_workgroup)
-        analytics.grant_queries(leaderboards.writer.role, analytics.refresh_workgroup)
+        analytics.grant_refresh(leaderboards.query.role)
+        analytics.grant_refresh(leaderboards.writer.role)
 
         read_api_role = read_api.handler.role
         grant_items(leaderboards.boards_table, read_api_role, "GetItem", "Query")
         grant_items(leaderboards.profiles_table, read_api_role, "Query")
         app_keys.grant_authenticate(read_api_role)
-        analytics.grant_queries(read_api_role, analytics.refresh_workgroup)  # POST /v1/admin/refresh
+        analytics.grant_refresh(read_api_role)  # POST /v1/admin/refresh plans and starts a batch
 
         ingest_dlq.grant_consume(redrive.function)
         stream.grant_put(redrive.function)

@@ -10,6 +10,7 @@ import pytest
 from aws_cdk.assertions import Capture, Match
 
 from streamboard import settings as env
+from streamboard.refresh import state_tables
 from streamboard.registry import PARTITION_KEYS, REGISTRY
 from streamboard.sql import load_views
 
@@ -206,6 +207,31 @@ def test_the_views_are_created_in_dependency_order_from_the_sql_files(dev: Synth
     assert [v["Sql"] for v in props["Views"]] == [v.sql for v in load_views()]
     assert props["WorkGroup"] == "streamboard-dev"
     assert props["Database"] == "streamboard_dev"
+
+
+def test_the_refresh_state_tables_are_iceberg_tables_from_the_state_files(dev: Synth) -> None:
+    (views,) = dev.resources("Custom::AthenaViews").values()
+    tables = {t["Name"]: json.dumps(t["Sql"]) for t in views["Properties"]["Tables"]}
+    assert set(tables) == set(state_tables())
+    for name, sql in tables.items():
+        assert f"CREATE TABLE IF NOT EXISTS {name} (" in sql
+        assert "'table_type'='ICEBERG'" in sql and f"/state/{name}/'" in sql
+
+
+def test_the_refresh_lambdas_write_the_state_tables_and_no_other_part_of_the_lake(dev: Synth) -> None:
+    roles = {f["Properties"]["Handler"]: f["Properties"]["Role"]["Fn::GetAtt"][0]
+             for f in dev.resources("AWS::Lambda::Function").values()}
+    for handler in ("processors.leaderboards.query_handler", "processors.leaderboards.writer_handler"):
+        statements = _statements(dev, roles[handler])
+        updates = [st for st in statements if "glue:UpdateTable" in _as_list(st["Action"])]
+        assert updates, handler
+        updated = {r["Fn::Join"][1][-1].rsplit("/", 1)[-1] for st in updates for r in _as_list(st["Resource"])
+                   if isinstance(r, dict) and "Fn::Join" in r and "table/" in json.dumps(r)}
+        assert updated == set(state_tables()), (handler, updated)
+        lake_writes = [st for st in statements if "s3:PutObject" in _as_list(st["Action"])
+                       and "AthenaResults" not in json.dumps(st["Resource"]) and "Results" not in json.dumps(st)]
+        assert lake_writes and all(json.dumps(st["Resource"]).endswith('/state/*"]]}') for st in lake_writes), \
+            lake_writes
 
 
 def test_refresh_runs_hourly_after_each_crawl_and_writes_on_query_state_change(dev: Synth) -> None:
@@ -426,3 +452,4 @@ def test_dashboard_shows_the_pipeline(dev: Synth) -> None:
                    "BreakerOpen", "BufferDepth", "Throttled"):
         assert metric in UNITS and metric in body, metric
     assert NAMESPACE in body and '\\"Service\\",\\"ingest\\"' in body
+

@@ -1,8 +1,10 @@
 """CloudFormation custom resource ``Custom::AthenaViews``: creates the Athena views, in order, and drops them.
 
-Properties: ``Database``, ``WorkGroup`` and ``Views`` (a list of ``{"Name", "Sql"}`` in dependency
-order, the files of ``athena_sql/``). Create and Update run ``CREATE OR REPLACE VIEW`` for each
-view and drop the views an update removed; Delete drops them in reverse order. Standard library
+Properties: ``Database``, ``WorkGroup``, ``Tables`` (the refresh's state tables: ``{"Name", "Sql"}``
+with complete ``CREATE TABLE IF NOT EXISTS`` statements) and ``Views`` (a list of ``{"Name", "Sql"}`` in
+dependency order, the files of ``athena_sql/``). Create and Update create the tables that do not exist
+(never dropping one: it holds state), then run ``CREATE OR REPLACE VIEW`` for each view and drop the
+views an update removed; Delete drops the views in reverse order. Standard library
 and boto3 only, so it runs on any Python Lambda runtime.
 """
 
@@ -60,6 +62,9 @@ def apply(event: dict[str, Any], athena: Any, deadline: float) -> None:
             except Exception:  # noqa: BLE001 - a failed drop must not block deleting the stack
                 log.exception("could not drop view %s; leaving it", view["Name"])
         return
+    for table in props.get("Tables", []):
+        log.info("creating table %s unless it exists", table["Name"])
+        run(athena, table["Sql"], database, workgroup, deadline)
     for view in views:
         log.info("creating view %s", view["Name"])
         run(athena, f"CREATE OR REPLACE VIEW {_quote(view['Name'])} AS\n{_body(view['Sql'])}", database, workgroup,
