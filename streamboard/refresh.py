@@ -39,15 +39,12 @@ PRUNE_FROM = 10  # steps numbered from here prune; the boards are read before th
 # Firehose writes a file into the partition of its records' arrival hour up to its buffer interval (at most
 # 15 minutes) after that hour: a refresh reads the hours since the previous one started, and one more.
 OVERLAP = dt.timedelta(hours=1)
-# A partition the catalog registered since the previous refresh started is read whatever its hour (a crawl
-# that came late). The catalog's clock and ours may disagree by this much (both are NTP-synced on AWS).
-CLOCK_SKEW = dt.timedelta(seconds=10)
 _TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 @dataclass(frozen=True)
 class Step:
-    name: str  # the file's stem, e.g. 01_stage_deliveries
+    name: str  # the file's stem, e.g. 01_stage_status
     template: str  # Trino SQL with ${...} placeholders
 
 
@@ -122,16 +119,17 @@ def partition_hour(values: Sequence[str]) -> dt.datetime:
     return dt.datetime(year, month, day, hour, tzinfo=dt.UTC)
 
 
-def choose_input(partitions: Sequence[Partition], previous_start: dt.datetime | None) -> list[Partition]:
+def choose_input(partitions: Sequence[Partition], previous_start: dt.datetime | None,
+                 registered_until: float | None) -> list[Partition]:
     """The partitions a refresh reads: all of them for the first; then those of the hours since the previous
-    refresh started (and one more), and any the catalog registered since then."""
+    refresh started (and one more), and any the catalog registered after the previous refresh listed it (a
+    crawl that came late), by the catalog's own clock."""
     if previous_start is None:
         return list(partitions)
     from_hour = previous_start.replace(minute=0, second=0, microsecond=0) - OVERLAP
-    registered_after = (previous_start - CLOCK_SKEW).timestamp()
     return [p for p in partitions
             if partition_hour(p.values) >= from_hour
-            or (p.created_at is not None and p.created_at >= registered_after)]
+            or (p.created_at is not None and (registered_until is None or p.created_at > registered_until))]
 
 
 @dataclass(frozen=True)
@@ -144,22 +142,29 @@ class Plan:
     prev_as_of: dt.datetime
     partitions: tuple[tuple[str, ...], ...]
     started_at: dt.datetime
+    registered_until: float | None = None  # the latest registration time among the partitions it listed
+
+    def input_json(self) -> str:
+        return json.dumps({"partitions": [list(p) for p in self.partitions],
+                           "registered_until": self.registered_until}, separators=(",", ":"))
 
     def to_json(self) -> str:
         return json.dumps([self.batch, sql_ts(self.as_of), self.prev_batch, sql_ts(self.prev_as_of),
-                           [list(p) for p in self.partitions], sql_ts(self.started_at)], separators=(",", ":"))
+                           json.loads(self.input_json()), sql_ts(self.started_at)], separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
-        batch, as_of, prev_batch, prev_as_of, partitions, started = json.loads(text)
-        return cls(batch, _naive(as_of), prev_batch, _naive(prev_as_of), tuple(tuple(p) for p in partitions),
-                   _naive(started))
+        batch, as_of, prev_batch, prev_as_of, given, started = json.loads(text)
+        return cls(batch, _naive(as_of), prev_batch, _naive(prev_as_of),
+                   tuple(tuple(p) for p in given["partitions"]), _naive(started), given["registered_until"])
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Plan:
         """The plan as the refresh log recorded it."""
+        given = json.loads(row["input"])
         return cls(int(row["batch"]), _naive(row["as_of"]), int(row["prev_batch"]), _naive(row["prev_as_of"]),
-                   tuple(tuple(p) for p in json.loads(row["input"])), _naive(row["recorded_at"]))
+                   tuple(tuple(p) for p in given["partitions"]), _naive(row["recorded_at"]),
+                   given["registered_until"])
 
     def params(self, horizon_days: int, retention_days: int) -> dict[str, object]:
         return {"batch": self.batch, "prev_batch": self.prev_batch, "as_of": sql_ts(self.as_of),
@@ -302,19 +307,23 @@ class IncrementalRefresh:
 
     def _new_plan(self, batch: int, previous: dict[str, Any] | None, now: dt.datetime) -> Plan:
         now = now.astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
-        previous_start = None
+        previous_start, registered_until = None, None
         prev_batch, prev_as_of = 0, now
         if previous is not None:
-            prev_batch, prev_as_of = int(previous["batch"]), _naive(previous["as_of"])
-            previous_start = _naive(previous["recorded_at"]).replace(tzinfo=dt.UTC)
-        chosen = choose_input(self.partitions(), previous_start)
+            before = Plan.from_row(previous)
+            prev_batch, prev_as_of = before.batch, before.as_of
+            previous_start, registered_until = before.started_at.replace(tzinfo=dt.UTC), before.registered_until
+        listed = self.partitions()
+        chosen = choose_input(listed, previous_start, registered_until)
+        seen = [p.created_at for p in listed if p.created_at is not None]
         return Plan(batch, max(now, prev_as_of), prev_batch, prev_as_of,
-                    tuple(sorted(tuple(p.values) for p in chosen)), now)
+                    tuple(sorted(tuple(p.values) for p in chosen)), now,
+                    max(seen, default=registered_until))
 
     @staticmethod
     def record_sql(plan: Plan, step: str) -> str:
         recorded = plan.started_at if step == "plan" else dt.datetime.now(dt.UTC)
-        partitions = _quote(json.dumps([list(p) for p in plan.partitions])) if step == "plan" else "NULL"
+        partitions = _quote(plan.input_json()) if step == "plan" else "NULL"
         return ("INSERT INTO state_refreshes (batch, step, as_of, prev_batch, prev_as_of, input, recorded_at) "
                 f"VALUES ({plan.batch}, {_quote(step)}, TIMESTAMP '{sql_ts(plan.as_of)}', {plan.prev_batch}, "
                 f"TIMESTAMP '{sql_ts(plan.prev_as_of)}', {partitions}, TIMESTAMP '{sql_ts(recorded)}')")

@@ -1,4 +1,4 @@
--- The boards of a refresh batch, from its window totals: every board (overall and per category;
+-- The boards of a refresh batch, from the window totals it left: every board (overall and per category;
 -- all, 30d and 365d) at the batch's as_of, in display order. Rank is competition ranking (1, 2, 2, 4)
 -- by score; ties are listed by user_id. A board with no entries still yields one row (user_id NULL),
 -- so an emptied board is replaced too. Only the top 1000 ranks are kept (the read API's largest limit).
@@ -7,15 +7,29 @@ WITH time_windows AS (
     FROM (VALUES ('all'), ('30d'), ('365d')) AS w (time_window)
 ),
 
+totals AS (
+    SELECT scope, time_window, user_id, score
+    FROM state_window_totals
+    WHERE score <> 0
+),
+
+-- the 1000th highest score of each board: only users at or above it can rank 1000 or better
+cutoffs AS (
+    SELECT scope, time_window, element_at(max(score, 1000), -1) AS lowest
+    FROM totals
+    GROUP BY scope, time_window
+),
+
 ranked AS (
     SELECT
-        scope,
-        time_window,
-        user_id,
-        score,
-        CAST(rank() OVER (PARTITION BY scope, time_window ORDER BY score DESC) AS bigint) AS board_rank
-    FROM state_window_totals
-    WHERE batch = ${batch}
+        t.scope,
+        t.time_window,
+        t.user_id,
+        t.score,
+        CAST(rank() OVER (PARTITION BY t.scope, t.time_window ORDER BY t.score DESC) AS bigint) AS board_rank
+    FROM totals AS t
+    INNER JOIN cutoffs AS c ON c.scope = t.scope AND c.time_window = t.time_window
+    WHERE t.score >= c.lowest
 ),
 
 board_keys AS (

@@ -1,3 +1,3 @@
--- Keep the totals of this batch and the one before.
+-- A user whose points all left a window (or were taken back) is no longer on that board.
 DELETE FROM state_window_totals
-WHERE batch < ${prev_batch}
+WHERE score = 0

@@ -1,4 +1,5 @@
--- stage_status: for a batch, every delivery whose counting it decided or changed (staging).
+-- stage_status: for a batch, its new deliveries and every known one whose counting it may change, with
+-- whether each counts now and counted before (staging; kept until the next batch is done).
 CREATE TABLE IF NOT EXISTS stage_status (
     batch bigint,
     event_id varchar,
@@ -7,6 +8,7 @@ CREATE TABLE IF NOT EXISTS stage_status (
     category varchar,
     points bigint,
     challenge_id varchar,
+    user_name varchar,
     ts timestamp(3),
     counted boolean,
     was_counted boolean

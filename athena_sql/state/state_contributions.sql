@@ -1,6 +1,7 @@
--- state_contributions: the ledger of counted points by event time (partitioned by day of ts on AWS):
--- every change a batch made, signed (a delivery that stops counting, or a challenge completion that
--- is no longer the first, is taken back with negative points).
+-- state_contributions: the ledger of counted points by event time, written in ts order: every change a
+-- batch made, signed (a delivery that stops counting, or a challenge completion that is no longer the
+-- first, is taken back with negative points). Points older than the longest window are forgotten: they
+-- can no longer enter or leave one.
 CREATE TABLE IF NOT EXISTS state_contributions (
     batch bigint,
     event_id varchar,

@@ -1,5 +1,5 @@
--- state_window_totals: each user's score on every board (scope x window) as of a batch's as_of;
--- a batch's totals are the previous batch's, stepped forward. The last two batches are kept.
+-- state_window_totals: each user's score on every board (scope x window) as of the last batch's as_of;
+-- batch = the last batch that changed the row.
 CREATE TABLE IF NOT EXISTS state_window_totals (
     batch bigint,
     scope varchar,

@@ -3,7 +3,7 @@
 MERGE INTO state_scopes AS t
 USING (
     SELECT category AS scope, sum(CASE WHEN points > 0 THEN 1 ELSE -1 END) AS counted
-    FROM stage_contributions
+    FROM state_contributions
     WHERE batch = ${batch}
     GROUP BY category
 ) AS s

@@ -1,8 +1,10 @@
--- Every user's score on every board as of the batch's as_of: the previous batch's totals stepped from
--- its as_of to this one (what entered each trailing window and what left it, read from the ledger by
--- event time), plus the batch's own changes that fall inside each window.
+-- Every user's score on every board, stepped from the previous batch's as_of to this one: what entered
+-- each trailing window and what left it (read from the ledger of the earlier batches by event time), plus
+-- the batch's own changes that fall inside each window. Only the users whose scores change are touched.
+-- Idempotent: a row the batch already changed carries its batch number.
 -- Windows are trailing by event time: 30d = ts in (as_of - 30 days, as_of], all = ts <= as_of.
-INSERT INTO state_window_totals
+MERGE INTO state_window_totals AS t
+USING (
 WITH clock AS (
     SELECT TIMESTAMP '${as_of}' AS as_of, TIMESTAMP '${prev_as_of}' AS prev_as_of
 ),
@@ -39,7 +41,7 @@ stepped AS (
       AND l.ts <= date_add('day', -w.days, c.as_of)
     UNION ALL
     SELECT w.time_window, s.user_id, s.category, s.points
-    FROM stage_contributions AS s
+    FROM state_contributions AS s
     CROSS JOIN time_windows AS w
     CROSS JOIN clock AS c
     WHERE s.batch = ${batch}
@@ -47,23 +49,26 @@ stepped AS (
       AND (w.days IS NULL OR s.ts > date_add('day', -w.days, c.as_of))
 ),
 
-changes AS (
-    SELECT 'overall' AS scope, time_window, user_id, points FROM stepped
-    UNION ALL
-    SELECT category AS scope, time_window, user_id, points FROM stepped
-    UNION ALL
-    SELECT scope, time_window, user_id, score AS points
-    FROM state_window_totals
-    WHERE batch = ${prev_batch}
+per_category AS (
+    SELECT time_window, user_id, category, sum(points) AS points
+    FROM stepped
+    GROUP BY time_window, user_id, category
 ),
 
-totals AS (
-    SELECT scope, time_window, user_id, CAST(sum(points) AS bigint) AS score
-    FROM changes
-    GROUP BY scope, time_window, user_id
+changes AS (
+    SELECT category AS scope, time_window, user_id, points FROM per_category
+    UNION ALL
+    SELECT 'overall' AS scope, time_window, user_id, sum(points) AS points
+    FROM per_category
+    GROUP BY time_window, user_id
 )
 
-SELECT ${batch} AS batch, scope, time_window, user_id, score
-FROM totals
-WHERE score <> 0
-  AND NOT EXISTS (SELECT 1 FROM state_window_totals WHERE batch = ${batch})
+SELECT scope, time_window, user_id, CAST(points AS bigint) AS points
+FROM changes
+WHERE points <> 0
+) AS d
+ON t.scope = d.scope AND t.time_window = d.time_window AND t.user_id = d.user_id
+WHEN MATCHED AND t.batch < ${batch} THEN
+    UPDATE SET score = t.score + d.points, batch = ${batch}
+WHEN NOT MATCHED THEN
+    INSERT (batch, scope, time_window, user_id, score) VALUES (${batch}, d.scope, d.time_window, d.user_id, d.points)

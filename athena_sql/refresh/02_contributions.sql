@@ -1,7 +1,8 @@
--- The signed points the batch adds to the ledger. A score without a challenge: each counted delivery
--- adds its points, a delivery that stops counting takes them back. A challenge: only each user's first
--- completion counts (earliest ts, then smallest event_id); a new first replaces the old one.
-INSERT INTO stage_contributions
+-- The signed points the batch adds to the ledger, in event-time order (reads by ts range then touch
+-- few files). A score without a challenge: each counted delivery adds its points, a delivery that stops
+-- counting takes them back. A challenge: only each user's first completion counts (earliest ts, then
+-- smallest event_id); a new first replaces the old one. Idempotent: a batch's rows are written once.
+INSERT INTO state_contributions
 WITH status AS (
     SELECT event_id, user_id, category, points, challenge_id, ts, counted, was_counted
     FROM stage_status
@@ -46,21 +47,15 @@ new_firsts AS (
       AND (f.event_id IS NULL OR c.ts < f.ts OR (c.ts = f.ts AND c.event_id < f.event_id))
 ),
 
-challenge_changes AS (
-    SELECT event_id, user_id, category, ts, points
-    FROM new_firsts
-    UNION ALL
-    SELECT old_event_id, user_id, old_category, old_ts, -old_points
-    FROM new_firsts
-    WHERE old_event_id IS NOT NULL
-),
-
 changes AS (
     SELECT event_id, user_id, category, ts, points FROM delivery_changes
     UNION ALL
-    SELECT event_id, user_id, category, ts, points FROM challenge_changes
+    SELECT event_id, user_id, category, ts, points FROM new_firsts
+    UNION ALL
+    SELECT old_event_id, user_id, old_category, old_ts, -old_points FROM new_firsts WHERE old_event_id IS NOT NULL
 )
 
 SELECT ${batch} AS batch, event_id, user_id, category, points, ts
 FROM changes
-WHERE NOT EXISTS (SELECT 1 FROM stage_contributions WHERE batch = ${batch})
+WHERE NOT EXISTS (SELECT 1 FROM state_contributions WHERE batch = ${batch})
+ORDER BY ts

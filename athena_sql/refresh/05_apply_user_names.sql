@@ -10,7 +10,7 @@ USING (
             ts,
             event_id,
             row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, event_id DESC) AS recency
-        FROM stage_deliveries
+        FROM stage_status
         WHERE batch = ${batch} AND user_name IS NOT NULL
     ) AS named
     WHERE recency = 1

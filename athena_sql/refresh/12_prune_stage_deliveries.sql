@@ -1,3 +1,0 @@
--- Staging of earlier batches is no longer needed.
-DELETE FROM stage_deliveries
-WHERE batch < ${batch}
