@@ -26,6 +26,7 @@ from ingest.app import IngestSinks, create_app
 from processors import leaderboards, read_api, router, transform
 from streamboard.backend import Backend, build_emulated_aws_backend, build_local_backend
 from streamboard.errors import ConfigError, PayloadTooLarge
+from streamboard.runtime.compaction import compact_partitions
 from streamboard.runtime.crawler import crawl, ensure_tables
 from streamboard.runtime.esm import EventSourceMapping
 from streamboard.runtime.firehose import FirehoseEmulator
@@ -33,6 +34,7 @@ from streamboard.serving import BodyGuard, Server, build_server, connection_limi
 from streamboard.settings import Settings
 
 log = logging.getLogger("streamboard.stack")
+COMPACT_SECONDS = 3600  # the lake's closed hours are compacted hourly
 
 
 class DataDirLock:
@@ -108,6 +110,7 @@ class Pipeline:
         self._last_crawl = time.monotonic()
         self._last_refresh = time.monotonic()
         self._last_trim = 0.0
+        self._last_compaction = time.monotonic()
         b.refresh = self.refresh
 
     def pump_once(self) -> int:
@@ -124,6 +127,10 @@ class Pipeline:
             if now - self._last_crawl >= self.settings.crawl_seconds:
                 self._last_crawl = now
                 crawled = crawl(self.backend.lake, self.backend.catalog, self.backend.registry) > 0
+            root = getattr(self.backend.lake, "root", None)  # the local lake (on S3, Firehose's files are large)
+            if root is not None and now - self._last_compaction >= COMPACT_SECONDS:
+                self._last_compaction = now
+                compact_partitions(root, self.backend.catalog, self.backend.registry, dt.datetime.now(dt.UTC))
         if crawled or now - self._last_refresh >= self.settings.refresh_seconds:
             self.refresh(drain=False)
         return moved
