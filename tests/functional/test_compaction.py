@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from streamboard.runtime.compaction import compact_partitions, exchange
 from streamboard.registry import REGISTRY
+from streamboard.runtime.compaction import compact_partitions, exchange
 from tests.functional.test_refresh import START, SimLake, as_rows, event_ids
 
 
