@@ -43,6 +43,13 @@ for spec in {HANDLERS!r}:
 from processors.deployed import backend
 b = backend()
 assert type(b.query).__name__ == "AthenaQueryEngine", b.query
+import datetime as dt
+from processors.leaderboards import refresher
+from streamboard.refresh import Plan
+chain = refresher(b, create_state=False)  # the writer lays out a batch's statements from the files alone
+plan = Plan(2, dt.datetime(2026, 1, 1), 1, dt.datetime(2025, 12, 31), (("2026", "01", "01", "00"),),
+            dt.datetime(2026, 1, 1))
+assert [s.name for s in chain.sequence(plan)][-1] == "done"
 for name in ("pyarrow", "duckdb", "pandas", "starlette", "uvicorn"):
     assert name not in sys.modules, name + " was imported"
 print("ok")
@@ -60,7 +67,9 @@ def test_the_asset_holds_no_local_only_code_and_no_heavy_dependency(staged: Path
     assert top == {*assets.PROJECT_PACKAGES, *assets.LAMBDA_DEPENDENCIES}
     assert not (staged / "streamboard" / "adapters" / "local").exists()
     assert not list(staged.rglob("__pycache__"))
-    assert (staged / "athena_sql" / "queries" / "leaderboard_snapshot.sql").is_file()
+    assert (staged / "athena_sql" / "queries" / "board_snapshot.sql").is_file()
+    assert {p.name for p in (staged / "athena_sql" / "refresh").glob("*.sql")} == \
+        {p.name for p in (assets.REPO_ROOT / "athena_sql" / "refresh").glob("*.sql")}
     size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
     assert size < 50 * 1024 * 1024, f"Lambda asset is {size / 1e6:.0f} MB"
 
