@@ -17,10 +17,10 @@ def backend() -> Backend:
     writer Lambda continues the chain on each query's state-change event and replaces the boards."""
     b = build_backend(load_settings())
     if b.refresh is None:
-        def start() -> dict[str, Any]:
+        def start(full: bool = False) -> dict[str, Any]:
             from processors.leaderboards import start_chain
 
-            return {"query_ids": [start_chain(b)], "state": "QUEUED"}
+            return {"query_ids": [start_chain(b, full=full)], "state": "QUEUED"}
 
         b.refresh = start
     return b

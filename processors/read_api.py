@@ -91,14 +91,18 @@ def get_user(backend: Backend, user_id: str) -> dict[str, Any]:
     }
 
 
-def admin_refresh(backend: Backend, headers: dict[str, str]) -> dict[str, Any]:
+def admin_refresh(backend: Backend, headers: dict[str, str], params: dict[str, str]) -> dict[str, Any]:
+    """Refresh every board now; ``full=true`` builds the refresh's state again from the whole lake."""
     key = headers.get("x-api-key")
     app = backend.apps.authenticate(key) if key else None
     if app is None or app.role != "admin":
         raise Unauthorized("an admin API key is required in the x-api-key header")
     if backend.refresh is None:
         raise StreamboardError("refresh is not configured for this deployment")
-    return backend.refresh()
+    full = params.get("full", "false").lower()
+    if full not in ("true", "false"):
+        raise BadRequest(f"full must be true or false, not {full[:20]!r}")
+    return backend.refresh(full=full == "true")
 
 
 def route(method: str, path: str, params: dict[str, str], headers: dict[str, str], backend: Backend) -> tuple[int, Any]:
@@ -116,7 +120,7 @@ def route(method: str, path: str, params: dict[str, str], headers: dict[str, str
         return 200, get_user(backend, path[len("/v1/users/"):])
     if path == "/v1/admin/refresh":
         _require(method, "POST")
-        return 200, admin_refresh(backend, headers)
+        return 200, admin_refresh(backend, headers, params)
     if path == "/openapi.json":
         _require(method, "GET")
         return 200, OPENAPI
@@ -211,7 +215,9 @@ OPENAPI: dict[str, Any] = {
         },
         "/v1/admin/refresh": {
             "post": {
-                "summary": "Refresh every board now (admin key in x-api-key)",
+                "summary": "Refresh every board now (admin key in x-api-key); full=true rebuilds the refresh's "
+                           "state from the whole lake",
+                "parameters": [{"name": "full", "in": "query", "schema": {"type": "boolean", "default": False}}],
                 "responses": {"200": {"description": "Refreshed"}, "401": {"description": "Not an admin key"}},
             }
         },

@@ -37,7 +37,7 @@ class Backend:
     profiles: ProfileStore
     apps: AppRegistry
     # Starts a leaderboard refresh; set by whoever runs the pipeline (the local runtime, or AWS).
-    refresh: Callable[[], dict[str, Any]] | None = None
+    refresh: Callable[..., dict[str, Any]] | None = None  # refresh(full=False)
     # Where the incremental refresh's steps run, next to its state tables (the query engine when None).
     refresh_query: QueryEngine | None = None
 

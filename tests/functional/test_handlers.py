@@ -399,10 +399,10 @@ def test_read_api_refuses_a_request_body(boards: Backend) -> None:
 def test_read_api_admin_refresh_needs_an_admin_key(boards: Backend) -> None:
     boards.apps.create("game", "app", key="app-key")
     boards.apps.create("ops", "admin", key="admin-key")
-    calls: list[int] = []
+    calls: list[bool] = []
 
-    def refresh() -> dict[str, Any]:
-        calls.append(1)
+    def refresh(full: bool = False) -> dict[str, Any]:
+        calls.append(full)
         return {"boards": 0}
 
     boards.refresh = refresh
@@ -410,7 +410,13 @@ def test_read_api_admin_refresh_needs_an_admin_key(boards: Backend) -> None:
     assert denied["statusCode"] == 401 and calls == []
     allowed = read_api.handle(api_event("/v1/admin/refresh", method="POST", headers={"X-Api-Key": "admin-key"}),
                               boards)
-    assert allowed["statusCode"] == 200 and calls == [1]
+    assert allowed["statusCode"] == 200 and calls == [False]
+    rebuild = read_api.handle(api_event("/v1/admin/refresh", "full=true", method="POST",
+                                        headers={"x-api-key": "admin-key"}), boards)
+    assert rebuild["statusCode"] == 200 and calls == [False, True]
+    odd = read_api.handle(api_event("/v1/admin/refresh", "full=maybe", method="POST",
+                                    headers={"x-api-key": "admin-key"}), boards)
+    assert odd["statusCode"] == 400 and calls == [False, True]
 
 
 ODD_REQUESTS = [
