@@ -20,21 +20,27 @@ WITH input_deliveries AS (
     GROUP BY event_id, received_at
 ),
 
+known AS (
+    SELECT d.event_id, d.received_at, d.user_id, d.category, d.points, d.challenge_id, d.ts, d.counted
+    FROM state_deliveries AS d
+    WHERE d.event_id IN (SELECT event_id FROM input_deliveries)
+),
+
 new_deliveries AS (
     SELECT i.event_id, i.received_at, i.user_id, i.category, i.points, i.challenge_id, i.user_name, i.ts
     FROM input_deliveries AS i
     WHERE NOT EXISTS (
-        SELECT 1 FROM state_deliveries AS d
-        WHERE d.event_id = i.event_id AND d.received_at = i.received_at
+        SELECT 1 FROM known AS k
+        WHERE k.event_id = i.event_id AND k.received_at = i.received_at
     )
 ),
 
 every_delivery AS (
     SELECT
-        d.event_id, d.received_at, d.user_id, d.category, d.points, d.challenge_id,
-        CAST(NULL AS varchar) AS user_name, d.ts, d.counted AS was_counted
-    FROM state_deliveries AS d
-    WHERE d.event_id IN (SELECT event_id FROM new_deliveries)
+        k.event_id, k.received_at, k.user_id, k.category, k.points, k.challenge_id,
+        CAST(NULL AS varchar) AS user_name, k.ts, k.counted AS was_counted
+    FROM known AS k
+    WHERE k.event_id IN (SELECT event_id FROM new_deliveries)
     UNION ALL
     SELECT
         event_id, received_at, user_id, category, points, challenge_id, user_name, ts,

@@ -14,14 +14,17 @@ time_windows AS (
     FROM (VALUES ('all', CAST(NULL AS integer)), ('30d', 30), ('365d', 365)) AS w (time_window, days)
 ),
 
+-- the ledger rows at the windows' moving edges; the bounds are literals so that the engine reads only
+-- the files (row groups) whose ts range meets them
 ledger AS (
     SELECT l.user_id, l.category, l.points, l.ts
     FROM state_contributions AS l
-    CROSS JOIN clock AS c
     WHERE l.batch < ${batch}
-      AND ((l.ts > c.prev_as_of AND l.ts <= c.as_of)
-           OR (l.ts > date_add('day', -30, c.prev_as_of) AND l.ts <= date_add('day', -30, c.as_of))
-           OR (l.ts > date_add('day', -365, c.prev_as_of) AND l.ts <= date_add('day', -365, c.as_of)))
+      AND ((l.ts > TIMESTAMP '${prev_as_of}' AND l.ts <= TIMESTAMP '${as_of}')
+           OR (l.ts > TIMESTAMP '${prev_as_of}' - INTERVAL '30' DAY
+               AND l.ts <= TIMESTAMP '${as_of}' - INTERVAL '30' DAY)
+           OR (l.ts > TIMESTAMP '${prev_as_of}' - INTERVAL '365' DAY
+               AND l.ts <= TIMESTAMP '${as_of}' - INTERVAL '365' DAY))
 ),
 
 stepped AS (

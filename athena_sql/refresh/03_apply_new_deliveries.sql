@@ -1,0 +1,9 @@
+-- Remember the batch's new deliveries that are recent enough to matter (appended: the table is never
+-- read whole for them). Idempotent: a batch's rows are written once.
+INSERT INTO state_deliveries
+SELECT event_id, received_at, user_id, category, points, challenge_id, ts, counted, batch
+FROM stage_status
+WHERE batch = ${batch}
+  AND was_counted IS NULL
+  AND received_at >= date_add('day', -${retention_days}, TIMESTAMP '${as_of}')
+  AND NOT EXISTS (SELECT 1 FROM state_deliveries WHERE batch = ${batch})
