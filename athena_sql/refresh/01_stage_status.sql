@@ -1,6 +1,6 @@
 -- A batch's deliveries and how they count. A delivery is one (event_id, received_at): a re-read or
--- re-delivered copy of it is the same delivery (the same record, so any copy will do). It counts when no earlier delivery of its event_id was
--- received within the horizon (${dedupe_horizon_days} days) before it. For every event_id the batch
+-- re-delivered copy of it is the same delivery (the same record, so any copy will do). It counts when no
+-- earlier delivery of its event_id was received within the horizon (${dedupe_horizon_days} days) before it. For every event_id the batch
 -- touched: its new deliveries (from the input partitions, not seen by an earlier batch) and the known
 -- ones from its earliest new one on, which a new one before them may change; the earlier known ones keep
 -- theirs. Idempotent: a batch's rows are written once.
@@ -26,34 +26,31 @@ known AS (
     WHERE d.event_id IN (SELECT event_id FROM input_deliveries)
 ),
 
-new_deliveries AS (
-    SELECT i.event_id, i.received_at, i.user_id, i.category, i.points, i.challenge_id, i.user_name, i.ts
-    FROM input_deliveries AS i
-    WHERE NOT EXISTS (
-        SELECT 1 FROM known AS k
-        WHERE k.event_id = i.event_id AND k.received_at = i.received_at
-    )
-),
-
 every_delivery AS (
     SELECT
-        k.event_id, k.received_at, k.user_id, k.category, k.points, k.challenge_id,
-        CAST(NULL AS varchar) AS user_name, k.ts, k.counted AS was_counted
-    FROM known AS k
-    WHERE k.event_id IN (SELECT event_id FROM new_deliveries)
+        event_id, received_at, user_id, category, points, challenge_id,
+        CAST(NULL AS varchar) AS user_name, ts, counted AS was_counted
+    FROM known
     UNION ALL
     SELECT
         event_id, received_at, user_id, category, points, challenge_id, user_name, ts,
         CAST(NULL AS boolean) AS was_counted
-    FROM new_deliveries
+    FROM input_deliveries
+),
+
+-- an input delivery that an earlier batch has seen (same event_id and received_at) is the known one
+with_copies AS (
+    SELECT e.*, count(*) OVER (PARTITION BY e.event_id, e.received_at) AS copies
+    FROM every_delivery AS e
 ),
 
 with_previous AS (
     SELECT
-        e.*,
-        lag(e.received_at) OVER (PARTITION BY e.event_id ORDER BY e.received_at) AS previous_received_at,
-        min(CASE WHEN e.was_counted IS NULL THEN e.received_at END) OVER (PARTITION BY e.event_id) AS first_new
-    FROM every_delivery AS e
+        c.*,
+        lag(c.received_at) OVER (PARTITION BY c.event_id ORDER BY c.received_at) AS previous_received_at,
+        min(CASE WHEN c.was_counted IS NULL THEN c.received_at END) OVER (PARTITION BY c.event_id) AS first_new
+    FROM with_copies AS c
+    WHERE NOT (c.was_counted IS NULL AND c.copies > 1)
 )
 
 SELECT

@@ -9,6 +9,7 @@ processes (``streamboard sql`` beside a running stack) can query the lake.
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from pathlib import Path
@@ -125,14 +126,16 @@ class LocalQueryEngine:
             con.close()
 
     def _run_in_state(self, duck_sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """On the state database's one connection, kept open (opening it costs a checkpoint each time); the
-        lake's tables are defined again first, as files arrive."""
+        """On the state database's one connection, kept open (opening it costs a checkpoint each time). A lake
+        table the statement reads is defined again first, as files arrive (listing every partition's folder
+        costs milliseconds; most statements read only state)."""
         with self._state_lock:
             if self._state_con is None:
                 self._state_con = self.connect()
             else:
                 for table in self.catalog.table_names():
-                    self._state_con.execute(self._table_view(table))
+                    if re.search(rf"\b{re.escape(table)}\b", duck_sql):
+                        self._state_con.execute(self._table_view(table))
             try:
                 cur = self._state_con.execute(duck_sql)
                 names = [d[0] for d in cur.description] if cur.description else []
