@@ -144,13 +144,15 @@ class Plan:
     started_at: dt.datetime
     registered_until: float | None = None  # the latest registration time among the partitions it listed
 
+    def _input(self) -> dict[str, Any]:
+        return {"partitions": [list(p) for p in self.partitions], "registered_until": self.registered_until}
+
     def input_json(self) -> str:
-        return json.dumps({"partitions": [list(p) for p in self.partitions],
-                           "registered_until": self.registered_until}, separators=(",", ":"))
+        return json.dumps(self._input(), separators=(",", ":"))
 
     def to_json(self) -> str:
         return json.dumps([self.batch, sql_ts(self.as_of), self.prev_batch, sql_ts(self.prev_as_of),
-                           json.loads(self.input_json()), sql_ts(self.started_at)], separators=(",", ":"))
+                           self._input(), sql_ts(self.started_at)], separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Plan:

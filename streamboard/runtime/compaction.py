@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from streamboard.ports import Catalog
+from streamboard.refresh import partition_hour
 from streamboard.registry import Registry
 from streamboard.runtime.firehose import arrow_schema
 
@@ -55,8 +56,7 @@ def compact_partitions(lake_root: Path, catalog: Catalog, registry: Registry, no
     for event_type in registry:
         schema = arrow_schema(event_type)
         for part in catalog.partitions(event_type.name):
-            year, month, day, hour = (int(v) for v in part.values)
-            if dt.datetime(year, month, day, hour, tzinfo=dt.UTC) + SETTLE > now:
+            if partition_hour(part.values) + SETTLE > now:
                 continue
             folder = Path(lake_root) / part.location
             files = sorted(folder.glob("*.parquet"))

@@ -125,6 +125,10 @@ class LocalQueryEngine:
         finally:
             con.close()
 
+    def lake_tables_in(self, sql: str) -> list[str]:
+        """The catalog's tables a statement names (most refresh statements read only state tables)."""
+        return [t for t in self.catalog.table_names() if re.search(rf"\b{re.escape(t)}\b", sql)]
+
     def _run_in_state(self, duck_sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """On the state database's one connection, kept open (opening it costs a checkpoint each time). A lake
         table the statement reads is defined again first, as files arrive (listing every partition's folder
@@ -133,9 +137,8 @@ class LocalQueryEngine:
             if self._state_con is None:
                 self._state_con = self.connect()
             else:
-                for table in self.catalog.table_names():
-                    if re.search(rf"\b{re.escape(table)}\b", duck_sql):
-                        self._state_con.execute(self._table_view(table))
+                for table in self.lake_tables_in(duck_sql):
+                    self._state_con.execute(self._table_view(table))
             try:
                 cur = self._state_con.execute(duck_sql)
                 names = [d[0] for d in cur.description] if cur.description else []
