@@ -32,6 +32,7 @@ from streamboard.sql import DEFAULT_HORIZON_DAYS, SQL_DIR, render
 log = logging.getLogger("streamboard.refresh")
 
 REFRESH_DIR = SQL_DIR / "refresh"
+REBUILD_DIR = SQL_DIR / "rebuild"  # the first build, and a full rebuild: the state from the whole lake at once
 STATE_DIR = SQL_DIR / "state"
 SNAPSHOT = SQL_DIR / "queries" / "board_snapshot.sql"
 SNAPSHOT_STEP = "board_snapshot"
@@ -140,12 +141,14 @@ class Plan:
     as_of: dt.datetime  # naive UTC, whole seconds
     prev_batch: int  # 0 before the first batch
     prev_as_of: dt.datetime
-    partitions: tuple[tuple[str, ...], ...]
+    partitions: tuple[tuple[str, ...], ...]  # the input partitions (none listed for a full batch: all of them)
     started_at: dt.datetime
     registered_until: float | None = None  # the latest registration time among the partitions it listed
+    full: bool = False  # builds the state from the whole lake (the rebuild steps) instead of stepping it
 
     def _input(self) -> dict[str, Any]:
-        return {"partitions": [list(p) for p in self.partitions], "registered_until": self.registered_until}
+        return {"partitions": [list(p) for p in self.partitions], "registered_until": self.registered_until,
+                "full": self.full}
 
     def input_json(self) -> str:
         return json.dumps(self._input(), separators=(",", ":"))
@@ -158,7 +161,8 @@ class Plan:
     def from_json(cls, text: str) -> Plan:
         batch, as_of, prev_batch, prev_as_of, given, started = json.loads(text)
         return cls(batch, _naive(as_of), prev_batch, _naive(prev_as_of),
-                   tuple(tuple(p) for p in given["partitions"]), _naive(started), given["registered_until"])
+                   tuple(tuple(p) for p in given["partitions"]), _naive(started), given["registered_until"],
+                   bool(given.get("full", False)))
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Plan:
@@ -166,11 +170,11 @@ class Plan:
         given = json.loads(row["input"])
         return cls(int(row["batch"]), _naive(row["as_of"]), int(row["prev_batch"]), _naive(row["prev_as_of"]),
                    tuple(tuple(p) for p in given["partitions"]), _naive(row["recorded_at"]),
-                   given["registered_until"])
+                   given["registered_until"], bool(given.get("full", False)))
 
     def params(self, horizon_days: int, retention_days: int) -> dict[str, object]:
         return {"batch": self.batch, "prev_batch": self.prev_batch, "as_of": sql_ts(self.as_of),
-                "prev_as_of": sql_ts(self.prev_as_of), "input": input_predicate(self.partitions),
+                "prev_as_of": sql_ts(self.prev_as_of), "input": "true" if self.full else input_predicate(self.partitions),
                 "dedupe_horizon_days": horizon_days, "retention_days": retention_days}
 
 
@@ -207,7 +211,7 @@ class RefreshResult:
 
     def summary(self) -> dict[str, Any]:
         return {"batch": self.plan.batch, "mode": "full" if self.full else "incremental", "resumed": self.resumed,
-                "as_of": sql_ts(self.plan.as_of), "input_partitions": len(self.plan.partitions),
+                "as_of": sql_ts(self.plan.as_of), "input_partitions": "all" if self.plan.full else len(self.plan.partitions),
                 "steps": {k: round(v, 3) for k, v in self.steps.items()}}
 
 
@@ -273,25 +277,28 @@ class IncrementalRefresh:
         plan_row = next((r for r in log_rows if int(r["batch"]) == latest and r["step"] == "plan"), None)
         if plan_row is not None and "done" not in finished:
             return Plan.from_row(plan_row), finished, True
-        plan = self._new_plan(latest + 1, plan_row, now or dt.datetime.now(dt.UTC))
+        # the first batch (an empty log) builds the state from the whole lake, as a full rebuild does
+        plan = self._new_plan(latest + 1, plan_row, now or dt.datetime.now(dt.UTC), full or plan_row is None)
         self.run(self.record_sql(plan, "plan"))
         return plan, set(), False
 
     def sequence(self, plan: Plan) -> list[Statement]:
-        """Every statement of a batch, in order: the steps, the board snapshot before the pruning, and the
-        record that ends the batch."""
+        """Every statement of a batch, in order: the steps (the rebuild's for a full batch), the board
+        snapshot, the pruning, and the record that ends the batch."""
         params = plan.params(self.horizon_days, self.retention_days)
-        out: list[Statement] = []
-        for step in load_steps():
-            if int(step.name.split("_", 1)[0]) == PRUNE_FROM:
-                out.append(Statement(SNAPSHOT_STEP, render(SNAPSHOT.read_text(), params), False))
-            out.append(Statement(step.name, render(step.template, params), True))
+        steps = [s for s in load_steps() if _number(s) < PRUNE_FROM]
+        if plan.full:
+            steps = list(load_steps(REBUILD_DIR))
+        out = [Statement(step.name, render(step.template, params), True) for step in steps]
+        out.append(Statement(SNAPSHOT_STEP, render(SNAPSHOT.read_text(), params), False))
+        out += [Statement(step.name, render(step.template, params), True)
+                for step in load_steps() if _number(step) >= PRUNE_FROM]
         out.append(Statement("done", self.record_sql(plan, "done"), False))
         return out
 
     def refresh(self, *, full: bool = False, now: dt.datetime | None = None) -> RefreshResult:
         plan, finished, resumed = self.plan(full=full, now=now)
-        result = RefreshResult(plan, [], resumed, full)
+        result = RefreshResult(plan, [], resumed, plan.full)
         for statement in self.sequence(plan):
             if statement.name in finished:
                 continue
@@ -307,7 +314,7 @@ class IncrementalRefresh:
                 self.run(self.record_sql(plan, statement.name))
         return result
 
-    def _new_plan(self, batch: int, previous: dict[str, Any] | None, now: dt.datetime) -> Plan:
+    def _new_plan(self, batch: int, previous: dict[str, Any] | None, now: dt.datetime, full: bool) -> Plan:
         now = now.astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
         previous_start, registered_until = None, None
         prev_batch, prev_as_of = 0, now
@@ -316,11 +323,14 @@ class IncrementalRefresh:
             prev_batch, prev_as_of = before.batch, before.as_of
             previous_start, registered_until = before.started_at.replace(tzinfo=dt.UTC), before.registered_until
         listed = self.partitions()
-        chosen = choose_input(listed, previous_start, registered_until)
+        # a full batch reads the whole table (a plan that listed a year of hourly partitions would pass
+        # Athena's limit on a query's length); a partition that comes meanwhile is read again by the next
+        # batch, which knows its deliveries already
+        chosen = [] if full else choose_input(listed, previous_start, registered_until)
         seen = [p.created_at for p in listed if p.created_at is not None]
         return Plan(batch, max(now, prev_as_of), prev_batch, prev_as_of,
                     tuple(sorted(tuple(p.values) for p in chosen)), now,
-                    max(seen, default=registered_until))
+                    max(seen, default=registered_until), full)
 
     @staticmethod
     def record_sql(plan: Plan, step: str) -> str:
@@ -329,6 +339,10 @@ class IncrementalRefresh:
         return ("INSERT INTO state_refreshes (batch, step, as_of, prev_batch, prev_as_of, input, recorded_at) "
                 f"VALUES ({plan.batch}, {_quote(step)}, TIMESTAMP '{sql_ts(plan.as_of)}', {plan.prev_batch}, "
                 f"TIMESTAMP '{sql_ts(plan.prev_as_of)}', {partitions}, TIMESTAMP '{sql_ts(recorded)}')")
+
+
+def _number(step: Step) -> int:
+    return int(step.name.split("_", 1)[0])
 
 
 def _naive(value: Any) -> dt.datetime:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,24 @@ def to_duckdb(trino_sql: str) -> str:
     """Transpile one Trino statement to DuckDB (the local stand-in for Athena)."""
     import sqlglot
 
-    statements = sqlglot.transpile(trino_sql, read="trino", write="duckdb")
-    if len(statements) != 1:
+    trees = sqlglot.parse(trino_sql, read="trino")
+    if len(trees) != 1 or trees[0] is None:
         raise ValueError("expected exactly one SQL statement")
-    return statements[0]
+    return trees[0].transform(_duckdb_function).sql(dialect="duckdb")
+
+
+def _duckdb_function(node: Any) -> Any:
+    """Trino functions that DuckDB lacks and sqlglot leaves as they are, in DuckDB's words.
+
+    ``from_big_endian_64(xxhash64(to_utf8(x)))``, a 64-bit hash of a string as a bigint (the refresh's key
+    for event ids), becomes DuckDB's own 64-bit string hash shifted into bigint's range: another function,
+    but a state is only ever compared with keys the same engine computed."""
+    from sqlglot import exp
+
+    if (isinstance(node, exp.Anonymous) and node.name.lower() == "from_big_endian_64"
+            and len(node.expressions) == 1 and isinstance(inner := node.expressions[0], exp.Anonymous)
+            and inner.name.lower() == "xxhash64" and len(inner.expressions) == 1
+            and isinstance(encoded := inner.expressions[0], exp.Encode)):
+        return exp.cast(exp.BitwiseRightShift(this=exp.func("hash", encoded.this.copy()),
+                                              expression=exp.Literal.number(1)), "BIGINT")
+    return node

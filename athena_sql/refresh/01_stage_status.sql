@@ -9,21 +9,33 @@ WITH input_deliveries AS (
     SELECT
         event_id,
         received_at,
-        arbitrary(user_id) AS user_id,
-        arbitrary(category) AS category,
-        arbitrary(points) AS points,
-        arbitrary(challenge_id) AS challenge_id,
-        arbitrary(user_name) AS user_name,
-        arbitrary(ts) AS ts
+        user_id,
+        category,
+        points,
+        challenge_id,
+        user_name,
+        ts,
+        from_big_endian_64(xxhash64(to_utf8(event_id))) AS id_key
     FROM score
     WHERE ${input}
-    GROUP BY event_id, received_at
 ),
 
+-- the known deliveries of the batch's event_ids, found by the ids' 64-bit hash (the scan reads 8 bytes a
+-- delivery, not the id's 36); another id with the same hash only brings rows that no new delivery joins,
+-- which the window below leaves out
 known AS (
     SELECT d.event_id, d.received_at, d.user_id, d.category, d.points, d.challenge_id, d.ts, d.counted
     FROM state_deliveries AS d
-    WHERE d.event_id IN (SELECT event_id FROM input_deliveries)
+    WHERE d.id_key IN (SELECT id_key FROM input_deliveries)
+),
+
+-- an input delivery that an earlier batch has seen (same event_id and received_at) is the known one
+new_deliveries AS (
+    SELECT i.event_id, i.received_at, i.user_id, i.category, i.points, i.challenge_id, i.user_name, i.ts
+    FROM input_deliveries AS i
+    WHERE NOT EXISTS (
+        SELECT 1 FROM known AS k WHERE k.event_id = i.event_id AND k.received_at = i.received_at
+    )
 ),
 
 every_delivery AS (
@@ -35,22 +47,15 @@ every_delivery AS (
     SELECT
         event_id, received_at, user_id, category, points, challenge_id, user_name, ts,
         CAST(NULL AS boolean) AS was_counted
-    FROM input_deliveries
-),
-
--- an input delivery that an earlier batch has seen (same event_id and received_at) is the known one
-with_copies AS (
-    SELECT e.*, count(*) OVER (PARTITION BY e.event_id, e.received_at) AS copies
-    FROM every_delivery AS e
+    FROM new_deliveries
 ),
 
 with_previous AS (
     SELECT
-        c.*,
-        lag(c.received_at) OVER (PARTITION BY c.event_id ORDER BY c.received_at) AS previous_received_at,
-        min(CASE WHEN c.was_counted IS NULL THEN c.received_at END) OVER (PARTITION BY c.event_id) AS first_new
-    FROM with_copies AS c
-    WHERE NOT (c.was_counted IS NULL AND c.copies > 1)
+        e.*,
+        lag(e.received_at) OVER (PARTITION BY e.event_id ORDER BY e.received_at) AS previous_received_at,
+        min(CASE WHEN e.was_counted IS NULL THEN e.received_at END) OVER (PARTITION BY e.event_id) AS first_new
+    FROM every_delivery AS e
 )
 
 SELECT
@@ -68,4 +73,6 @@ SELECT
     was_counted
 FROM with_previous
 WHERE received_at >= first_new
+  -- two copies of one new delivery (the same record in two files): the second is left out
+  AND previous_received_at IS DISTINCT FROM received_at
   AND NOT EXISTS (SELECT 1 FROM stage_status WHERE batch = ${batch})

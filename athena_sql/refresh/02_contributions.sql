@@ -10,7 +10,7 @@ WITH status AS (
 ),
 
 delivery_changes AS (
-    SELECT event_id, user_id, category, ts, CASE WHEN counted THEN points ELSE -points END AS points
+    SELECT user_id, category, ts, CASE WHEN counted THEN points ELSE -points END AS points
     FROM status
     WHERE challenge_id IS NULL
       AND counted <> coalesce(was_counted, false)
@@ -48,14 +48,14 @@ new_firsts AS (
 ),
 
 changes AS (
-    SELECT event_id, user_id, category, ts, points FROM delivery_changes
+    SELECT user_id, category, ts, points FROM delivery_changes
     UNION ALL
-    SELECT event_id, user_id, category, ts, points FROM new_firsts
+    SELECT user_id, category, ts, points FROM new_firsts
     UNION ALL
-    SELECT old_event_id, user_id, old_category, old_ts, -old_points FROM new_firsts WHERE old_event_id IS NOT NULL
+    SELECT user_id, old_category, old_ts, -old_points FROM new_firsts WHERE old_event_id IS NOT NULL
 )
 
-SELECT ${batch} AS batch, event_id, user_id, category, points, ts
+SELECT ${batch} AS batch, user_id, category, points, ts
 FROM changes
 WHERE NOT EXISTS (SELECT 1 FROM state_contributions WHERE batch = ${batch})
 ORDER BY ts

@@ -1,7 +1,9 @@
 -- Remember the batch's new deliveries that are recent enough to matter (appended: the table is never
 -- read whole for them). Idempotent: a batch's rows are written once.
 INSERT INTO state_deliveries
-SELECT event_id, received_at, user_id, category, points, challenge_id, ts, counted, batch
+SELECT
+    from_big_endian_64(xxhash64(to_utf8(event_id))) AS id_key,
+    event_id, received_at, user_id, category, points, challenge_id, ts, counted, batch
 FROM stage_status
 WHERE batch = ${batch}
   AND was_counted IS NULL

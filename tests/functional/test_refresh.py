@@ -14,7 +14,7 @@ import datetime as dt
 import shutil
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -218,16 +218,21 @@ def play(sim: SimLake, rounds: list[tuple[dt.timedelta, list[dict[str, Any]]]],
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rounds=histories())
+@given(rounds=histories(), rebuilds=st.lists(st.booleans(), min_size=5, max_size=5))
 def test_incremental_boards_equal_the_full_recomputation_and_the_oracle(
-    tmp_path_factory: pytest.TempPathFactory, rounds: list[tuple[dt.timedelta, list[dict[str, Any]]]]
+    tmp_path_factory: pytest.TempPathFactory, rounds: list[tuple[dt.timedelta, list[dict[str, Any]]]],
+    rebuilds: list[bool],
 ) -> None:
     root = tmp_path_factory.mktemp("refresh")
     sim = SimLake(root)
     incremental = sim.refresher(root / "state" / "state.duckdb")
+    modes = iter(rebuilds)
 
     def refresh(as_of: dt.datetime) -> list[dict[str, Any]]:
-        return incremental.refresh(now=as_of.replace(tzinfo=dt.UTC)).rows
+        # an admin's full rebuild now and then: the batches after it step the state it built
+        result = incremental.refresh(now=as_of.replace(tzinfo=dt.UTC), full=next(modes))
+        assert result.full == (result.plan.batch == 1)  # a rebuild starts the log again; the first batch builds
+        return result.rows
 
     for as_of, rows in play(sim, rounds, refresh):
         expected = oracle(sim.deliveries, as_of)
@@ -266,8 +271,12 @@ def test_a_refresh_stopped_after_any_statement_and_run_again_gives_the_same_boar
     reference = sim.refresher(reference_root / "state" / "state.duckdb")
     expected = [as_rows(rows) for _, rows in play(sim, rounds, lambda a: reference.refresh(
         now=a.replace(tzinfo=dt.UTC)).rows)]
-    statements = [s.name for s in reference.sequence(reference.plan()[0]) if s.name != "done"]
-    assert len(statements) >= 10
+    plan = reference.plan()[0]
+    assert not plan.full
+    # the first batch builds the state (the rebuild's steps), the later ones step it
+    statements = list(dict.fromkeys(s.name for p in (replace(plan, full=True), plan)
+                                    for s in reference.sequence(p) if s.name != "done"))
+    assert len(statements) >= 20
 
     class Stop(Exception):
         pass
@@ -318,7 +327,9 @@ def test_the_refresh_reads_only_new_partitions_and_a_full_rebuild_reads_all(tmp_
     assert [len(r.plan.partitions) for r in inputs] == [1, 2, 2, 2]  # this hour and the last, not history
     assert len(sim.registered) == 4
     full = refresher.refresh(full=True, now=(START + dt.timedelta(hours=11)).replace(tzinfo=dt.UTC))
-    assert len(full.plan.partitions) == 4 and full.plan.batch == 1
+    assert full.plan.full and full.plan.batch == 1
+    assert full.plan.params(30, 45)["input"] == "true"  # the whole table, however many partitions it has
+    assert inputs[0].plan.full and not any(r.plan.full for r in inputs[1:])  # the first batch built the state
 
 
 # --- on AWS: the same statements as a chain of queries, one started per state-change event ----------------
