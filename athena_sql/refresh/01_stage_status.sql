@@ -14,28 +14,19 @@ WITH input_deliveries AS (
         points,
         challenge_id,
         user_name,
-        ts,
-        from_big_endian_64(xxhash64(to_utf8(event_id))) AS id_key
+        ts
     FROM score
     WHERE ${input}
 ),
 
 -- the known deliveries of the batch's event_ids, found by the ids' 64-bit hash (the scan reads 8 bytes a
--- delivery, not the id's 36); another id with the same hash only brings rows that no new delivery joins,
--- which the window below leaves out
+-- delivery, not the id's 36); another id with the same hash only brings rows of an event_id without new
+-- deliveries, which the window below leaves out. The input's ids are read here a second time (a column of
+-- the new data), so that the engine can filter the scan of the state by them as it reads
 known AS (
     SELECT d.event_id, d.received_at, d.user_id, d.category, d.points, d.challenge_id, d.ts, d.counted
     FROM state_deliveries AS d
-    WHERE d.id_key IN (SELECT id_key FROM input_deliveries)
-),
-
--- an input delivery that an earlier batch has seen (same event_id and received_at) is the known one
-new_deliveries AS (
-    SELECT i.event_id, i.received_at, i.user_id, i.category, i.points, i.challenge_id, i.user_name, i.ts
-    FROM input_deliveries AS i
-    WHERE NOT EXISTS (
-        SELECT 1 FROM known AS k WHERE k.event_id = i.event_id AND k.received_at = i.received_at
-    )
+    WHERE d.id_key IN (SELECT from_big_endian_64(xxhash64(to_utf8(event_id))) FROM score WHERE ${input})
 ),
 
 every_delivery AS (
@@ -47,15 +38,32 @@ every_delivery AS (
     SELECT
         event_id, received_at, user_id, category, points, challenge_id, user_name, ts,
         CAST(NULL AS boolean) AS was_counted
-    FROM new_deliveries
+    FROM input_deliveries
+),
+
+-- one row per delivery: copies of it (re-read, or the same record in two files) are one delivery, and an
+-- earlier batch's (arbitrary takes a non-null value) is the known one, whose name that batch applied
+deliveries AS (
+    SELECT
+        event_id,
+        received_at,
+        arbitrary(user_id) AS user_id,
+        arbitrary(category) AS category,
+        arbitrary(points) AS points,
+        arbitrary(challenge_id) AS challenge_id,
+        CASE WHEN arbitrary(was_counted) IS NULL THEN arbitrary(user_name) END AS user_name,
+        arbitrary(ts) AS ts,
+        arbitrary(was_counted) AS was_counted
+    FROM every_delivery
+    GROUP BY event_id, received_at
 ),
 
 with_previous AS (
     SELECT
-        e.*,
-        lag(e.received_at) OVER (PARTITION BY e.event_id ORDER BY e.received_at) AS previous_received_at,
-        min(CASE WHEN e.was_counted IS NULL THEN e.received_at END) OVER (PARTITION BY e.event_id) AS first_new
-    FROM every_delivery AS e
+        d.*,
+        lag(d.received_at) OVER (PARTITION BY d.event_id ORDER BY d.received_at) AS previous_received_at,
+        min(CASE WHEN d.was_counted IS NULL THEN d.received_at END) OVER (PARTITION BY d.event_id) AS first_new
+    FROM deliveries AS d
 )
 
 SELECT
@@ -73,6 +81,4 @@ SELECT
     was_counted
 FROM with_previous
 WHERE received_at >= first_new
-  -- two copies of one new delivery (the same record in two files): the second is left out
-  AND previous_received_at IS DISTINCT FROM received_at
   AND NOT EXISTS (SELECT 1 FROM stage_status WHERE batch = ${batch})
