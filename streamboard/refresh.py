@@ -174,7 +174,8 @@ class Plan:
 
     def params(self, horizon_days: int, retention_days: int) -> dict[str, object]:
         return {"batch": self.batch, "prev_batch": self.prev_batch, "as_of": sql_ts(self.as_of),
-                "prev_as_of": sql_ts(self.prev_as_of), "input": "true" if self.full else input_predicate(self.partitions),
+                "prev_as_of": sql_ts(self.prev_as_of),
+                "input": "true" if self.full else input_predicate(self.partitions),
                 "dedupe_horizon_days": horizon_days, "retention_days": retention_days}
 
 
@@ -211,7 +212,8 @@ class RefreshResult:
 
     def summary(self) -> dict[str, Any]:
         return {"batch": self.plan.batch, "mode": "full" if self.full else "incremental", "resumed": self.resumed,
-                "as_of": sql_ts(self.plan.as_of), "input_partitions": "all" if self.plan.full else len(self.plan.partitions),
+                "as_of": sql_ts(self.plan.as_of),
+                "input_partitions": "all" if self.plan.full else len(self.plan.partitions),
                 "steps": {k: round(v, 3) for k, v in self.steps.items()}}
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "athena_sql"
 DEFAULT_HORIZON_DAYS = 30
@@ -74,7 +74,7 @@ def to_duckdb(trino_sql: str) -> str:
     trees = sqlglot.parse(trino_sql, read="trino")
     if len(trees) != 1 or trees[0] is None:
         raise ValueError("expected exactly one SQL statement")
-    return trees[0].transform(_duckdb_function).sql(dialect="duckdb")
+    return str(trees[0].transform(_duckdb_function).sql(dialect="duckdb"))
 
 
 def _duckdb_function(node: Any) -> Any:
