@@ -80,15 +80,23 @@ def to_duckdb(trino_sql: str) -> str:
 def _duckdb_function(node: Any) -> Any:
     """Trino functions that DuckDB lacks and sqlglot leaves as they are, in DuckDB's words.
 
-    ``from_big_endian_64(xxhash64(to_utf8(x)))``, a 64-bit hash of a string as a bigint (the refresh's key
-    for event ids), becomes DuckDB's own 64-bit string hash shifted into bigint's range: another function,
-    but a state is only ever compared with keys the same engine computed."""
+    The refresh keys an event id by two 64-bit hashes of it as bigints: ``from_big_endian_64(xxhash64(
+    to_utf8(x)))`` and ``from_big_endian_64(substr(md5(to_utf8(x)), 1, 8))``. They become DuckDB's own
+    string hash and the upper half of its md5, shifted into bigint's range: other values than Trino's, but
+    a state is only ever compared with keys that the same engine computed."""
     from sqlglot import exp
 
-    if (isinstance(node, exp.Anonymous) and node.name.lower() == "from_big_endian_64"
-            and len(node.expressions) == 1 and isinstance(inner := node.expressions[0], exp.Anonymous)
-            and inner.name.lower() == "xxhash64" and len(inner.expressions) == 1
-            and isinstance(encoded := inner.expressions[0], exp.Encode)):
-        return exp.cast(exp.BitwiseRightShift(this=exp.func("hash", encoded.this.copy()),
-                                              expression=exp.Literal.number(1)), "BIGINT")
-    return node
+    if not (isinstance(node, exp.Anonymous) and node.name.lower() == "from_big_endian_64"
+            and len(node.expressions) == 1):
+        return node
+    arg = node.expressions[0]
+    if (isinstance(arg, exp.Anonymous) and arg.name.lower() == "xxhash64" and len(arg.expressions) == 1
+            and isinstance(arg.expressions[0], exp.Encode)):
+        digest = exp.func("hash", arg.expressions[0].this.copy())
+    elif (isinstance(arg, exp.Substring) and isinstance(arg.this, exp.MD5Digest)
+          and isinstance(arg.this.this, exp.Encode) and arg.args.get("start") == exp.Literal.number(1)
+          and arg.args.get("length") == exp.Literal.number(8)):
+        digest = exp.func("md5_number_upper", arg.this.this.this.copy())
+    else:
+        return node
+    return exp.cast(exp.BitwiseRightShift(this=digest, expression=exp.Literal.number(1)), "BIGINT")

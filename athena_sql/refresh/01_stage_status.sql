@@ -3,12 +3,15 @@
 -- earlier delivery of its event_id was received within the horizon (${dedupe_horizon_days} days) before it. For every event_id the batch
 -- touched: its new deliveries (from the input partitions, not seen by an earlier batch) and the known
 -- ones from its earliest new one on, which a new one before them may change; the earlier known ones keep
--- theirs. Idempotent: a batch's rows are written once.
+-- theirs. An event is matched by its 128-bit key (state_deliveries). Idempotent: a batch's rows are
+-- written once.
 INSERT INTO stage_status
 WITH input_deliveries AS (
     SELECT
-        event_id,
+        from_big_endian_64(xxhash64(to_utf8(event_id))) AS id_key,
+        from_big_endian_64(substr(md5(to_utf8(event_id)), 1, 8)) AS id_key2,
         received_at,
+        event_id,
         user_id,
         category,
         points,
@@ -19,24 +22,25 @@ WITH input_deliveries AS (
     WHERE ${input}
 ),
 
--- the known deliveries of the batch's event_ids, found by the ids' 64-bit hash (the scan reads 8 bytes a
--- delivery, not the id's 36); another id with the same hash only brings rows of an event_id without new
--- deliveries, which the window below leaves out. The input's ids are read here a second time (a column of
--- the new data), so that the engine can filter the scan of the state by them as it reads
+-- the known deliveries of the batch's events: their keys, times and counting only (the state's narrow
+-- columns). The input's ids are hashed here a second time, so that the engine filters the scan of the
+-- state by them as it reads
 known AS (
-    SELECT d.event_id, d.received_at, d.user_id, d.category, d.points, d.challenge_id, d.ts, d.counted
+    SELECT d.id_key, d.id_key2, d.received_at, d.counted
     FROM state_deliveries AS d
     WHERE d.id_key IN (SELECT from_big_endian_64(xxhash64(to_utf8(event_id))) FROM score WHERE ${input})
 ),
 
 every_delivery AS (
     SELECT
-        event_id, received_at, user_id, category, points, challenge_id,
-        CAST(NULL AS varchar) AS user_name, ts, counted AS was_counted
+        id_key, id_key2, received_at,
+        CAST(NULL AS varchar) AS event_id, CAST(NULL AS varchar) AS user_id, CAST(NULL AS varchar) AS category,
+        CAST(NULL AS bigint) AS points, CAST(NULL AS varchar) AS challenge_id, CAST(NULL AS varchar) AS user_name,
+        CAST(NULL AS timestamp(3)) AS ts, counted AS was_counted
     FROM known
     UNION ALL
     SELECT
-        event_id, received_at, user_id, category, points, challenge_id, user_name, ts,
+        id_key, id_key2, received_at, event_id, user_id, category, points, challenge_id, user_name, ts,
         CAST(NULL AS boolean) AS was_counted
     FROM input_deliveries
 ),
@@ -45,8 +49,10 @@ every_delivery AS (
 -- earlier batch's (arbitrary takes a non-null value) is the known one, whose name that batch applied
 deliveries AS (
     SELECT
-        event_id,
+        id_key,
+        id_key2,
         received_at,
+        arbitrary(event_id) AS event_id,
         arbitrary(user_id) AS user_id,
         arbitrary(category) AS category,
         arbitrary(points) AS points,
@@ -55,30 +61,43 @@ deliveries AS (
         arbitrary(ts) AS ts,
         arbitrary(was_counted) AS was_counted
     FROM every_delivery
-    GROUP BY event_id, received_at
+    GROUP BY id_key, id_key2, received_at
 ),
 
-with_previous AS (
+staged AS (
     SELECT
-        d.*,
-        lag(d.received_at) OVER (PARTITION BY d.event_id ORDER BY d.received_at) AS previous_received_at,
-        min(CASE WHEN d.was_counted IS NULL THEN d.received_at END) OVER (PARTITION BY d.event_id) AS first_new
-    FROM deliveries AS d
+        *,
+        (previous_received_at IS NULL
+         OR received_at > previous_received_at + INTERVAL '${dedupe_horizon_days}' DAY) AS counted
+    FROM (
+        SELECT
+            d.*,
+            lag(d.received_at) OVER (PARTITION BY d.id_key, d.id_key2 ORDER BY d.received_at) AS previous_received_at,
+            min(CASE WHEN d.was_counted IS NULL THEN d.received_at END)
+                OVER (PARTITION BY d.id_key, d.id_key2) AS first_new
+        FROM deliveries AS d
+    ) AS w
+    WHERE received_at >= first_new
+),
+
+-- what the rows need beyond the keys: from the input, or, for a known delivery the input did not read
+-- again (rare: an earlier delivery of its event arrived late), from the state
+staged_rows AS (
+    SELECT event_id, received_at, user_id, category, points, challenge_id, user_name, ts, counted, was_counted
+    FROM staged
+    WHERE event_id IS NOT NULL
+    UNION ALL
+    SELECT
+        d.event_id, s.received_at, d.user_id, d.category, d.points, d.challenge_id, s.user_name, d.ts,
+        s.counted, s.was_counted
+    FROM staged AS s
+    INNER JOIN state_deliveries AS d
+        ON d.id_key = s.id_key AND d.id_key2 = s.id_key2 AND d.received_at = s.received_at
+    WHERE s.event_id IS NULL
 )
 
 SELECT
-    ${batch} AS batch,
-    event_id,
-    received_at,
-    user_id,
-    category,
-    points,
-    challenge_id,
-    user_name,
-    ts,
-    (previous_received_at IS NULL
-     OR received_at > previous_received_at + INTERVAL '${dedupe_horizon_days}' DAY) AS counted,
+    ${batch} AS batch, event_id, received_at, user_id, category, points, challenge_id, user_name, ts, counted,
     was_counted
-FROM with_previous
-WHERE received_at >= first_new
-  AND NOT EXISTS (SELECT 1 FROM stage_status WHERE batch = ${batch})
+FROM staged_rows
+WHERE NOT EXISTS (SELECT 1 FROM stage_status WHERE batch = ${batch})

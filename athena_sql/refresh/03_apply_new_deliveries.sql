@@ -3,6 +3,7 @@
 INSERT INTO state_deliveries
 SELECT
     from_big_endian_64(xxhash64(to_utf8(event_id))) AS id_key,
+    from_big_endian_64(substr(md5(to_utf8(event_id)), 1, 8)) AS id_key2,
     event_id, received_at, user_id, category, points, challenge_id, ts, counted, batch
 FROM stage_status
 WHERE batch = ${batch}
