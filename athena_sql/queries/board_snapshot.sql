@@ -8,9 +8,11 @@ WITH time_windows AS (
 ),
 
 totals AS (
-    SELECT scope, time_window, user_id, score
-    FROM state_window_totals
-    WHERE score <> 0
+    SELECT scope, 'all' AS time_window, user_id, score_all AS score FROM state_window_totals WHERE score_all <> 0
+    UNION ALL
+    SELECT scope, '30d', user_id, score_30d FROM state_window_totals WHERE score_30d <> 0
+    UNION ALL
+    SELECT scope, '365d', user_id, score_365d FROM state_window_totals WHERE score_365d <> 0
 ),
 
 -- the 1000th highest score of each board: only users at or above it can rank 1000 or better

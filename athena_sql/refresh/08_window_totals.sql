@@ -5,73 +5,68 @@
 -- Windows are trailing by event time: 30d = ts in (as_of - 30 days, as_of], all = ts <= as_of.
 MERGE INTO state_window_totals AS t
 USING (
-WITH clock AS (
-    SELECT TIMESTAMP '${as_of}' AS as_of, TIMESTAMP '${prev_as_of}' AS prev_as_of
-),
-
-time_windows AS (
-    SELECT time_window, days
-    FROM (VALUES ('all', CAST(NULL AS integer)), ('30d', 30), ('365d', 365)) AS w (time_window, days)
-),
-
--- the ledger rows at the windows' moving edges; the bounds are literals so that the engine reads only
--- the files (row groups) whose ts range meets them
-ledger AS (
-    SELECT l.user_id, l.category, l.points, l.ts
-    FROM state_contributions AS l
-    WHERE l.batch < ${batch}
-      AND ((l.ts > TIMESTAMP '${prev_as_of}' AND l.ts <= TIMESTAMP '${as_of}')
-           OR (l.ts > TIMESTAMP '${prev_as_of}' - INTERVAL '30' DAY
-               AND l.ts <= TIMESTAMP '${as_of}' - INTERVAL '30' DAY)
-           OR (l.ts > TIMESTAMP '${prev_as_of}' - INTERVAL '365' DAY
-               AND l.ts <= TIMESTAMP '${as_of}' - INTERVAL '365' DAY))
-),
-
-stepped AS (
-    SELECT w.time_window, l.user_id, l.category, l.points
-    FROM ledger AS l
-    CROSS JOIN time_windows AS w
-    CROSS JOIN clock AS c
-    WHERE l.ts <= c.as_of AND l.ts > c.prev_as_of
-      AND (w.days IS NULL OR l.ts > date_add('day', -w.days, c.as_of))
+WITH moves AS (
+    -- ledger points that entered the windows: all of them enter 'all', the recent ones 30d and 365d too
+    -- (the bounds are literals, so that the engine reads only the row groups whose ts range meets them)
+    SELECT
+        user_id,
+        category,
+        points AS d_all,
+        CASE WHEN ts > TIMESTAMP '${as_of}' - INTERVAL '30' DAY THEN points ELSE 0 END AS d_30d,
+        CASE WHEN ts > TIMESTAMP '${as_of}' - INTERVAL '365' DAY THEN points ELSE 0 END AS d_365d
+    FROM state_contributions
+    WHERE batch < ${batch}
+      AND ts > TIMESTAMP '${prev_as_of}' AND ts <= TIMESTAMP '${as_of}'
     UNION ALL
-    SELECT w.time_window, l.user_id, l.category, -l.points
-    FROM ledger AS l
-    CROSS JOIN time_windows AS w
-    CROSS JOIN clock AS c
-    WHERE w.days IS NOT NULL
-      AND l.ts > date_add('day', -w.days, c.prev_as_of) AND l.ts <= c.prev_as_of
-      AND l.ts <= date_add('day', -w.days, c.as_of)
+    -- ledger points that left the 30d window (they were in it at the previous as_of)
+    SELECT user_id, category, 0, -points, 0
+    FROM state_contributions
+    WHERE batch < ${batch}
+      AND ts > TIMESTAMP '${prev_as_of}' - INTERVAL '30' DAY AND ts <= TIMESTAMP '${as_of}' - INTERVAL '30' DAY
+      AND ts <= TIMESTAMP '${prev_as_of}'
     UNION ALL
-    SELECT w.time_window, s.user_id, s.category, s.points
-    FROM state_contributions AS s
-    CROSS JOIN time_windows AS w
-    CROSS JOIN clock AS c
-    WHERE s.batch = ${batch}
-      AND s.ts <= c.as_of
-      AND (w.days IS NULL OR s.ts > date_add('day', -w.days, c.as_of))
+    -- and the 365d window
+    SELECT user_id, category, 0, 0, -points
+    FROM state_contributions
+    WHERE batch < ${batch}
+      AND ts > TIMESTAMP '${prev_as_of}' - INTERVAL '365' DAY AND ts <= TIMESTAMP '${as_of}' - INTERVAL '365' DAY
+      AND ts <= TIMESTAMP '${prev_as_of}'
+    UNION ALL
+    -- the batch's own points, in the windows they fall in as of now
+    SELECT
+        user_id,
+        category,
+        points,
+        CASE WHEN ts > TIMESTAMP '${as_of}' - INTERVAL '30' DAY THEN points ELSE 0 END,
+        CASE WHEN ts > TIMESTAMP '${as_of}' - INTERVAL '365' DAY THEN points ELSE 0 END
+    FROM state_contributions
+    WHERE batch = ${batch} AND ts <= TIMESTAMP '${as_of}'
 ),
 
 per_category AS (
-    SELECT time_window, user_id, category, sum(points) AS points
-    FROM stepped
-    GROUP BY time_window, user_id, category
+    SELECT user_id, category, sum(d_all) AS d_all, sum(d_30d) AS d_30d, sum(d_365d) AS d_365d
+    FROM moves
+    GROUP BY user_id, category
 ),
 
 changes AS (
-    SELECT category AS scope, time_window, user_id, points FROM per_category
+    SELECT category AS scope, user_id, d_all, d_30d, d_365d FROM per_category
     UNION ALL
-    SELECT 'overall' AS scope, time_window, user_id, sum(points) AS points
+    SELECT 'overall' AS scope, user_id, sum(d_all), sum(d_30d), sum(d_365d)
     FROM per_category
-    GROUP BY time_window, user_id
+    GROUP BY user_id
 )
 
-SELECT scope, time_window, user_id, CAST(points AS bigint) AS points
+SELECT
+    scope, user_id, CAST(d_all AS bigint) AS d_all, CAST(d_30d AS bigint) AS d_30d,
+    CAST(d_365d AS bigint) AS d_365d
 FROM changes
-WHERE points <> 0
+WHERE d_all <> 0 OR d_30d <> 0 OR d_365d <> 0
 ) AS d
-ON t.scope = d.scope AND t.time_window = d.time_window AND t.user_id = d.user_id
+ON t.scope = d.scope AND t.user_id = d.user_id
 WHEN MATCHED AND t.batch < ${batch} THEN
-    UPDATE SET score = t.score + d.points, batch = ${batch}
+    UPDATE SET score_all = t.score_all + d.d_all, score_30d = t.score_30d + d.d_30d,
+               score_365d = t.score_365d + d.d_365d, batch = ${batch}
 WHEN NOT MATCHED THEN
-    INSERT (batch, scope, time_window, user_id, score) VALUES (${batch}, d.scope, d.time_window, d.user_id, d.points)
+    INSERT (batch, scope, user_id, score_all, score_30d, score_365d)
+    VALUES (${batch}, d.scope, d.user_id, d.d_all, d.d_30d, d.d_365d)

@@ -1,3 +1,3 @@
--- A user whose points all left a window (or were taken back) is no longer on that board.
+-- A user whose points all left every window of a scope (or were taken back) is no longer on its boards.
 DELETE FROM state_window_totals
-WHERE score = 0
+WHERE score_all = 0 AND score_30d = 0 AND score_365d = 0
