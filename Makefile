@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install tools demo test lint typecheck unit functional e2e infra-test synth bench bench-stack bench-refresh clean
+.PHONY: install tools demo test lint typecheck unit functional e2e infra-test synth bench bench-stack bench-refresh bench-router clean
 
 # Node runs the CDK's jsii runtime (CDK synth in the tests); install it from Debian if the machine lacks it.
 tools:
@@ -61,6 +61,10 @@ bench-stack: install
 # Builds synthetic lakes of 4M, 20M and 50M events under /tmp (deleted after); takes a long while.
 bench-refresh: install
 	$(BIN)/python -m bench.refresh
+
+# The router Lambda's CPU per event (batched and single-event traffic) against decode-only; about a minute.
+bench-router: install
+	$(BIN)/python -m bench.router
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data cdk.out
