@@ -5,9 +5,9 @@ sent as a record of its own is billed as 5 KB. The router packs each delivery st
 into records of up to :data:`MAX_RECORD_BYTES`: concatenated JSON objects, one per line (``{...}\\n{...}\\n``),
 the form Firehose's JSON -> Parquet conversion reads (an array of objects is not valid input; see
 FACTS.md). For 1,000 events of 300 bytes in one router batch that is 1 record instead of 1,000, and
-300,000 bytes billed as 302,080 (59 steps of 5 KB) instead of 5,120,000 (1,000 steps): 17 times fewer
-billed bytes. A full record holds about 3,400 such events; a router batch with fewer events of a type
-makes a smaller record.
+300,000 bytes billed as 302,080 (59 steps of 5 KB, taken as 5,120 bytes) instead of 5,120,000 (1,000
+steps): 17 times fewer billed bytes. A full record holds about 3,400 such events; a router batch with
+fewer events of a type makes a smaller record.
 """
 
 from __future__ import annotations
