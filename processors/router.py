@@ -2,12 +2,15 @@
 
 Event source: Kinesis (batch, ReportBatchItemFailures on). Each record carries the
 events of one ingest request (see ``Registry.read_record``); each event goes to its
-type's delivery stream, one line of JSON in the lake's normalized form. Records
-with an event that could not be delivered are reported in ``batchItemFailures`` so
-the event source mapping retries from the first of them; what can never be routed
-(not a record, an invalid event) is quarantined in the bad-events sink, never
-allowed to block the shard.
-Also updates the near-real-time profiles (deduplicated by event_id).
+type's delivery stream, one line of JSON in the lake's normalized form, and a batch's
+lines of one stream are packed into Firehose records of up to 1,000 KiB
+(``streamboard.packing``: Firehose bills every record in 5 KB steps). When a packed
+record is not delivered, every Kinesis record that contributed an event to it is
+reported in ``batchItemFailures``, so the event source mapping retries from the first
+of them (events delivered twice that way count once downstream, by event_id); what can
+never be routed (not a record, an invalid event) is quarantined in the bad-events
+sink, never allowed to block the shard.
+Also updates the near-real-time profiles with the delivered events (deduplicated by event_id).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import msgspec
 
 from streamboard.backend import Backend
 from streamboard.badevents import keep_bad_events
+from streamboard.packing import pack
 from streamboard.registry import format_ts
 
 log = logging.getLogger("streamboard.router")
@@ -51,16 +55,19 @@ def route(records: list[dict[str, Any]], backend: Backend) -> dict[str, Any]:
     failed: set[str] = set()
     delivered: list[dict[str, Any]] = []
     for stream, items in by_stream.items():
+        packed = pack([line for _, line, _ in items])
         try:
-            failed_idx = set(backend.delivery.put_record_batch(stream, [data for _, data, _ in items]))
+            failed_idx = set(backend.delivery.put_record_batch(
+                stream, [b"".join(line for _, line, _ in items[r.start:r.stop]) for r in packed]))
         except Exception as exc:  # noqa: BLE001 - any delivery failure means: retry these records
             log.warning("delivery to %s failed: %s", stream, exc)
-            failed_idx = set(range(len(items)))
-        for i, (seq, _, event) in enumerate(items):
+            failed_idx = set(range(len(packed)))
+        for i, members in enumerate(packed):
             if i in failed_idx:
-                failed.add(seq)  # the whole record is retried; its delivered events count once downstream
+                # Each Kinesis record with an event in it is retried whole; its delivered events count once.
+                failed.update(items[j][0] for j in members)
             else:
-                delivered.append(event)
+                delivered.extend(items[j][2] for j in members)
 
     # Profiles: applying an event twice counts it once, so retried records are harmless.
     backend.profiles.apply(delivered, format_ts(dt.datetime.now(dt.UTC)))

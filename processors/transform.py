@@ -1,10 +1,17 @@
-"""Firehose transform Lambda: shapes each record for the Parquet conversion.
+"""Firehose transform Lambda: shapes each packed record for the Parquet conversion.
 
 Contract (Kinesis Data Firehose data transformation): every input ``recordId``
-comes back once with ``result`` Ok, Dropped or ProcessingFailed and base64
-``data``. Ok records are one JSON object per line whose keys are exactly the
-Glue table's columns, timestamps as ``yyyy-MM-dd HH:mm:ss.SSS`` in UTC (the form
-Firehose's JSON deserializers read into a Parquet timestamp).
+comes back exactly once with ``result`` Ok, Dropped or ProcessingFailed and base64
+``data``. A record carries many events (the router packs them: concatenated JSON
+objects, one per line; ``streamboard.packing``). Each event is checked and
+normalized on its own; the good ones go back packed under the record's ``recordId``
+(Ok): one JSON object per line whose keys are exactly the Glue table's columns,
+timestamps as ``yyyy-MM-dd HH:mm:ss.SSS`` in UTC (the form Firehose's JSON
+deserializers read into a Parquet timestamp). The bad ones (an event that does not
+fit its table, a piece that is not a JSON object) are kept with their reason in the
+bad-events sink, never in the lake's tables. Only an unreadable record (not UTF-8,
+no JSON object at all) is ProcessingFailed: Firehose then keeps it whole under the
+error prefix.
 """
 
 from __future__ import annotations
@@ -14,6 +21,10 @@ import json
 import logging
 from typing import Any
 
+from streamboard.backend import Backend
+from streamboard.badevents import keep_bad_events
+from streamboard.packing import Unreadable, read_objects
+from streamboard.ports import Lake
 from streamboard.registry import REGISTRY, EventType, Registry, parse_ts
 
 log = logging.getLogger("streamboard.transform")
@@ -31,14 +42,10 @@ def _event_type_of(stream_arn: str, registry: Registry) -> EventType:
     raise Unprocessable(f"no event type is delivered by stream {stream!r}")
 
 
-def transform_record(raw: bytes, event_type: EventType) -> dict[str, Any]:
-    """One delivered event (a JSON line the router wrote) to the row the Parquet conversion expects; raises
+def transform_event(event: dict[str, Any], event_type: EventType) -> dict[str, Any]:
+    """One delivered event (as the router wrote it) to the row the Parquet conversion expects; raises
     :class:`Unprocessable`."""
-    try:
-        event = json.loads(raw)
-    except ValueError as exc:
-        raise Unprocessable(f"not JSON: {exc}") from None
-    if not isinstance(event, dict) or event.get("event_type") != event_type.name:
+    if event.get("event_type") != event_type.name:
         raise Unprocessable(f"not a {event_type.name} event")
     row: dict[str, Any] = {}
     for col in event_type.columns:
@@ -66,24 +73,47 @@ def transform_record(raw: bytes, event_type: EventType) -> dict[str, Any]:
     return row
 
 
-def transform(event: dict[str, Any], registry: Registry = REGISTRY) -> dict[str, Any]:
+def transform(event: dict[str, Any], lake: Lake, registry: Registry = REGISTRY) -> dict[str, Any]:
+    """The transformation's response to a Firehose invocation; the bad events of its records go to ``lake``'s
+    bad-events sink (one object per invocation, written before the response: if that write fails, the
+    invocation fails and Firehose retries it, so nothing is lost)."""
     event_type = _event_type_of(event.get("deliveryStreamArn", ""), registry)
     out = []
+    bad: list[tuple[Any, str]] = []
     for rec in event["records"]:
-        raw = base64.b64decode(rec["data"])
-        if not raw.strip():
-            out.append({"recordId": rec["recordId"], "result": "Dropped", "data": rec["data"]})
-            continue
+        rid = rec["recordId"]
         try:
-            row = transform_record(raw, event_type)
-        except Unprocessable as exc:
-            log.warning("record %s failed processing: %s", rec["recordId"], exc)
-            out.append({"recordId": rec["recordId"], "result": "ProcessingFailed", "data": rec["data"]})
+            objects, others = read_objects(base64.b64decode(rec["data"]))
+        except Unreadable as exc:
+            log.warning("record %s failed processing: %s", rid, exc)
+            out.append({"recordId": rid, "result": "ProcessingFailed", "data": rec["data"]})
             continue
-        data = (json.dumps(row, separators=(",", ":")) + "\n").encode()
-        out.append({"recordId": rec["recordId"], "result": "Ok", "data": base64.b64encode(data).decode()})
+        rows = []
+        for obj in objects:
+            try:
+                rows.append(transform_event(obj, event_type))
+            except Unprocessable as exc:
+                bad.append((obj, f"transform: record {rid}: {exc}"))
+        bad.extend((piece, f"transform: record {rid}: {reason}") for piece, reason in others)
+        if not rows:
+            # Nothing for the lake (a blank record, or every event bad and kept above). Dropped is the contract's
+            # word for that; Ok with empty data would hand the format conversion an empty record.
+            out.append({"recordId": rid, "result": "Dropped", "data": rec["data"]})
+            continue
+        # UTF-8 as the router wrote it (not \u escapes): the response stays about the size of the invocation.
+        data = "".join(json.dumps(row, separators=(",", ":"), ensure_ascii=False) + "\n" for row in rows).encode()
+        out.append({"recordId": rid, "result": "Ok", "data": base64.b64encode(data).decode()})
+    if bad:
+        log.warning("%d bad events in %s kept in the bad-events sink", len(bad), event_type.delivery_stream)
+        keep_bad_events(lake, "transform", bad)
     return {"records": out}
 
 
+def handle(event: dict[str, Any], backend: Backend) -> dict[str, Any]:
+    return transform(event, backend.lake, backend.registry)
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return transform(event)
+    from processors.deployed import backend
+
+    return handle(event, backend())

@@ -69,7 +69,8 @@ class DeadLetterQueue(Protocol):
 
 
 class DeliveryStreams(Protocol):
-    """Firehose delivery streams, one per event type. Returns the indexes of failed records."""
+    """Firehose delivery streams, one per event type: records of at most 1,000 KiB, each carrying many events
+    (``streamboard.packing``), any number per call. Returns the indexes of failed records."""
 
     def put_record_batch(self, stream: str, records: Sequence[bytes]) -> list[int]: ...
 

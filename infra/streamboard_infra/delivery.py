@@ -1,7 +1,9 @@
-"""Delivery: one Firehose stream per registered event type, JSON lines in, Parquet in the lake out.
+"""Delivery: one Firehose stream per registered event type, packed records of JSON lines in, Parquet in the
+lake out.
 
-Each stream runs the transform Lambda (the recordId/result/data contract), converts JSON to
-Parquet with the schema of the type's Glue table, buffers by size and time, writes under
+Each stream runs the transform Lambda (the recordId/result/data contract; it keeps a record's bad events
+in the lake's bad-events sink), converts JSON to Parquet with the schema of the type's Glue table (each
+JSON object of a record is a row), buffers by size and time, writes under
 ``<prefix>/<type>/year=/month=/day=/hour=/`` (arrival time) and sends what fails, with its
 reason, under ``<prefix>/errors/<error type>/<type>/``.
 """
@@ -37,7 +39,7 @@ class Delivery(Construct):
         self.name_prefix = name_prefix
         self.transform = PipelineFunction(
             self, "Transform", handler="processors.transform.handler", code=code,
-            description="Streamboard: shape Firehose records for the Parquet conversion",
+            description="Streamboard: shape packed Firehose records for the Parquet conversion",
             timeout=cdk.Duration.minutes(1), memory_mb=512, log_retention_days=log_retention_days,
         )
         self.log_group = logs.LogGroup(self, "Logs", retention=retention(log_retention_days),

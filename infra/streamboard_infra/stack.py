@@ -96,6 +96,7 @@ class StreamboardStack(cdk.Stack):
         delivery.grant_put(router.function)                # fan-out per event type
         grant_items(leaderboards.profiles_table, router.function, "GetItem", "PutItem", "UpdateItem")
         lake.grant_put_bad_events(router.handler.role)     # unroutable records
+        lake.grant_put_bad_events(delivery.transform.role)  # events of a packed record that fit no row
 
         analytics.grant_refresh(leaderboards.query.role)
         analytics.grant_refresh(leaderboards.writer.role)
@@ -131,10 +132,11 @@ class StreamboardStack(cdk.Stack):
             "router": router.handler, "transform": delivery.transform, "leaderboard-query": leaderboards.query,
             "leaderboard-writer": leaderboards.writer, "read-api": read_api.handler, "redrive": redrive.handler,
         }
+        # The transform touches only the lake's bad-events sink: it gets the lake's names and nothing else.
+        transform_environment = {k: environment[k] for k in (env.ENV_BACKEND, env.ENV_LAKE_BUCKET, env.ENV_LAKE_PREFIX)}
         for name, fn in functions.items():
-            if name != "transform":  # the transform is pure: it touches no AWS resource
-                for key, value in environment.items():
-                    fn.function.add_environment(key, value)
+            for key, value in (transform_environment if name == "transform" else environment).items():
+                fn.function.add_environment(key, value)
         for key, value in {**environment, env.ENV_REGION: cdk.Aws.REGION,
                            env.ENV_INGEST_PORT: str(CONTAINER_PORT),
                            env.ENV_KEEP_ALIVE: str(CONTAINER_KEEP_ALIVE_S)}.items():

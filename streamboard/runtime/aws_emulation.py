@@ -1,8 +1,8 @@
 """What AWS would do, emulated against an AWS-compatible endpoint (a moto server) for ``up --backend aws``.
 
 moto stores Firehose's processing settings but ignores them: it writes each batch's raw bytes to S3
-at once. :class:`RawDeliverySource` treats those raw objects as Firehose's buffer, so the same
-Firehose emulation (transform Lambda, Parquet, key layout, error prefix) runs on them.
+at once, its records joined. :class:`RawDeliverySource` treats those raw objects as Firehose's buffer, so the
+same Firehose emulation (transform Lambda, Parquet, key layout, error prefix) runs on them.
 moto runs no SQL: :class:`MirroredQueryEngine` copies the cataloged Parquet files to local disk and
 runs the Athena views on DuckDB there.
 """
@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from streamboard.adapters.aws.lake import S3Lake
+from streamboard.packing import pack
 from streamboard.ports import Catalog, QueryStatus
 
 RAW_PREFIX = "firehose-raw"
 
 
 class RawDeliverySource:
-    """The raw objects a delivery stream wrote under ``firehose-raw/<stream>/``, as a Firehose buffer."""
+    """The raw objects a delivery stream wrote under ``firehose-raw/<stream>/``, as a Firehose buffer.
+
+    moto joins a call's records, so their bounds are lost. Every record ends a line, and packing an object's
+    lines again as the router packed them (:func:`streamboard.packing.pack`) gives back the router's records."""
 
     def __init__(self, lake: S3Lake) -> None:
         self.lake = lake
@@ -38,13 +42,14 @@ class RawDeliverySource:
         taken: list[str] = []
         size = 0
         for key in self._keys(stream):
-            lines = [line + b"\n" for line in self.lake.get_object(key).splitlines() if line.strip()]
-            if out and (size + sum(map(len, lines)) > max_bytes or len(out) + len(lines) > max_records):
+            lines = [line + b"\n" for line in self.lake.get_object(key).split(b"\n") if line.strip()]
+            records = [b"".join(lines[r.start:r.stop]) for r in pack(lines)]
+            if out and (size + sum(map(len, records)) > max_bytes or len(out) + len(records) > max_records):
                 break
             now = time.time()
             first = len(out) + 1  # ids are positions in this take; computed before extending
-            out.extend((first + i, line, now) for i, line in enumerate(lines))
-            size += sum(map(len, lines))
+            out.extend((first + i, record, now) for i, record in enumerate(records))
+            size += sum(map(len, records))
             taken.append(key)
         self._taken[stream] = taken
         return out

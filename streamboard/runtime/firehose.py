@@ -1,5 +1,8 @@
 """Firehose emulation: buffering by size and time, the transform Lambda contract, JSON to Parquet
-from the registry's schema, the ``<type>/year=/month=/day=/hour=`` key layout and the error prefix."""
+from the registry's schema, the ``<type>/year=/month=/day=/hour=`` key layout and the error prefix.
+
+A record may carry many JSON objects (the router packs events, ``streamboard.packing``): as the format
+conversion's docs describe, each JSON object in a record's transformed data becomes one row."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import pyarrow.parquet as pq
 
 from streamboard.adapters.local.delivery import LocalDeliveryStreams
 from streamboard.badevents import hour_prefix
+from streamboard.packing import Unreadable, read_objects
 from streamboard.ports import Lake
 from streamboard.registry import EventType, Registry
 
@@ -54,11 +58,8 @@ def _convert_value(kind: str, value: Any) -> Any:
     return value
 
 
-def to_row(event_type: EventType, line: bytes) -> dict[str, Any]:
-    """One transformed JSON line to an Arrow-ready row, as the Parquet conversion reads it."""
-    obj = json.loads(line)
-    if not isinstance(obj, dict):
-        raise ValueError("not a JSON object")
+def to_row(event_type: EventType, obj: dict[str, Any]) -> dict[str, Any]:
+    """One transformed JSON object to an Arrow-ready row, as the Parquet conversion reads it."""
     return {c.name: _convert_value(c.kind, obj.get(c.name)) for c in event_type.columns}
 
 
@@ -90,7 +91,7 @@ class FirehoseEmulator:
 
     def flush(self, force: bool = False) -> int:
         """Deliver every stream whose buffer is full or old enough (all of them with ``force``).
-        Returns the number of records taken out of the buffers."""
+        Returns the number of rows written to the lake (one per event: a record may carry many)."""
         taken = 0
         for t in self.registry:
             while True:
@@ -140,14 +141,21 @@ class FirehoseEmulator:
                                                                   "the transform reported ProcessingFailed"))
                 continue
             out = base64.b64decode(res["data"])
-            for line in out.splitlines():
-                if not line.strip():
-                    continue
+            try:
+                objects, others = read_objects(out)
+            except Unreadable as exc:
+                failures["format-conversion-failed"].append(
+                    _error_record(out, arrival, "DataFormatConversion.MalformedData", str(exc)))
+                continue
+            for text, reason in others:
+                failures["format-conversion-failed"].append(
+                    _error_record(text.encode(), arrival, "DataFormatConversion.MalformedData", reason))
+            for obj in objects:
                 try:
-                    rows_by_hour[hour_prefix(arrived)].append(to_row(event_type, line))
+                    rows_by_hour[hour_prefix(arrived)].append(to_row(event_type, obj))
                 except (ValueError, TypeError) as exc:
-                    failures["format-conversion-failed"].append(
-                        _error_record(line, arrival, "DataFormatConversion.MalformedData", str(exc)))
+                    failures["format-conversion-failed"].append(_error_record(
+                        json.dumps(obj).encode(), arrival, "DataFormatConversion.MalformedData", str(exc)))
         stamp = dt.datetime.now(dt.UTC)
         for prefix, rows in rows_by_hour.items():
             key = f"{event_type.name}/{prefix}/{stream}-{stamp:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}.parquet"
@@ -159,7 +167,7 @@ class FirehoseEmulator:
             self.lake.put_object(key, b"".join(json.dumps(e).encode() + b"\n" for e in errs))
         # Only now, with everything written, leave the buffer (at least once, as Firehose).
         self.buffer.ack(stream, batch[-1][0])
-        return len(batch)
+        return sum(map(len, rows_by_hour.values()))
 
 
 def _error_record(data: bytes, arrival: float, code: str, message: str) -> dict[str, Any]:

@@ -103,7 +103,7 @@ class Pipeline:
 
             delivery = RawDeliverySource(b.lake)  # type: ignore[arg-type]
         self.firehose = FirehoseEmulator(
-            delivery, b.lake, b.registry, lambda event, context: transform.transform(event, b.registry),
+            delivery, b.lake, b.registry, lambda event, context: transform.handle(event, b),
             settings.firehose_buffer_bytes, settings.firehose_buffer_seconds,
         )
         self.lock = threading.RLock()

@@ -22,6 +22,7 @@ from ingest.app import IngestSinks, create_app
 from processors.redrive import redrive
 from streamboard.adapters.aws.provision import provision
 from streamboard.backend import Backend, build_aws_backend
+from streamboard.packing import MAX_RECORD_BYTES
 from streamboard.registry import REGISTRY, format_ts
 from streamboard.settings import Settings
 from tests.conftest import events_of
@@ -75,11 +76,13 @@ class FlakyFirehose:
     def __init__(self, real: Any, fail_share: float, seed: int = 2) -> None:
         self.real, self.fail_share, self.rng = real, fail_share, random.Random(seed)
         self.failed_records = 0
+        self.calls: list[list[int]] = []  # each call's record sizes
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
     def put_record_batch(self, DeliveryStreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        self.calls.append([len(r["Data"]) for r in Records])
         fail = [self.rng.random() < self.fail_share for _ in Records]
         ok = [r for r, f in zip(Records, fail, strict=True) if not f]
         real = iter(self.real.put_record_batch(DeliveryStreamName=DeliveryStreamName, Records=ok)["RequestResponses"]) \
@@ -178,6 +181,23 @@ def test_firehose_partial_failures_are_retried_until_every_record_is_delivered_o
         for line in aws.lake.get_object(key).splitlines():
             delivered[json.loads(line)["n"]] += 1
     assert set(delivered) == set(range(700)) and max(delivered.values()) == 1
+
+
+def test_firehose_calls_keep_the_put_record_batch_limits_with_packed_records(aws: Backend) -> None:
+    flaky = FlakyFirehose(aws.delivery.clients("firehose"), fail_share=0.2)  # type: ignore[attr-defined]
+    aws.delivery.clients._clients["firehose"] = flaky  # type: ignore[attr-defined]
+    aws.delivery.base_delay = 0.0  # type: ignore[attr-defined]
+    aws.delivery.attempts = 20  # type: ignore[attr-defined]
+    line = b'{"x":1}\n'
+    full = line * (MAX_RECORD_BYTES // len(line))  # a full packed record: 1,000 KiB
+    records = [full] * 9 + [line] * 700
+    assert aws.delivery.put_record_batch(REGISTRY.get("score").delivery_stream, records) == []
+    assert flaky.failed_records > 0  # and the retries keep the limits too
+    for sizes in flaky.calls:
+        assert len(sizes) <= 500 and sum(sizes) <= 4 * 1024 * 1024 and max(sizes) <= MAX_RECORD_BYTES
+    assert sum(len(sizes) for sizes in flaky.calls) == len(records) + flaky.failed_records
+    raw = b"".join(aws.lake.get_object(k) for k in aws.lake.list_keys("firehose-raw/"))
+    assert len(raw) == sum(map(len, records))  # each record once
 
 
 def test_firehose_reports_records_still_failing_after_its_attempts(aws: Backend) -> None:

@@ -18,6 +18,7 @@ from moto import mock_aws
 
 from streamboard.backend import Backend, build_aws_backend, build_local_backend
 from streamboard.errors import BadRequest, NotFound
+from streamboard.packing import MAX_RECORD_BYTES
 from streamboard.ports import Board, BoardEntry, Partition, StreamRecord
 from streamboard.registry import REGISTRY
 from streamboard.settings import Settings
@@ -108,6 +109,26 @@ def test_queue_message_not_deleted_stays_in_the_queue(any_backend: Backend) -> N
 def test_delivery_accepts_batches_over_the_api_limit(any_backend: Backend) -> None:
     stream = REGISTRY.get("score").delivery_stream
     assert any_backend.delivery.put_record_batch(stream, [b'{"x":1}\n'] * 1100) == []
+
+
+def _delivered(backend: Backend, kind: str, stream: str) -> bytes:
+    """Every byte delivered to ``stream`` so far, in order (moto writes each call's records joined)."""
+    if kind == "local":
+        return b"".join(data for _, data, _ in backend.delivery.take(stream, 1 << 40, 1 << 20))  # type: ignore[attr-defined]
+    return b"".join(backend.lake.get_object(k) for k in backend.lake.list_keys(f"firehose-raw/{stream}/"))
+
+
+def test_delivery_takes_records_up_to_1000_kib_and_refuses_larger_ones_whole(any_backend: Backend, kind: str) -> None:
+    stream = REGISTRY.get("score").delivery_stream
+    line = b'{"x":1}\n'
+    full = line * (MAX_RECORD_BYTES // len(line))
+    assert len(full) == MAX_RECORD_BYTES
+    with pytest.raises(ValueError, match="at most 1,024,000"):
+        any_backend.delivery.put_record_batch(stream, [line, full + line])
+    assert _delivered(any_backend, kind, stream) == b""  # nothing of the refused call
+    records = [full] * 5 + [line]  # 5 MB: more than one call takes (4 MiB)
+    assert any_backend.delivery.put_record_batch(stream, records) == []
+    assert _delivered(any_backend, kind, stream) == b"".join(records)
 
 
 # --- lake ---------------------------------------------------------------------------------------------

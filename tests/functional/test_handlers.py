@@ -15,6 +15,7 @@ import pytest
 
 from processors import deployed, leaderboards, read_api, router, transform
 from streamboard.backend import Backend
+from streamboard.packing import MAX_RECORD_BYTES
 from streamboard.ports import Board, BoardEntry
 from streamboard.registry import REGISTRY
 from streamboard.runtime.crawler import ensure_tables
@@ -38,9 +39,10 @@ def kinesis_record(data: bytes, seq: str, partition_key: str = "k") -> dict[str,
 
 
 def lines(batch: Sequence[bytes]) -> list[dict[str, Any]]:
-    """The events of a delivery batch: one line of JSON each."""
-    assert all(data.endswith(b"\n") and data.count(b"\n") == 1 for data in batch)  # as Firehose wants
-    return [json.loads(data) for data in batch]
+    """The events of a delivery batch: packed records of JSON objects, one per line, each within Firehose's
+    record limit."""
+    assert all(data.endswith(b"\n") and len(data) <= MAX_RECORD_BYTES for data in batch)  # as Firehose wants
+    return [json.loads(line) for data in batch for line in data.splitlines()]
 
 
 def score(user: str, points: int) -> dict[str, Any]:
@@ -90,7 +92,7 @@ def test_router_delivers_good_records_and_quarantines_the_rest(backend: Backend)
 
     delivery: Any = backend.delivery
     count, _, _ = delivery.buffered("streamboard-score")
-    assert count == 2
+    assert count == 1  # both score events in one packed record
     buffered = lines([data for _, data, _ in delivery.take("streamboard-score", 1 << 20, 100)])
     assert buffered == [carried[0], carried[2]]  # each event once, in the lake's normalized form
     assert buffered[0]["ts"] == "2026-03-01T11:58:41.207Z"  # the client sent 12:58:41.207+01:00
@@ -114,14 +116,56 @@ def test_router_delivers_good_records_and_quarantines_the_rest(backend: Backend)
 
 def test_router_reports_failed_records_by_sequence_number(backend: Backend) -> None:
     event = load_event("kinesis_router")
-    fake = FakeDelivery(failed=[1])  # the second line of each batch: the third record's score
+    fake = FakeDelivery(failed=[0], streams=["streamboard-score"])  # the score stream's one packed record
     result = router.handle(event, dataclasses.replace(backend, delivery=fake))
-    third_seq = event["Records"][2]["kinesis"]["sequenceNumber"]
-    assert result == {"batchItemFailures": [{"itemIdentifier": third_seq}]}
+    seqs = [r["kinesis"]["sequenceNumber"] for r in event["Records"]]
+    assert result == {"batchItemFailures": [{"itemIdentifier": seqs[0]}, {"itemIdentifier": seqs[2]}]}
     assert sorted(stream for stream, _ in fake.batches) == ["streamboard-action", "streamboard-score"]
-    # Only the delivered record counts in the profiles; the failed one will come again.
-    assert backend.profiles.get("player-4711") is not None
-    assert backend.profiles.get("player-0815") is None
+    # Only delivered events count in the profiles; the failed ones will come again.
+    assert backend.profiles.get("player-4711") is None and backend.profiles.get("player-0815") is None
+
+
+def big_scores(user: str, n: int) -> list[dict[str, Any]]:
+    """``n`` score events of 430 bytes each as the router writes them (long names), one point each."""
+    return [{**score(user, 1), "user_name": "N" * 128, "challenge_id": None, "category": "c" * 64}
+            for _ in range(n)]
+
+
+def test_router_packs_a_streams_events_into_records_within_the_limit(backend: Backend) -> None:
+    requests = [big_scores(f"u{i}", 500) for i in range(10)]  # 5,000 events, 2.15 MB for one stream
+    records = [stream_record(events) for events in requests]
+    fake = FakeDelivery()
+    batch = {"Records": [kinesis_record(r.data, f"{i + 1:056d}", r.partition_key) for i, r in enumerate(records)]}
+    assert router.handle(batch, dataclasses.replace(backend, delivery=fake)) == {"batchItemFailures": []}
+
+    ((stream, packed),) = fake.batches  # one call for the stream; the adapter splits it by the API's limits
+    assert stream == "streamboard-score"
+    sizes = [len(p) for p in packed]
+    assert len(packed) == 3 and max(sizes) <= MAX_RECORD_BYTES
+    first_line = len(packed[1].split(b"\n", 1)[0]) + 1
+    assert sizes[0] + first_line > MAX_RECORD_BYTES  # the first record is full: the next event overflows
+    assert fake.delivered(stream) == events_of(r.data for r in records)  # every event once, in stream order
+    assert all(data.count(b"\n") == len(lines([data])) for data in packed)  # one object per line, no array
+
+
+def test_router_reports_exactly_the_records_that_contributed_to_a_failed_packed_record(backend: Backend) -> None:
+    requests = [big_scores(f"u{i}", 500) for i in range(10)]
+    records = [stream_record(events) for events in requests]
+    seqs = [f"{i + 1:056d}" for i in range(len(records))]
+    fake = FakeDelivery(failed=[1])  # the middle one of the three packed records
+    batch = {"Records": [kinesis_record(r.data, seq, r.partition_key) for r, seq in zip(records, seqs, strict=True)]}
+    result = router.handle(batch, dataclasses.replace(backend, delivery=fake))
+
+    ((_, packed),) = fake.batches
+    lost = {e["event_id"] for e in lines([packed[1]])}
+    contributed = [seq for seq, events in zip(seqs, requests, strict=True) if lost & {e["event_id"] for e in events}]
+    assert 2 <= len(contributed) < len(seqs)  # some Kinesis records straddle two packed records
+    assert result == {"batchItemFailures": [{"itemIdentifier": seq} for seq in contributed]}
+    # Profiles count the delivered events only: a user whose events all went in the failed record has none yet.
+    for i, events in enumerate(requests):
+        delivered = sum(1 for e in events if e["event_id"] not in lost)
+        profile = backend.profiles.get(f"u{i}")
+        assert (profile.total if profile else 0) == delivered, i
 
 
 def test_router_reports_a_record_when_one_of_its_events_fails_delivery(backend: Backend) -> None:
@@ -220,13 +264,18 @@ def test_router_quarantines_data_that_is_not_a_stream_record_whole(backend: Back
 # --- transform ---------------------------------------------------------------------------------------------------
 
 
-def test_transform_returns_every_record_once_with_the_contract_shape() -> None:
+def bad_events(backend: Backend) -> list[dict[str, Any]]:
+    return [json.loads(line) for key in backend.lake.list_keys("bad-events/")
+            for line in backend.lake.get_object(key).splitlines()]
+
+
+def test_transform_returns_every_record_once_with_the_contract_shape(backend: Backend) -> None:
     event = load_event("firehose_transform")
-    result = transform.handler(event, None)
+    result = transform.handle(event, backend)
     assert set(result) == {"records"}
     out = result["records"]
     assert [r["recordId"] for r in out] == [r["recordId"] for r in event["records"]]
-    assert [r["result"] for r in out] == ["Ok", "ProcessingFailed", "Dropped", "Ok"]
+    assert [r["result"] for r in out] == ["Ok", "Ok", "Dropped", "ProcessingFailed", "ProcessingFailed", "Dropped"]
     for rec in out:
         assert set(rec) == {"recordId", "result", "data"}
         base64.b64decode(rec["data"], validate=True)
@@ -234,29 +283,54 @@ def test_transform_returns_every_record_once_with_the_contract_shape() -> None:
     score = REGISTRY.get("score")
     columns = [c.name for c in score.columns]
     timestamps = [c.name for c in score.columns if c.kind == "timestamp"]
-    for rec in (out[0], out[3]):
+    rows = {}
+    for rec in out[:2]:
         data = base64.b64decode(rec["data"])
-        assert data.endswith(b"\n") and data.count(b"\n") == 1
-        row = json.loads(data)
-        assert list(row) == columns
-        for name in timestamps:
-            assert LAKE_TS.match(row[name]), row[name]
-        to_row(score, data)  # and the Parquet conversion reads it
+        assert data.endswith(b"\n") and not data.startswith(b"[")  # concatenated objects, one per line
+        rows[rec["recordId"]] = [json.loads(line) for line in data.splitlines()]
+        for row in rows[rec["recordId"]]:
+            assert list(row) == columns
+            for name in timestamps:
+                assert LAKE_TS.match(row[name]), row[name]
+            to_row(score, row)  # and the Parquet conversion reads it
+    many, mixed = rows.values()
+    # A record of many events: every one of them, in order, under the record's one recordId.
+    assert [(r["user_id"], r["points"]) for r in many] == [("player-4711", 120), ("player-0815", 45),
+                                                          ("player-4711", 30)]
+    assert many[0]["ts"] == "2026-03-01 11:58:41.207" and many[0]["received_at"] == "2026-03-01 11:58:41.912"
+    assert many[0]["challenge_id"] == "daily-2026-03-01" and many[1]["ts"] == "2026-03-01 11:59:10.000"
+    # Bad events among good ones: the good ones go on, the bad ones are kept with their reason.
+    assert [(r["user_id"], r["points"]) for r in mixed] == [("player-2718", 7), ("player-2718", 8)]
+    kept = bad_events(backend)
+    assert {k["source"] for k in kept} == {"transform"}
+    reasons = {k["event"]["event_id"] if isinstance(k["event"], dict) else k["event"]: k["reason"] for k in kept}
+    assert set(reasons) == {"0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", '{"event_id": "trunc',
+                            "6f5e4d3c-2b1a-4098-8776-655443322110"}
+    assert "points is not an integer" in reasons["0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"]
+    assert "not JSON" in reasons['{"event_id": "trunc']
+    assert "not a score event" in reasons["6f5e4d3c-2b1a-4098-8776-655443322110"]  # alone in its record: Dropped
+    for rid, reason in ((out[1]["recordId"], reasons['{"event_id": "trunc']),
+                        (out[5]["recordId"], reasons["6f5e4d3c-2b1a-4098-8776-655443322110"])):
+        assert rid in reason  # which record it came in
+    # Unreadable records (an array of events, not UTF-8) go back as they came: Firehose keeps them under the
+    # error prefix.
+    assert [out[i]["data"] for i in (3, 4)] == [event["records"][i]["data"] for i in (3, 4)]
 
-    first = json.loads(base64.b64decode(out[0]["data"]))
-    assert first["ts"] == "2026-03-01 11:58:41.207"
-    assert first["received_at"] == "2026-03-01 11:58:41.912"
-    assert first["points"] == 120 and first["challenge_id"] == "daily-2026-03-01"
-    assert json.loads(base64.b64decode(out[3]["data"]))["ts"] == "2026-03-01 11:59:10.000"
-    # A failed record goes back as it came, so Firehose can write it under the error prefix.
-    assert out[1]["data"] == event["records"][1]["data"]
 
-
-def test_transform_fails_records_of_another_type() -> None:
+def test_transform_keeps_events_of_another_type_as_bad_events(backend: Backend) -> None:
     event = load_event("firehose_transform")
     event["deliveryStreamArn"] = event["deliveryStreamArn"].replace("streamboard-score", "streamboard-action")
-    results = [r["result"] for r in transform.handler(event, None)["records"]]
-    assert results == ["ProcessingFailed", "ProcessingFailed", "Dropped", "ProcessingFailed"]
+    results = [r["result"] for r in transform.handle(event, backend)["records"]]
+    assert results == ["Dropped", "Dropped", "Dropped", "ProcessingFailed", "ProcessingFailed", "Ok"]
+    kept = [k for k in bad_events(backend) if isinstance(k["event"], dict)]
+    assert len(kept) == 6 and all("not a action event" in k["reason"] for k in kept)  # 3 + 3 scores, none lost
+
+
+def test_transform_writes_nothing_when_every_event_is_good(backend: Backend) -> None:
+    event = load_event("firehose_transform")
+    event["records"] = event["records"][:1]
+    assert [r["result"] for r in transform.handle(event, backend)["records"]] == ["Ok"]
+    assert backend.lake.list_keys("") == []
 
 
 # --- read API ----------------------------------------------------------------------------------------------------
@@ -493,6 +567,9 @@ def deployed_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterato
 
 def test_entry_points_build_the_backend_from_the_environment(deployed_env: Settings) -> None:
     assert router.handler(load_event("kinesis_router"), None) == {"batchItemFailures": []}
+    results = transform.handler(load_event("firehose_transform"), None)["records"]
+    assert [r["result"] for r in results] == ["Ok", "Ok", "Dropped", "ProcessingFailed", "ProcessingFailed", "Dropped"]
+    assert any("/transform-" in key for key in deployed.backend().lake.list_keys("bad-events/"))  # its lake
     response = read_api.handler(load_event("apigw_leaderboard"), None)
     assert response["statusCode"] == 200
     assert json.loads(response["body"])["entries"] == []

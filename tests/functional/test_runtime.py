@@ -25,6 +25,7 @@ from streamboard.adapters.local.queue import LocalQueue
 from streamboard.adapters.local.stores import LocalAppRegistry, LocalBoardStore, LocalProfileStore
 from streamboard.adapters.local.stream import LocalEventStream
 from streamboard.backend import Backend
+from streamboard.packing import MAX_RECORD_BYTES
 from streamboard.ports import Board, BoardEntry, StreamRecord
 from streamboard.registry import REGISTRY
 from streamboard.runtime import firehose as firehose_module
@@ -32,7 +33,8 @@ from streamboard.runtime.crawler import crawl, ensure_tables
 from streamboard.runtime.esm import EventSourceMapping
 from streamboard.runtime.firehose import FirehoseEmulator, arrow_schema
 from streamboard.runtime.stack import Pipeline
-from tests.conftest import stream_record
+from streamboard.settings import Settings
+from tests.conftest import events_of, stream_record
 
 SHARD = "shardId-000000000000"
 
@@ -271,7 +273,7 @@ def lake(tmp_path: Path) -> Lake:
 
 def emulator(buffer: LocalDeliveryStreams, lake: Lake, buffer_bytes: int = 1 << 20,
              buffer_seconds: float = 3600.0) -> FirehoseEmulator:
-    return FirehoseEmulator(buffer, lake, REGISTRY, lambda e, c: transform.transform(e, REGISTRY),
+    return FirehoseEmulator(buffer, lake, REGISTRY, lambda e, c: transform.transform(e, lake, REGISTRY),
                             buffer_bytes, buffer_seconds)
 
 
@@ -367,14 +369,34 @@ def test_action_properties_become_a_parquet_map(buffer: LocalDeliveryStreams, la
     assert dict(table.to_pylist()[0]["properties"]) == {"screen": "main", "ab": "b"}
 
 
-def test_processing_failed_records_land_under_the_error_prefix(buffer: LocalDeliveryStreams, lake: Lake) -> None:
+def bad_events(lake: Lake) -> list[dict[str, Any]]:
+    return [json.loads(line) for key in lake.list_keys("bad-events/") for line in lake.get_object(key).splitlines()]
+
+
+def test_each_object_of_a_packed_record_becomes_a_row(buffer: LocalDeliveryStreams, lake: Lake) -> None:
+    records = [score_record(f"user-{i:03d}", i + 1) for i in range(300)]
+    buffer.put_record_batch("streamboard-score", [b"".join(records[:200]), b"".join(records[200:])])
+    assert emulator(buffer, lake).flush(force=True) == 300  # rows: two records of 200 and 100 events
+    (key,) = parquet_keys(lake)
+    rows = read_parquet(lake, key).to_pylist()
+    assert [(r["user_id"], r["points"]) for r in rows] == [(f"user-{i:03d}", i + 1) for i in range(300)]
+    assert bad_events(lake) == [] and lake.list_keys("errors/") == []
+
+
+def test_bad_events_of_a_record_go_to_the_sink_and_unreadable_records_under_the_error_prefix(
+        buffer: LocalDeliveryStreams, lake: Lake) -> None:
     broken = json.dumps({"event_id": str(uuid.uuid4()), "event_type": "score", "user_id": "eve",
                          "ts": "2026-03-01T10:00:00Z", "category": "chess", "points": "lots"}).encode() + b"\n"
-    buffer.put_record_batch("streamboard-score", [score_record("ada", 10), broken, b"\n"])
-    assert emulator(buffer, lake).flush(force=True) == 3
+    unreadable = b"\xff" + score_record("mallory", 1)  # not UTF-8
+    buffer.put_record_batch("streamboard-score", [score_record("ada", 10) + broken + score_record("bob", 20),
+                                                  unreadable, b"\n"])
+    assert emulator(buffer, lake).flush(force=True) == 2
 
     (key,) = parquet_keys(lake)
-    assert read_parquet(lake, key).num_rows == 1
+    assert [r["user_id"] for r in read_parquet(lake, key).to_pylist()] == ["ada", "bob"]
+    (kept,) = bad_events(lake)
+    assert kept["source"] == "transform" and kept["event"] == json.loads(broken)
+    assert "points is not an integer: 'lots'" in kept["reason"]
     (error_key,) = lake.list_keys("errors/")
     assert re.match(r"^errors/processing-failed/streamboard-score/year=\d{4}/month=\d{2}/day=\d{2}/hour=\d{2}/",
                     error_key), error_key
@@ -383,8 +405,44 @@ def test_processing_failed_records_land_under_the_error_prefix(buffer: LocalDeli
     assert set(record) == {"attemptsMade", "arrivalTimestamp", "errorCode", "errorMessage",
                            "attemptEndingTimestamp", "rawData"}
     assert record["errorCode"] == "Lambda.ProcessingFailed"
-    assert base64.b64decode(record["rawData"]) == broken
+    assert base64.b64decode(record["rawData"]) == unreadable
     assert isinstance(record["arrivalTimestamp"], int) and record["arrivalTimestamp"] > 1_000_000_000_000
+
+
+def test_a_record_whose_events_are_all_bad_puts_no_row_in_the_lake(buffer: LocalDeliveryStreams, lake: Lake) -> None:
+    wrong_type = json.loads(score_record("ada", 10))
+    buffer.put_record_batch("streamboard-action", [json.dumps(wrong_type).encode() + b"\n"])
+    assert emulator(buffer, lake).flush(force=True) == 0
+    assert parquet_keys(lake, "action") == [] and lake.list_keys("errors/") == []
+    (kept,) = bad_events(lake)
+    assert kept["event"] == wrong_type and "not a action event" in kept["reason"]
+    assert buffer.buffered("streamboard-action")[0] == 0
+
+
+def lines_filling(limit: int) -> list[bytes]:
+    """Score events, one JSON line each as the router writes them, that fill exactly ``limit`` bytes."""
+    def line(i: int, pad: int = 0) -> bytes:
+        event = REGISTRY.validate({"event_id": str(uuid.UUID(int=i)), "event_type": "score",
+                                   "user_id": f"u-{i:06d}" + "x" * pad, "ts": "2026-03-01T10:00:00Z",
+                                   "category": "chess", "points": 1},
+                                  app_id="local", received_at=dt.datetime(2026, 3, 1, 10, 0, 1, tzinfo=dt.UTC))
+        return json.dumps(event, separators=(",", ":")).encode() + b"\n"
+
+    n, rest = divmod(limit, len(line(0)))
+    pads = [min(100, rest - 100 * i) for i in range(-(-rest // 100))]  # ids of at most 128 characters
+    return [line(i, pads[i] if i < len(pads) else 0) for i in range(n)]
+
+
+def test_a_record_at_the_size_limit_delivers_every_event(buffer: LocalDeliveryStreams, lake: Lake) -> None:
+    lines = lines_filling(MAX_RECORD_BYTES)
+    record = b"".join(lines)
+    assert len(record) == MAX_RECORD_BYTES
+    with pytest.raises(ValueError, match="at most"):
+        buffer.put_record_batch("streamboard-score", [record + b"\n"])  # one byte more: Firehose refuses it
+    buffer.put_record_batch("streamboard-score", [record])
+    assert emulator(buffer, lake).flush(force=True) == len(lines)
+    user_ids = [r["user_id"] for k in parquet_keys(lake) for r in read_parquet(lake, k).to_pylist()]
+    assert user_ids == [json.loads(line)["user_id"] for line in lines]
 
 
 def test_the_buffer_is_emptied_only_after_writing(buffer: LocalDeliveryStreams, lake: Lake) -> None:
@@ -570,6 +628,32 @@ def test_pipeline_refresh_produces_boards(pipeline: Pipeline) -> None:
                 (1, "ada", "Ada L.", 50), (1, "bob", None, 50), (3, "cy", "Cy", 30)]
     profile = pipeline.backend.profiles.get("ada")
     assert profile is not None and profile.total == 50
+
+
+def test_pipeline_packs_a_batch_into_full_records_and_the_lake_holds_each_event_once(tmp_path: Path) -> None:
+    pipeline = Pipeline(Settings(data_dir=tmp_path / "data", shards=1))  # one router batch takes every record
+    now = dt.datetime.now(dt.UTC)
+    requests = [[{"event_id": str(uuid.uuid4()), "event_type": "score", "user_id": f"u{i}", "user_name": "N" * 128,
+                  "ts": (now - dt.timedelta(minutes=1)).isoformat(), "category": "c" * 64, "points": 1}
+                 for _ in range(500)] for i in range(10)]  # 5,000 events of 430 bytes: 2.15 MB for one stream
+    records = [stream_record(events, received_at=now) for events in requests]
+    pipeline.backend.stream.put_records(records)
+
+    assert pipeline.esm.poll_all() == len(records)
+    delivery: Any = pipeline.backend.delivery
+    count, size, _ = delivery.buffered("streamboard-score")
+    assert count == 3 and size == sum(len(json.dumps(e, separators=(",", ":"))) + 1 for e in events_of(
+        r.data for r in records))  # 3 records for 5,000 events (it was 5,000 records of one event)
+    assert all(len(data) <= MAX_RECORD_BYTES for _, data, _ in delivery.take("streamboard-score", 1 << 30, 10))
+
+    summary = pipeline.refresh()
+    assert summary["delivered"] == 5000
+    _, rows = pipeline.backend.query.run("SELECT event_id, count(*) FROM score GROUP BY event_id")  # type: ignore[attr-defined]
+    sent = {e["event_id"] for events in requests for e in events}
+    assert {event_id for event_id, _ in rows} == sent and {n for _, n in rows} == {1}
+    board = pipeline.backend.boards.get_board("overall", "all", 20)
+    assert board is not None and [(e.rank, e.user_id, e.score) for e in board.entries] == [
+        (1, f"u{i}", 500) for i in sorted(range(10), key=str)]
 
 
 def test_the_local_stream_keeps_records_for_its_retention_period_only(backend: Backend) -> None:

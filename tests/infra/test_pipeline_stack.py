@@ -352,9 +352,12 @@ def test_the_cdk_writes_every_setting_the_aws_backend_reads(dev: Synth) -> None:
     stream, (workgroup,) = _ref_of(dev, "AWS::Kinesis::Stream"), [
         w["Properties"]["Name"] for w in dev.resources("AWS::Athena::WorkGroup").values()
         if w["Properties"]["Name"].endswith("-leaderboards")]
-    for owner, variables in _environments(dev).items():
-        if owner == "processors.transform.handler":
-            assert not variables, "the transform touches no AWS resource"
+    environments = _environments(dev)
+    for owner, variables in environments.items():
+        if owner == "processors.transform.handler":  # it touches only the lake's bad-events sink
+            assert set(variables) == {env.ENV_BACKEND, env.ENV_LAKE_BUCKET, env.ENV_LAKE_PREFIX}, variables
+            assert variables[env.ENV_BACKEND] == "aws" and variables[env.ENV_LAKE_PREFIX] == "lake"
+            assert variables[env.ENV_LAKE_BUCKET] == environments["processors.router.handler"][env.ENV_LAKE_BUCKET]
             continue
         if owner == "athena_views.handler":
             continue
@@ -392,7 +395,12 @@ def test_grants_follow_the_wiring(dev: Synth) -> None:
     ddb_actions = {a for s in router for a in _as_list(s["Action"]) if a.startswith("dynamodb:")}
     assert ddb_actions == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
     transform = _statements(dev, roles["processors.transform.handler"])
-    assert {a for s in transform for a in _as_list(s["Action"])} == {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert {a for s in transform for a in _as_list(s["Action"])} == {"logs:CreateLogStream", "logs:PutLogEvents",
+                                                                     "s3:PutObject"}
+    (put,) = [s for s in transform if "s3:PutObject" in _as_list(s["Action"])]
+    assert _as_list(put["Action"]) == ["s3:PutObject"]  # writes bad events, never reads the lake
+    (resource,) = _as_list(put["Resource"])
+    assert resource["Fn::Join"][1][-1] == "/lake/bad-events/*", resource  # that prefix of the lake only
     writer = _statements(dev, roles["processors.leaderboards.writer_handler"])
     assert {a for s in writer for a in _as_list(s["Action"]) if a.startswith("dynamodb:")} == {"dynamodb:PutItem"}
     read_api = _statements(dev, roles["processors.read_api.handler"])

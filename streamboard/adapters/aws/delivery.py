@@ -7,14 +7,15 @@ import time
 from collections.abc import Sequence
 
 from streamboard.adapters.aws.clients import Clients
+from streamboard.packing import batches
 
-MAX_RECORDS = 500
-MAX_BYTES = 4 * 1024 * 1024
 DEFAULT_PREFIX = "streamboard-"
 
 
 class FirehoseDelivery:
-    """PutRecordBatch in calls of at most 500 records / 4 MiB; only the failed records are retried."""
+    """PutRecordBatch in calls of at most 500 records / 4 MiB (:func:`streamboard.packing.batches`); only the
+    failed records are retried. A record over 1,000 KiB is refused before any call (ValueError), as Firehose
+    would refuse its call: the router packs records within that limit."""
 
     def __init__(self, clients: Clients, name_prefix: str = DEFAULT_PREFIX, attempts: int = 5,
                  base_delay: float = 0.1) -> None:
@@ -31,9 +32,10 @@ class FirehoseDelivery:
 
     def put_record_batch(self, stream: str, records: Sequence[bytes]) -> list[int]:
         name = self.stream_name(stream)
+        chunks = batches([len(r) for r in records])
         firehose = self.clients("firehose")
         failed_all: list[int] = []
-        for chunk in _chunks(len(records), [len(r) for r in records]):
+        for chunk in chunks:
             pending = list(chunk)
             for attempt in range(self.attempts):
                 resp = firehose.put_record_batch(
@@ -47,17 +49,3 @@ class FirehoseDelivery:
             failed_all.extend(pending)
         return failed_all
 
-
-def _chunks(n: int, sizes: list[int]) -> list[list[int]]:
-    out: list[list[int]] = []
-    cur: list[int] = []
-    size = 0
-    for i in range(n):
-        if cur and (len(cur) == MAX_RECORDS or size + sizes[i] > MAX_BYTES):
-            out.append(cur)
-            cur, size = [], 0
-        cur.append(i)
-        size += sizes[i]
-    if cur:
-        out.append(cur)
-    return out

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streamboard.adapters.local.sqlite import SqliteDB
+from streamboard.packing import check_sizes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buffer (
@@ -28,6 +29,9 @@ class LocalDeliveryStreams:
         self.db = SqliteDB(path, _SCHEMA)
 
     def put_record_batch(self, stream: str, records: Sequence[bytes]) -> list[int]:
+        """Buffer the records (any number: the aws adapter splits them into calls); a record over 1,000 KiB is
+        refused (ValueError), as Firehose refuses it."""
+        check_sizes([len(r) for r in records])
         now = time.time()
         with self.db.tx() as conn:
             conn.executemany(
