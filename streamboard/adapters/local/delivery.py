@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streamboard.adapters.local.sqlite import SqliteDB
+from streamboard.usage import Usage, firehose_billed_bytes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buffer (
@@ -24,8 +25,9 @@ CREATE INDEX IF NOT EXISTS buffer_by_stream ON buffer(stream, id);
 
 
 class LocalDeliveryStreams:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, usage: Usage | None = None) -> None:
         self.db = SqliteDB(path, _SCHEMA)
+        self.usage = usage  # counts records and their billed bytes (5 KB steps) as they enter a stream
 
     def put_record_batch(self, stream: str, records: Sequence[bytes]) -> list[int]:
         now = time.time()
@@ -33,6 +35,9 @@ class LocalDeliveryStreams:
             conn.executemany(
                 "INSERT INTO buffer (stream, data, arrival) VALUES (?, ?, ?)", [(stream, r, now) for r in records]
             )
+        if self.usage is not None:
+            self.usage.add(firehose_records=len(records),
+                           firehose_billed_bytes=sum(firehose_billed_bytes(len(r)) for r in records))
         return []
 
     # --- used by the Firehose emulation only -------------------------------------------------
