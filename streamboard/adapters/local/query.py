@@ -59,7 +59,7 @@ def _touches(sql: str) -> tuple[frozenset[str], frozenset[str], bool]:
     ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
     tables = frozenset(t.name for t in tree.find_all(exp.Table) if t.name and t.name not in ctes)
     columns = frozenset(c.name for c in tree.find_all(exp.Column) if c.name)
-    star = any(True for _ in tree.find_all(exp.Star))
+    star = any(isinstance(s.parent, exp.Select | exp.Column) for s in tree.find_all(exp.Star))  # not count(*)
     return tables, columns, star
 
 
