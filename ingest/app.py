@@ -14,7 +14,7 @@ import logging
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from starlette.applications import Starlette
@@ -43,7 +43,9 @@ from streamboard.ports import App, AppRegistry, DeadLetterQueue, EventStream, La
 from streamboard.registry import REGISTRY, InvalidEvent, Registry, format_ts, repeats_top_level_key
 from streamboard.serving import NO_BODY_ALLOWANCE, BodyGuard
 from streamboard.settings import Settings
-from streamboard.usage import Usage
+
+if TYPE_CHECKING:
+    from streamboard.usage import Usage
 
 log = logging.getLogger("streamboard.ingest")
 _decoder = msgspec.json.Decoder()

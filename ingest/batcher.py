@@ -238,11 +238,11 @@ class GroupCommitter:
             self.pending -= sum(p.events for p in batch)
             slots.release()
 
-    def _commit(self, records: list[StreamRecord], events: int) -> None:
-        """Write the batch (``events`` events), then tell :attr:`written`."""
+    def _commit(self, records: list[StreamRecord], events: int | None = None) -> None:
+        """Write the batch (``events`` events, by default one a record), then tell :attr:`written`."""
         self._write_records(records)
         if self.written is not None:
-            self.written(events)
+            self.written(len(records) if events is None else events)
 
     def _write_records(self, records: list[StreamRecord]) -> None:
         """One PutRecords; retry only the failed records until ``retry_seconds``; then the DLQ."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamboard.ports import (
     AppRegistry,
@@ -20,7 +20,9 @@ from streamboard.ports import (
 )
 from streamboard.registry import REGISTRY, Registry
 from streamboard.settings import Settings
-from streamboard.usage import Usage
+
+if TYPE_CHECKING:
+    from streamboard.usage import Usage
 
 
 @dataclass
@@ -115,6 +117,8 @@ def build_local_backend(settings: Settings, registry: Registry = REGISTRY, **que
     root.mkdir(parents=True, exist_ok=True)
     catalog = LocalCatalog(root / "catalog.db")
     lake = LocalLake(root / "lake")
+    from streamboard.usage import Usage
+
     usage = Usage(root / "usage.db")
     return Backend(
         settings=settings,

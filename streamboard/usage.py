@@ -14,8 +14,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from streamboard.adapters.local.sqlite import SqliteDB
-
 KB = 1024
 KINESIS_PUT_UNIT = 25 * KB  # a PUT payload unit: 25 KB of a record
 FIREHOSE_STEP = 5 * KB  # Firehose ingestion and format conversion are billed in 5 KB steps per record
@@ -109,6 +107,8 @@ class Usage:
     """The counters of one data directory, shared by every process that works on it."""
 
     def __init__(self, path: Path) -> None:
+        from streamboard.adapters.local.sqlite import SqliteDB  # local only: the Lambda assets leave it out
+
         self.db = SqliteDB(path, _SCHEMA)
 
     def add(self, **counts: float) -> None:
