@@ -14,7 +14,7 @@ import logging
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from starlette.applications import Starlette
@@ -44,6 +44,9 @@ from streamboard.registry import REGISTRY, InvalidEvent, Registry, format_ts, re
 from streamboard.serving import NO_BODY_ALLOWANCE, BodyGuard
 from streamboard.settings import Settings
 
+if TYPE_CHECKING:
+    from streamboard.usage import Usage
+
 log = logging.getLogger("streamboard.ingest")
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -55,6 +58,7 @@ class IngestSinks:
     dlq: DeadLetterQueue
     apps: AppRegistry
     lake: Lake  # where the bad-events sink writes
+    usage: Usage | None = None  # the local stack's billable units: the events made durable are counted
 
 
 class _AuthCache:
@@ -146,11 +150,16 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
     return Response(_encoder.encode(content), status, headers, media_type="application/json")
 
 
+def _count_accepted(usage: Usage) -> Callable[[int], None]:
+    return lambda events: usage.add(events_accepted=events)
+
+
 def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGISTRY) -> Starlette:
     metrics = Metrics("ingest")
     committer = GroupCommitter(sinks.stream, sinks.dlq, linger_ms=settings.ingest_linger_ms,
                                max_pending=settings.ingest_max_pending, max_in_flight=settings.ingest_max_in_flight,
-                               oversize=overflow_pointer(sinks.lake), metrics=metrics)
+                               oversize=overflow_pointer(sinks.lake), metrics=metrics,
+                               written=None if sinks.usage is None else _count_accepted(sinks.usage))
     limiter = RateLimiter(settings.rate_limit_events_per_s, settings.rate_limit_burst)
     auth = _AuthCache(sinks.apps)
     max_future = dt.timedelta(seconds=settings.max_future_seconds)

@@ -105,6 +105,7 @@ class GroupCommitter:
         breaker: CircuitBreaker | None = None,
         oversize: Callable[[bytes], bytes] | None = None,
         metrics: Metrics | None = None,
+        written: Callable[[int], None] | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1 (got {max_in_flight})")
@@ -121,6 +122,8 @@ class GroupCommitter:
         self.oversize = oversize
         self.pending = 0  # events queued or being written
         self.metrics = metrics or Metrics()
+        # Told, in the worker thread, how many events each batch made durable (the local stack counts them).
+        self.written = written
         self.stats = CommitStats()
         self._lock = threading.Lock()  # the stats, the breaker and the metrics, updated from worker threads
         self._waiting: deque[_Pending] = deque()
@@ -218,7 +221,8 @@ class GroupCommitter:
     async def _write(self, batch: list[_Pending], slots: asyncio.Semaphore) -> None:
         records = list(chain.from_iterable(p.records for p in batch))
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._commit, records)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._commit, records,
+                                                             sum(p.events for p in batch))
             for p in batch:
                 if not p.future.done():
                     p.future.set_result(None)
@@ -234,7 +238,13 @@ class GroupCommitter:
             self.pending -= sum(p.events for p in batch)
             slots.release()
 
-    def _commit(self, records: list[StreamRecord]) -> None:
+    def _commit(self, records: list[StreamRecord], events: int | None = None) -> None:
+        """Write the batch (``events`` events, by default one a record), then tell :attr:`written`."""
+        self._write_records(records)
+        if self.written is not None:
+            self.written(len(records) if events is None else events)
+
+    def _write_records(self, records: list[StreamRecord]) -> None:
         """One PutRecords; retry only the failed records until ``retry_seconds``; then the DLQ."""
         with self._lock:
             self.stats.batches += 1

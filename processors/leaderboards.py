@@ -73,9 +73,14 @@ def refresher(backend: Backend, *, create_state: bool = True, **options: Any) ->
 def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict[str, Any]:
     """Run (or resume) a refresh batch to its end and write its boards: the local runtime's refresh."""
     read_before = _bytes_read()
+    engine = backend.refresh_query or backend.query
+    billed_before = getattr(engine, "billed_bytes", 0)
     result = refresher(backend, **options).refresh(full=full)
     boards = write_boards(backend, result.rows)
     summary = {**result.summary(), "boards": len(boards)}
+    if backend.usage is not None:
+        # on AWS: the query Lambda starts the first statement, the writer runs on each one's state change
+        backend.usage.finish_refresh(getattr(engine, "billed_bytes", 0) - billed_before, 1 + len(result.steps))
     if read_before is not None:  # what the local engine read from the lake and its state (Athena bills bytes)
         summary["bytes_read"] = (_bytes_read() or 0) - read_before
     return summary

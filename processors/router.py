@@ -71,6 +71,8 @@ def route(records: list[dict[str, Any]], backend: Backend) -> dict[str, Any]:
 
     # Profiles: applying an event twice counts it once, so retried records are harmless.
     backend.profiles.apply(delivered, format_ts(dt.datetime.now(dt.UTC)))
+    if backend.usage is not None:
+        backend.usage.add(score_events=sum(1 for event in delivered if event["event_type"] == "score"))
     order = {rec["kinesis"]["sequenceNumber"]: i for i, rec in enumerate(records)}
     return {"batchItemFailures": [{"itemIdentifier": s} for s in sorted(failed, key=order.__getitem__)]}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamboard.ports import (
     AppRegistry,
@@ -20,6 +20,9 @@ from streamboard.ports import (
 )
 from streamboard.registry import REGISTRY, Registry
 from streamboard.settings import Settings
+
+if TYPE_CHECKING:
+    from streamboard.usage import Usage
 
 
 @dataclass
@@ -40,6 +43,8 @@ class Backend:
     refresh: Callable[..., dict[str, Any]] | None = None  # refresh(full=False)
     # Where the incremental refresh's steps run, next to its state tables (the query engine when None).
     refresh_query: QueryEngine | None = None
+    # The billable units the local stack counts (None on AWS, where AWS bills them).
+    usage: Usage | None = None
 
 
 def build_backend(settings: Settings, registry: Registry = REGISTRY) -> Backend:
@@ -112,20 +117,25 @@ def build_local_backend(settings: Settings, registry: Registry = REGISTRY, **que
     root.mkdir(parents=True, exist_ok=True)
     catalog = LocalCatalog(root / "catalog.db")
     lake = LocalLake(root / "lake")
+    from streamboard.usage import Usage
+
+    usage = Usage(root / "usage.db")
     return Backend(
         settings=settings,
         registry=registry,
-        stream=LocalEventStream(root / "stream.db", shards=settings.shards),
+        stream=LocalEventStream(root / "stream.db", shards=settings.shards, usage=usage),
         dlq=LocalQueue(root / "queues.db", "ingest-dlq"),
         router_failures=LocalQueue(root / "queues.db", "router-failures"),
-        delivery=LocalDeliveryStreams(root / "firehose.db"),
+        delivery=LocalDeliveryStreams(root / "firehose.db", usage=usage),
         lake=lake,
         catalog=catalog,
-        query=LocalQueryEngine(lake.root, catalog, horizon_days=settings.dedupe_horizon_days, **query_options),
+        query=LocalQueryEngine(lake.root, catalog, horizon_days=settings.dedupe_horizon_days, usage=usage,
+                               **query_options),
         refresh_query=LocalQueryEngine(lake.root, catalog, state_path=root / "state" / "state.duckdb",
                                        memory_limit_mb=settings.refresh_memory_mb,
-                                       horizon_days=settings.dedupe_horizon_days),
-        boards=LocalBoardStore(root / "boards.db"),
-        profiles=LocalProfileStore(root / "profiles.db"),
-        apps=LocalAppRegistry(root / "apps.db"),
+                                       horizon_days=settings.dedupe_horizon_days, usage=usage),
+        boards=LocalBoardStore(root / "boards.db", usage=usage),
+        profiles=LocalProfileStore(root / "profiles.db", usage=usage),
+        apps=LocalAppRegistry(root / "apps.db", usage=usage),
+        usage=usage,
     )

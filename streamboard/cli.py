@@ -221,6 +221,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ["non-empty boards", sum(1 for b in boards if b["entries"])],
             ["refresh time", f"{refresh_s:.2f} s"],
         ])
+        if stack.backend.usage is not None:
+            print("\nbillable units (what AWS would bill this run; `streamboard usage` for any data dir)")
+            print_table(["unit", "count", "per 1,000 events"], usage_rows(stack.backend.usage.report()))
         if args.keep_running:
             print(f"\nstill running; try: curl {stack.api_url}/v1/leaderboards/overall  (Ctrl-C to stop)")
             while thread.is_alive():
@@ -233,6 +236,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if tmp is not None:
             tmp.cleanup()
     print("stopped cleanly")
+    return 0
+
+
+def usage_rows(report: dict[str, Any]) -> list[list[Any]]:
+    """The usage report as table rows: each count, then each unit with its rate per 1,000 accepted events."""
+    from streamboard.usage import COUNTS, per_thousand_events
+
+    rates = per_thousand_events(report)
+    rows: list[list[Any]] = [[name, f"{report[name]:,}", ""] for name in COUNTS]
+    for name, n in report["units"].items():
+        rows.append([name, f"{n:,}", f"{rates[name]:,.1f}" if name in rates else ""])
+    return rows
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    from streamboard.usage import Usage
+
+    data_dir = Path(_settings(args).data_dir)
+    if not (data_dir / "catalog.db").exists():
+        raise CliError(f"no streamboard data in {data_dir} (give --data-dir)")
+    report = Usage(data_dir / "usage.db").report()
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"billable units counted in {data_dir}, each by the AWS rule of the service it stands for")
+    print_table(["measure", "count", "per 1,000 events"], usage_rows(report))
     return 0
 
 
@@ -412,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sql.add_argument("--max-rows", type=int, default=100, help="rows shown by --format table (default 100)")
     sql.set_defaults(func=cmd_sql)
+
+    us = sub.add_parser("usage", help="the billable units the local stack counted, by the AWS rules")
+    data_dir(us)
+    us.add_argument("--format", choices=("table", "json"), default="table")
+    us.set_defaults(func=cmd_usage)
 
     rd = sub.add_parser("redrive", help="replay the ingest dead-letter queue into the stream")
     data_dir(rd)

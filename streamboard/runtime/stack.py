@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from streamboard.runtime.esm import EventSourceMapping
 from streamboard.runtime.firehose import FirehoseEmulator
 from streamboard.serving import BodyGuard, Server, build_server, connection_limits, listening_socket
 from streamboard.settings import Settings
+from streamboard.usage import Usage
 
 log = logging.getLogger("streamboard.stack")
 COMPACT_SECONDS = 3600  # the lake's closed hours are compacted hourly
@@ -74,6 +76,20 @@ class DataDirLock:
         return False
 
 
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def invoked(usage: Usage | None, handler: Handler) -> Handler:
+    """``handler``, with each invocation counted as a Lambda invocation (failed ones are billed too)."""
+    if usage is None:
+        return handler
+
+    def invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        usage.add(lambda_invocations=1)
+        return handler(event, context)
+    return invoke
+
+
 class Pipeline:
     """Stream -> router -> delivery buffers -> Parquet -> crawl -> query -> boards, on the local backend."""
 
@@ -89,7 +105,7 @@ class Pipeline:
         b.apps.create("admin", "admin", key=settings.admin_key)
         self.esm = EventSourceMapping(
             b.stream,
-            lambda event, context: router.handle(event, b),
+            invoked(b.usage, lambda event, context: router.handle(event, b)),
             Path(settings.data_dir) / "runtime.db",
             b.router_failures,
             batch_size=settings.router_batch_size,
@@ -103,7 +119,7 @@ class Pipeline:
 
             delivery = RawDeliverySource(b.lake)  # type: ignore[arg-type]
         self.firehose = FirehoseEmulator(
-            delivery, b.lake, b.registry, lambda event, context: transform.handle(event, b),
+            delivery, b.lake, b.registry, invoked(b.usage, lambda event, context: transform.handle(event, b)),
             settings.firehose_buffer_bytes, settings.firehose_buffer_seconds,
         )
         self.lock = threading.RLock()
@@ -195,7 +211,7 @@ def read_api_app(backend: Backend) -> Starlette:
             "body": body.decode("utf-8", "replace") if body else None,
             "isBase64Encoded": False,
         }
-        result = await asyncio.to_thread(read_api.handle, event, backend)
+        result = await asyncio.to_thread(invoked(backend.usage, read_api.handle), event, backend)
         return Response(result["body"], status_code=result["statusCode"], headers=result["headers"])
 
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=list(read_api.METHODS))],
@@ -244,14 +260,14 @@ class LocalStack:
 
     async def serve(self) -> None:
         backend = self.backend
-        sinks = IngestSinks(backend.stream, backend.dlq, backend.apps, backend.lake)
+        sinks = IngestSinks(backend.stream, backend.dlq, backend.apps, backend.lake, backend.usage)
         if self.settings.fault_file is not None:
             from streamboard.faults import FaultPlan, FaultyQueue, FaultyStream
 
             log.warning("fault injection is ON, driven by %s", self.settings.fault_file)
             plan = FaultPlan(self.settings.fault_file)
             sinks = IngestSinks(FaultyStream(backend.stream, plan), FaultyQueue(backend.dlq, plan), backend.apps,
-                                backend.lake)
+                                backend.lake, backend.usage)
         limits = connection_limits(self.settings, servers=2)
         ingest = build_server(create_app(self.settings, sinks, backend.registry), host=self.settings.host,
                               port=self.settings.ingest_port, limits=limits, graceful_s=25)

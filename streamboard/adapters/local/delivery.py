@@ -12,6 +12,7 @@ from pathlib import Path
 
 from streamboard.adapters.local.sqlite import SqliteDB
 from streamboard.packing import check_sizes
+from streamboard.usage import Usage, firehose_billed_bytes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buffer (
@@ -25,8 +26,9 @@ CREATE INDEX IF NOT EXISTS buffer_by_stream ON buffer(stream, id);
 
 
 class LocalDeliveryStreams:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, usage: Usage | None = None) -> None:
         self.db = SqliteDB(path, _SCHEMA)
+        self.usage = usage  # counts records and their billed bytes (5 KB steps) as they enter a stream
 
     def put_record_batch(self, stream: str, records: Sequence[bytes]) -> list[int]:
         """Buffer the records (any number: the aws adapter splits them into calls); a record over 1,000 KiB is
@@ -37,6 +39,9 @@ class LocalDeliveryStreams:
             conn.executemany(
                 "INSERT INTO buffer (stream, data, arrival) VALUES (?, ?, ?)", [(stream, r, now) for r in records]
             )
+        if self.usage is not None:
+            self.usage.add(firehose_records=len(records),
+                           firehose_billed_bytes=sum(firehose_billed_bytes(len(r)) for r in records))
         return []
 
     # --- used by the Firehose emulation only -------------------------------------------------

@@ -9,6 +9,7 @@ processes (``streamboard sql`` beside a running stack) can query the lake.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import uuid
@@ -16,14 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 
 from streamboard.adapters.local.catalog import LocalCatalog
 from streamboard.errors import NotFound, QueryFailed
 from streamboard.ports import QueryStatus
 from streamboard.registry import DUCKDB_TYPES, GLUE_TYPES, PARTITION_KEYS
 from streamboard.sql import DEFAULT_HORIZON_DAYS, SQL_DIR, load_views, to_duckdb
+from streamboard.usage import Usage, athena_billed_bytes
 
 _DUCK_FROM_GLUE = {GLUE_TYPES[k]: v for k, v in DUCKDB_TYPES.items()}
+
+
+def _untagged(sql: str) -> str:
+    """The statement without its leading comment lines (a refresh statement's tag)."""
+    return re.sub(r"^(\s*--[^\n]*\n)*", "", sql)
 
 
 def _quote(name: str) -> str:
@@ -32,6 +40,41 @@ def _quote(name: str) -> str:
 
 def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+# Athena bills nothing for DDL (a table's definition, not a CREATE TABLE AS) nor for a failed query.
+_DDL = re.compile(r"^\s*(DROP|ALTER|MSCK|SHOW|DESCRIBE|CREATE\s+(OR\s+REPLACE\s+)?(TABLE|VIEW|SCHEMA|DATABASE)\b"
+                  r"(?![\s\S]*\bAS\s*\(?\s*(SELECT|WITH)\b))", re.IGNORECASE)
+_FIXED_WIDTH = {"BOOLEAN": 1, "TINYINT": 1, "SMALLINT": 2, "INTEGER": 4, "FLOAT": 4, "DATE": 4}  # else 8
+
+
+@functools.lru_cache(maxsize=256)
+def _touches(sql: str) -> tuple[frozenset[str], frozenset[str], bool]:
+    """The tables a statement reads (not its CTEs), the column names it mentions, and whether it selects
+    ``*``: what the engine reads of each table."""
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(sql, read="trino")
+    ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
+    tables = frozenset(t.name for t in tree.find_all(exp.Table) if t.name and t.name not in ctes)
+    columns = frozenset(c.name for c in tree.find_all(exp.Column) if c.name)
+    star = any(isinstance(s.parent, exp.Select | exp.Column) for s in tree.find_all(exp.Star))  # not count(*)
+    return tables, columns, star
+
+
+@functools.lru_cache(maxsize=65536)
+def _column_chunk_bytes(path: str, size: int, mtime_ns: int) -> dict[str, int]:
+    """The compressed size of each column's chunks in a Parquet file, from its footer (cached per version)."""
+    meta = pq.ParquetFile(path).metadata
+    out: dict[str, int] = {}
+    for rg in range(meta.num_row_groups):
+        group = meta.row_group(rg)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            name = chunk.path_in_schema.split(".")[0]
+            out[name] = out.get(name, 0) + chunk.total_compressed_size
+    return out
 
 
 class LocalQueryEngine:
@@ -45,6 +88,7 @@ class LocalQueryEngine:
         state_path: Path | None = None,
         memory_limit_mb: int = 3072,
         horizon_days: int = DEFAULT_HORIZON_DAYS,
+        usage: Usage | None = None,
     ) -> None:
         self.lake_root = Path(lake_root)
         self.catalog = catalog
@@ -60,6 +104,10 @@ class LocalQueryEngine:
         self._lock = threading.Lock()
         self._state_con: duckdb.DuckDBPyConnection | None = None
         self._state_lock = threading.Lock()
+        # Athena's bill: each successful query's bytes scanned is counted in ``usage``, and summed here too
+        # (the refresh takes the difference over its statements).
+        self.usage = usage
+        self.billed_bytes = 0
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A database with every catalog table and view defined: in memory, or the state database."""
@@ -114,16 +162,82 @@ class LocalQueryEngine:
         except Exception as exc:  # sqlglot raises several error types for bad SQL
             raise QueryFailed(f"could not parse the SQL as Trino: {exc}") from exc
         if self.state_path is not None:
-            return self._run_in_state(duck_sql)
-        con = self.connect()
-        try:
-            cur = con.execute(duck_sql)
-            names = [d[0] for d in cur.description] if cur.description else []
-            return names, cur.fetchall()
-        except duckdb.Error as exc:
-            raise QueryFailed(str(exc).splitlines()[0]) from exc
-        finally:
-            con.close()
+            result = self._run_in_state(duck_sql)
+        else:
+            con = self.connect()
+            try:
+                cur = con.execute(duck_sql)
+                names = [d[0] for d in cur.description] if cur.description else []
+                result = names, cur.fetchall()
+            except duckdb.Error as exc:
+                raise QueryFailed(str(exc).splitlines()[0]) from exc
+            finally:
+                con.close()
+        if self.usage is not None and not _DDL.match(_untagged(trino_sql)):
+            billed = athena_billed_bytes(self.scanned_bytes(trino_sql))
+            with self._lock:
+                self.billed_bytes += billed
+            self.usage.add(athena_bytes_scanned=billed)
+        return result
+
+    def scanned_bytes(self, trino_sql: str) -> int:
+        """What Athena would scan for a statement, by this rule: for each lake table it reads (through the
+        views too), the compressed size of the column chunks of the columns it names (every column for a
+        ``*``) in the Parquet files of the partitions it reads: a refresh statement's input partitions (its
+        plan, in its first line), every cataloged partition otherwise (partition predicates of other
+        queries are not analysed: an upper bound); for each state table a refresh statement names, the
+        uncompressed size of the columns it names (DuckDB's storage statistics; Athena reads them from
+        compressed Parquet in Iceberg: an upper bound)."""
+        from streamboard.refresh import untag
+
+        tables, columns, star = _touches(trino_sql)
+        views = {v.name: v.sql for v in load_views(self.sql_dir, self.horizon_days)} if self.state_path is None \
+            else {}
+        seen: set[str] = set()
+        pending = [t for t in tables if t in views]
+        while pending:  # a view reads what its SQL reads
+            view = pending.pop()
+            if view in seen:
+                continue
+            seen.add(view)
+            v_tables, v_columns, v_star = _touches(self.view_overrides.get(view, views[view]))
+            tables, columns, star = tables | v_tables, columns | v_columns, star or v_star
+            pending.extend(t for t in v_tables if t in views)
+        tagged = untag(trino_sql)
+        total = 0
+        for table in set(self.catalog.table_names()) & tables:
+            names = {c["Name"] for c in self.catalog.columns(table)}
+            wanted = names if star else names & columns
+            partitions = self.catalog.partitions(table)
+            if tagged is not None and not tagged[0].full:
+                chosen = set(tagged[0].partitions)
+                partitions = [p for p in partitions if tuple(p.values) in chosen]
+            for part in partitions:
+                for f in (self.lake_root / part.location).glob("*.parquet"):
+                    st = f.stat()
+                    chunks = _column_chunk_bytes(str(f), st.st_size, st.st_mtime_ns)
+                    total += sum(n for name, n in chunks.items() if name in wanted)
+        if self.state_path is not None:
+            total += self._state_bytes(tables, columns, star)
+        return total
+
+    def _state_bytes(self, tables: frozenset[str], columns: frozenset[str], star: bool) -> int:
+        """The uncompressed size of the named columns of the state tables a statement reads."""
+        with self._state_lock:
+            if self._state_con is None:
+                return 0
+            existing = {r[0] for r in self._state_con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            total = 0
+            for table in sorted(tables & existing):
+                rows = self._state_con.execute(
+                    "SELECT column_name, segment_type, sum(count), "
+                    "sum(try_cast(stats.total_string_length AS BIGINT)) "
+                    f"FROM pragma_storage_info({_lit(table)}) WHERE segment_type <> 'VALIDITY' GROUP BY ALL"
+                ).fetchall()
+                for name, kind, count, strings in rows:
+                    if star or name in columns:
+                        total += int(strings or 0) if kind == "VARCHAR" else int(count) * _FIXED_WIDTH.get(kind, 8)
+            return total
 
     def lake_tables_in(self, sql: str) -> list[str]:
         """The catalog's tables a statement names (most refresh statements read only state tables)."""

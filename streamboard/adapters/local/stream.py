@@ -9,6 +9,7 @@ from pathlib import Path
 
 from streamboard.adapters.local.sqlite import SqliteDB
 from streamboard.ports import PutResult, ReadRecord, StreamRecord
+from streamboard.usage import Usage, kinesis_put_units
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -36,8 +37,9 @@ def shard_for(partition_key: str, shards: int) -> int:
 class LocalEventStream:
     """Records are ordered per shard by a global sequence number; writes are one transaction per put."""
 
-    def __init__(self, path: Path, shards: int = 2) -> None:
+    def __init__(self, path: Path, shards: int = 2, usage: Usage | None = None) -> None:
         self.db = SqliteDB(path, _SCHEMA)
+        self.usage = usage  # counts PUT payload units (a record: its data and partition key)
         with self.db.tx() as conn:
             row = conn.execute("SELECT value FROM stream_meta WHERE key='shards'").fetchone()
             if row is None:
@@ -56,6 +58,9 @@ class LocalEventStream:
                     "INSERT INTO records (shard, partition_key, data, arrival) VALUES (?, ?, ?, ?)", row
                 )
                 results.append(PutResult(shard_id=shard_id(row[0]), sequence_number=str(cur.lastrowid)))
+        if self.usage is not None:
+            self.usage.add(kinesis_put_units=sum(kinesis_put_units(len(r.data) + len(r.partition_key.encode()))
+                                                 for r in records))
         return results
 
     def trim(self, older_than: float) -> int:

@@ -1,0 +1,204 @@
+"""Billable units of a small run of the local stack, checked against a count made here from what was sent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+from ingest.app import IngestSinks, create_app
+from streamboard.adapters.aws.items import board_item
+from streamboard.adapters.local.stores import LocalProfileStore
+from streamboard.cli import main
+from streamboard.runtime.stack import Pipeline
+from streamboard.settings import Settings
+from streamboard.usage import (
+    ATHENA_MINIMUM,
+    Usage,
+    dynamodb_write_units,
+    firehose_billed_bytes,
+    item_size,
+    kinesis_put_units,
+)
+
+
+def score(user: str, points: int, **extra: Any) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "event_type": "score", "user_id": user, "category": "arcade",
+            "ts": (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)).isoformat(), "points": points, **extra}
+
+
+def action(user: str) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "event_type": "action", "user_id": user, "name": "opened_shop",
+            "ts": (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)).isoformat(), "properties": {"k": "v"}}
+
+
+def usage_json(data: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    assert main(["usage", "--data-dir", str(data), "--format", "json"]) == 0
+    return dict(json.loads(capsys.readouterr().out))
+
+
+def test_usage_of_a_small_run_matches_what_was_sent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data)
+    pipeline = Pipeline(settings)
+    b = pipeline.backend
+    # what enters the delivery streams and each Lambda invocation, seen from outside the counters
+    firehose: list[int] = []
+    put_record_batch = b.delivery.put_record_batch
+
+    def spy(stream: str, records: Any) -> list[int]:
+        firehose.extend(len(r) for r in records)
+        return put_record_batch(stream, records)
+
+    b.delivery.put_record_batch = spy  # type: ignore[method-assign]
+    invocations = {"n": 0}
+
+    def counting(handler: Any) -> Any:
+        def call(event: Any, context: Any) -> Any:
+            invocations["n"] += 1
+            return handler(event, context)
+        return call
+
+    pipeline.esm.handler = counting(pipeline.esm.handler)
+    pipeline.firehose.transform = counting(pipeline.firehose.transform)
+    before = Usage(data / "usage.db").report()  # provisioning the local keys read and wrote the app registry
+
+    requests = [[score(f"u{i % 7}", 10 + i, user_name="x" * 100) for i in range(300)],  # over 25 KB: 2+ units
+                [score("u1", 5), action("u1"), action("u2")],
+                [score("u2", 7), {"event_type": "score", "user_id": "bad"}]]  # one invalid event
+    with TestClient(create_app(settings, IngestSinks(b.stream, b.dlq, b.apps, b.lake, b.usage), b.registry)) as c:
+        answers = [c.post("/v1/events", json={"events": r}, headers={"x-api-key": settings.api_key}).json()
+                   for r in requests]
+    summary = pipeline.refresh()
+
+    accepted = sum(a["accepted"] for a in answers)
+    assert accepted == 300 + 3 + 1
+    records = [r for shard in b.stream.shard_ids() for r in b.stream.read(shard, None, 1000)]
+    assert len(records) == 3
+    report = usage_json(data, capsys)
+    units = report["units"]
+    assert report["events_accepted"] == accepted
+    assert report["score_events"] == 302
+    assert report["refreshes"] == 1
+    assert units["kinesis_put_units"] == sum(kinesis_put_units(len(r.data) + len(r.partition_key)) for r in records)
+    assert units["kinesis_put_units"] >= 4  # the 300-event record is well over 25 KB
+    assert units["firehose_records"] == len(firehose) and units["firehose_billed_bytes"] == sum(
+        firehose_billed_bytes(n) for n in firehose)
+    # the router's batches, the transform's, and the refresh: its query Lambda and a writer per statement
+    assert units["lambda_invocations"] == invocations["n"] + 1 + len(summary["steps"])
+    # every refresh statement is billed at least Athena's minimum; the last refresh's are all there is yet
+    assert units["athena_bytes_scanned_last_refresh"] == units["athena_bytes_scanned"]
+    assert units["athena_bytes_scanned"] >= ATHENA_MINIMUM * len(summary["steps"])
+    # `usage` prints a table too; reading the counters changes none of them
+    assert main(["usage", "--data-dir", str(data)]) == 0
+    table = capsys.readouterr().out
+    assert "kinesis_put_units" in table and "per 1,000 events" in table
+    assert usage_json(data, capsys) == report
+
+    # the boards' first snapshots: one PutItem each, by the item the aws store writes (and the profiles' writes)
+    boards = [b.boards.get_board(s, w, 1000) for s in ("overall", "arcade") for w in ("all", "30d", "365d")]
+    board_units = sum(dynamodb_write_units(item_size(board_item(x))) for x in boards if x is not None)
+    assert len([x for x in boards if x is not None]) == 6
+    assert units["dynamodb_write_units"] - before["units"]["dynamodb_write_units"] > board_units
+    # each of those reads is an eventually consistent GetItem of a board item under 4 KB: half a unit
+    assert usage_json(data, capsys)["units"]["dynamodb_read_units"] == units["dynamodb_read_units"] + 6 * 0.5
+
+
+def test_profile_writes_bill_each_transaction_also_when_a_marker_cancels_it(tmp_path: Path) -> None:
+    usage = Usage(tmp_path / "usage.db")
+    store = LocalProfileStore(tmp_path / "profiles.db", usage)
+    first = [score("u1", 10), score("u1", 20)]
+    store.apply(first, "2026-01-01 00:00:00.000")
+    # one transaction: 2 markers, the profile and one category item, each under 1 KB: 2 units each
+    assert usage.report()["units"]["dynamodb_write_units"] == 4 * 2
+    store.apply([*first, score("u1", 5)], "2026-01-01 00:00:01.000")
+    # cancelled by the two known markers (billed: 5 items) and again with the new event only (3 items)
+    assert usage.report()["units"]["dynamodb_write_units"] == 8 + 5 * 2 + 3 * 2
+    assert store.get("u1") is not None
+    assert usage.report()["units"]["dynamodb_read_units"] == 1  # a consistent Query of the user's items
+
+
+def test_a_query_is_billed_by_the_column_chunks_it_reads(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    pipeline = Pipeline(Settings(data_dir=data))
+    b = pipeline.backend
+    rows = [score(f"u{i}", i + 1, user_name="n" * 120) for i in range(2000)]
+    with TestClient(create_app(Settings(data_dir=data), IngestSinks(b.stream, b.dlq, b.apps, b.lake, b.usage),
+                               b.registry)) as c:
+        for i in range(0, len(rows), 500):
+            c.post("/v1/events", json={"events": rows[i:i + 500]}, headers={"x-api-key": "local-dev-key"})
+    pipeline.drain()
+    engine = b.query
+    files = list((data / "lake" / "score").rglob("*.parquet"))
+    assert files
+
+    def chunks(column: str) -> int:
+        total = 0
+        for f in files:
+            meta = pq.ParquetFile(f).metadata
+            for g in range(meta.num_row_groups):
+                group = meta.row_group(g)
+                total += sum(group.column(i).total_compressed_size for i in range(group.num_columns)
+                             if group.column(i).path_in_schema == column)
+        return total
+
+    assert engine.scanned_bytes("SELECT max(points) FROM score") == chunks("points")  # type: ignore[attr-defined]
+    assert engine.scanned_bytes(  # type: ignore[attr-defined]
+        "SELECT user_name, count(*) FROM score GROUP BY user_name") == chunks("user_name")
+    before = Usage(data / "usage.db").report()["units"]["athena_bytes_scanned"]
+    engine.run("SELECT max(points) FROM score")  # type: ignore[attr-defined]
+    engine.run("CREATE TABLE IF NOT EXISTS x (a bigint)")  # type: ignore[attr-defined]  # DDL is free
+    # far under 10 MB: billed 10 MB
+    assert Usage(data / "usage.db").report()["units"]["athena_bytes_scanned"] - before == ATHENA_MINIMUM
+
+
+def test_usage_of_a_missing_data_dir_is_one_line_and_nonzero(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["usage", "--data-dir", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("streamboard: error: no streamboard data in"), err
+
+
+def test_the_aws_stores_log_the_capacity_dynamodb_reports(tmp_path: Path, fake_aws_credentials: None,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """moto answers ``ReturnConsumedCapacity`` on single-item calls with a fixed number (1.0 a PutItem, 0.5 a
+    GetItem, whatever the item's size) and an empty list on TransactWriteItems; a cancelled transaction or a
+    failed condition reports nothing. The log line carries what came back, and counts the calls that
+    reported nothing."""
+    import logging
+
+    from moto import mock_aws
+
+    from streamboard.adapters.aws.provision import provision
+    from streamboard.backend import build_aws_backend
+    from streamboard.ports import Board, BoardEntry
+    from streamboard.registry import REGISTRY
+
+    caplog.set_level(logging.INFO, logger="streamboard.dynamodb")
+    with mock_aws():
+        settings = Settings(data_dir=tmp_path)
+        backend = build_aws_backend(settings, REGISTRY, provision(settings, REGISTRY))
+        backend.boards.replace_boards([Board("overall", w, None, None, (BoardEntry(1, "u1", "U", 5),))
+                                       for w in ("all", "30d")])
+        event = score("u1", 5, user_name="Ada")
+        backend.profiles.apply([event], "now")
+        backend.profiles.apply([event], "now")  # a redelivery: the marker's condition cancels it
+    lines = [json.loads(r.getMessage())["dynamodb_consumed"] for r in caplog.records]
+    boards, first, again = lines
+    assert boards == {"operation": "boards.replace", "table": settings.boards_table, "calls": 2,
+                      "capacity_units": 2.0, "unreported_calls": 0}  # moto's 1.0 per PutItem
+    # the transaction (moto: an empty list) and the name's update (moto: 0.5)
+    assert first["operation"] == "profiles.apply" and first["calls"] == 2 and first["capacity_units"] == 0.5
+    # the cancelled transaction and the name's failed condition: billed on AWS, reported by neither
+    assert again["calls"] == 2 and again["unreported_calls"] == 2 and again["capacity_units"] == 0.0
