@@ -82,8 +82,8 @@ def _duckdb_function(node: Any) -> Any:
 
     The refresh keys an event id by two 64-bit hashes of it as bigints: ``from_big_endian_64(xxhash64(
     to_utf8(x)))`` and ``from_big_endian_64(substr(md5(to_utf8(x)), 1, 8))``. They become DuckDB's own
-    string hash and the upper half of its md5, shifted into bigint's range: other values than Trino's, but
-    a state is only ever compared with keys that the same engine computed."""
+    string hash of the id and of the id reversed, shifted into bigint's range: other values than Trino's,
+    but a state is only ever compared with keys that the same engine computed."""
     from sqlglot import exp
 
     if not (isinstance(node, exp.Anonymous) and node.name.lower() == "from_big_endian_64"
@@ -96,7 +96,9 @@ def _duckdb_function(node: Any) -> Any:
     elif (isinstance(arg, exp.Substring) and isinstance(arg.this, exp.MD5Digest)
           and isinstance(arg.this.this, exp.Encode) and arg.args.get("start") == exp.Literal.number(1)
           and arg.args.get("length") == exp.Literal.number(8)):
-        digest = exp.func("md5_number_upper", arg.this.this.this.copy())
+        # any other 64-bit hash will do: DuckDB's md5 costs seconds over a lake's ids, its own hash of the id
+        # read backwards (a different input, so an unrelated value) a fraction of that
+        digest = exp.func("hash", exp.func("reverse", arg.this.this.this.copy()))
     else:
         return node
     return exp.cast(exp.BitwiseRightShift(this=digest, expression=exp.Literal.number(1)), "BIGINT")
