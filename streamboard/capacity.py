@@ -79,7 +79,9 @@ DEFAULTS: dict[str, Default] = {
     "dynamodb_write_units_per_score_event": Default(
         7.0, "dynamodb_write_units / score_events: per event a transaction of marker (2), total (2) and category"
         " (2) item, and the name write (1): today's profile store, one user per event in a batch"),
-    "dynamodb_read_units_per_event": Default(0.0, "dynamodb_read_units / events: routing reads nothing"),
+    "dynamodb_read_units_per_event": Default(
+        0.00025, "dynamodb_read_units / events: routing reads nothing; the run's one app-key lookup (0.5 units,"
+        " then cached) over its 2,000 events"),
     "refresh_statements": Default(
         30, "athena_bytes_scanned_last_refresh / 10 MB of a small incremental refresh (every statement at the"
         " minimum): 15 steps, each with its refresh-log statement"),
