@@ -1,132 +1,415 @@
-"""Capacity and cost projection for a peak load, stage by stage.
+"""Capacity and cost plan for a peak load, stage by stage, from billable units per event.
 
-Limits are AWS's documented per-resource quotas; prices are assumed us-east-1 list prices (editable below,
-verify before budgeting). Throughput per ingest task comes from bench/results/ingest.json when present.
+The units per event come from a run of the local stack, which counts them by the AWS rules
+(``streamboard/usage.py``): either a data dir's counters (``--from-data-dir``) or :data:`DEFAULTS`, a table
+measured on such a run (``tests/functional/test_capacity_defaults.py`` replays its traffic mix and holds the
+table to within 10% of what the stack counts). The traffic's shape (events per request, share of ``score``
+events, users, months since launch) is applied through the same AWS rules; prices are one table of us-east-1
+list prices (:data:`PRICES`). Every figure in the result names its source: ``counted`` (the data dir),
+``default`` (:data:`DEFAULTS`), ``rule`` (an AWS billing rule or limit), ``bench`` (a file of bench/results/)
+or ``assumed`` (a documented constant no run measures).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import uuid
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamboard.registry import MAX_RECORD_BYTES
+from streamboard.adapters.aws.items import seen_item
+from streamboard.packing import MAX_BATCH_RECORDS, MAX_RECORD_BYTES
+from streamboard.usage import ATHENA_MINIMUM, FIREHOSE_STEP, KINESIS_PUT_UNIT, item_size
 
-BENCH_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "ingest.json"
+RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results"
+INGEST_BENCH = RESULTS / "ingest.json"
+ROUTER_BENCH = RESULTS / "router.json"
 
-# AWS limits used below.
+GB = 1e9  # AWS prices data per GB of 10^9 bytes
+TB = 1e12
+HOURS_PER_MONTH = 730
+SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
+DAY = 86400
+
+# AWS limits (rule).
 KINESIS_SHARD_WRITE_RECORDS = 1000  # records/s per shard
 KINESIS_SHARD_WRITE_BYTES = 1024 * 1024  # bytes/s per shard
-FIREHOSE_DIRECT_PUT_RECORDS = 100_000  # records/s per delivery stream (default quota, larger regions)
-FIREHOSE_DIRECT_PUT_BYTES = 5 * 1024 * 1024
-DDB_ITEM_WRITE_BYTES = 1024  # one write unit
 LAMBDA_ESM_PARALLELIZATION_MAX = 10  # concurrent batches per shard
+LAMBDA_MAX_SECONDS = 900
 
-# Assumed router costs: its time goes mostly to waiting on profile transactions (shared by a user's events in
-# a batch) and Firehose puts; a batch averages this many records (requests).
-ROUTER_SECONDS_PER_EVENT = 0.004
-ROUTER_MEMORY_GB = 0.5  # infra/ router_memory_mb (dev)
-ROUTER_RECORDS_PER_INVOCATION = 100
-
-# Assumed list prices, USD (us-east-1).
-PRICES = {
-    "kinesis_shard_hour": 0.015,
-    "kinesis_put_unit_per_million": 0.014,  # 25 KB payload units
-    "firehose_per_gb": 0.029,
-    "firehose_format_conversion_per_gb": 0.018,
-    "lambda_gb_second": 0.0000166667,
-    "lambda_per_million_requests": 0.20,
+# us-east-1 list prices, USD (checked Dec 2026; verify before budgeting). The one table every cost is priced from.
+PRICES: dict[str, float] = {
+    "kinesis_shard_hour": 0.015,  # provisioned mode
+    "kinesis_put_units_per_million": 0.014,  # 25 KB payload units
+    "firehose_ingested_per_gb": 0.029,  # first 500 TB a month; each record rounded up to 5 KB
+    "firehose_format_conversion_per_gb": 0.018,  # JSON -> Parquet, same 5 KB steps
+    "lambda_requests_per_million": 0.20,
+    "lambda_gb_second": 0.0000166667,  # x86
+    "dynamodb_write_request_units_per_million": 0.625,  # on demand; 2 per KB in a transaction
+    "dynamodb_read_request_units_per_million": 0.125,  # on demand; 1 per 4 KB strongly consistent
+    "dynamodb_gb_month": 0.25,  # standard table class, +100 bytes per item
+    "athena_per_tb_scanned": 5.0,  # at least 10 MB per query
+    "s3_gb_month": 0.023,  # Standard, first 50 TB
     "s3_put_per_thousand": 0.005,
-    "s3_gb_month": 0.023,
-    "athena_per_tb_scanned": 5.0,
-    "dynamodb_per_million_writes": 0.625,
     "fargate_vcpu_hour": 0.04048,
     "fargate_gb_hour": 0.004445,
     "alb_hour": 0.0225,
-    "alb_lcu_hour": 0.008,
+    "alb_lcu_hour": 0.008,  # 1 LCU = 1 GB processed an hour (the dimension that decides for ingest)
 }
-HOURS_PER_MONTH = 730
 
 
 @dataclass(frozen=True)
-class Load:
+class Default:
+    value: float
+    why: str
+
+
+# Units per event measured on one run of the local stack (2026-12-01, this branch): 20 requests of 100 events,
+# every 10th a `score` event with a user_name and no challenge, the rest `action` events with two properties,
+# users drawn from 1,000,000 (so a user is in a router batch once): synthetic.traffic_mix(20,
+# events_per_request=100, score_share=0.1, users=1_000_000). `streamboard usage` of that data dir divided by
+# its events; the per-type sizes from runs of the same mix with score_share 1.0 and 0.0.
+# tests/functional/test_capacity_defaults.py replays that mix and checks these within 10%.
+DEFAULTS: dict[str, Default] = {
+    "stream_bytes_per_event": Default(196.1, "a stream record's bytes (data + partition key) / its events"),
+    "lake_bytes_score": Default(273.9, "firehose_billed_bytes / events, all-score run (the router's JSON line)"),
+    "lake_bytes_action": Default(256.0, "firehose_billed_bytes / events, all-action run"),
+    "dynamodb_write_units_per_score_event": Default(
+        7.0, "dynamodb_write_units / score_events: per event a transaction of marker (2), total (2) and category"
+        " (2) item, and the name write (1): today's profile store, one user per event in a batch"),
+    "dynamodb_read_units_per_event": Default(
+        0.00025, "dynamodb_read_units / events: routing reads nothing; the run's one app-key lookup (0.5 units,"
+        " then cached) over its 2,000 events"),
+    "refresh_statements": Default(
+        30, "athena_bytes_scanned_last_refresh / 10 MB of a small incremental refresh (every statement at the"
+        " minimum): 15 steps, each with its refresh-log statement"),
+}
+
+# Documented constants no local run measures (assumed).
+ASSUMED = {
+    "average_share_of_peak": (0.25, "average load / peak load over a month"),
+    "router_memory_gb": (1.0, "router_memory_mb 1024 of infra's production config"),
+    "router_batch_records": (500, "event source mapping batch size (settings.router_batch_size); batches fill at"
+                                  " peak"),
+    "router_cpu_ms_per_event": (0.07, "router CPU per event when bench/results/router.json is missing"),
+    "sink_call_ms": (10.0, "latency of one in-region DynamoDB TransactWriteItems/PutItem or Firehose"
+                           " PutRecordBatch call the router waits for"),
+    "profile_calls_per_user": (2, "per user in a batch: one transaction for its plain scores, one name write"),
+    "transform_cpu_ms_per_event": (0.03, "Firehose transform Lambda (256 MB) per event; not benchmarked"),
+    "transform_memory_gb": (0.25, "transform Lambda memory"),
+    "transform_mib_per_invocation": (3.0, "Firehose hands the transform about 3 MiB per call"),
+    "parquet_bytes_per_event": (60.0, "compressed Parquet bytes per event in the lake (about 1/4 of the JSON)"),
+    "refresh_read_bytes_per_new_score": (40.0, "Parquet bytes of the columns a refresh reads per new score"),
+    "dedupe_id_bytes": (16.0, "state_deliveries per id the refresh reads: id_key (8) + received_at (8), whole"
+                              " (no pruning assumed)"),
+    "window_total_row_bytes": (48.0, "state_window_totals row: user, scope, three totals"),
+    "ledger_row_bytes": (40.0, "state_contributions row: user, category, points, ts"),
+    "categories": (4, "score categories (boards: one per category and overall, three windows each)"),
+    "board_entry_bytes": (60.0, "one board entry in the board's DynamoDB item"),
+    "firehose_buffer_seconds": (300, "Firehose buffer interval (infra's production config): S3 objects"),
+    "ingest_task_events_per_s": (50_000.0, "events/s one ingest task takes, when bench/results/ingest.json is"
+                                           " missing"),
+}
+DEDUPE_HORIZON_DAYS = 30  # settings default; the refresh keeps the ids of horizon + 14 days (README)
+DEDUPE_STATE_DAYS = DEDUPE_HORIZON_DAYS + 14
+
+
+class PlanError(ValueError):
+    """Input the planner cannot plan from (a data dir with no usage, a share out of range...)."""
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The traffic's shape."""
+
     peak_events_per_s: float
-    event_bytes: int = 300
     events_per_request: int = 100
-    average_share_of_peak: float = 0.25
-    parquet_ratio: float = 0.15  # Parquet size / JSON size
+    score_share: float = 0.1
     users: int = 1_000_000
+    month: int = 1
+    average_share_of_peak: float = ASSUMED["average_share_of_peak"][0]
+    router_batch_records: int = int(ASSUMED["router_batch_records"][0])
+
+    def __post_init__(self) -> None:
+        if self.peak_events_per_s <= 0:
+            raise PlanError("--peak must be above 0 events/s")
+        if self.events_per_request < 1 or self.events_per_request > 500:
+            raise PlanError("--events-per-request must be 1..500 (the ingest API takes at most 500 a request)")
+        if not 0 <= self.score_share <= 1:
+            raise PlanError("--score-share must be between 0 and 1")
+        if self.users < 1 or self.month < 1:
+            raise PlanError("--users and --month must be at least 1")
+        if not 0 < self.average_share_of_peak <= 1:
+            raise PlanError("--average-share must be in (0, 1]")
 
 
-def _task_events_per_s(default: float = 50_000.0) -> tuple[float, str]:
-    """Events/s one ingest task (1 vCPU) sustains, from the last benchmark run, with 30% headroom."""
+@dataclass(frozen=True)
+class Figure:
+    value: float
+    source: str
+
+
+@dataclass
+class Rates:
+    """Units per event, with where each comes from. ``counted`` holds a data dir's units per event as counted,
+    which replace the shape-dependent rules."""
+
+    values: dict[str, Figure]
+    origin: str
+    counted: dict[str, Figure] = field(default_factory=dict)
+    score_share: float | None = None  # the run's, when counted
+
+
+def default_rates() -> Rates:
+    return Rates({k: Figure(d.value, f"default: {d.why}") for k, d in DEFAULTS.items()},
+                 "documented defaults (streamboard/capacity.py DEFAULTS)")
+
+
+def rates_from_usage(report: dict[str, Any], where: str) -> Rates:
+    """Units per event from ``streamboard usage --format json`` of a run: its counters / its events."""
+    events, scores, units = report["events_accepted"], report["score_events"], report["units"]
+    if not events:
+        raise PlanError(f"no events counted in {where}: run traffic through it first (streamboard usage shows 0)")
+    rates = default_rates()
+    src = f"counted in {where} ({events:,} events)"
+    counted = {
+        "kinesis_put_units": Figure(units["kinesis_put_units"] / events, f"{src}: kinesis_put_units / events"),
+        "firehose_billed_bytes": Figure(units["firehose_billed_bytes"] / events,
+                                        f"{src}: firehose_billed_bytes / events"),
+        "dynamodb_read_units": Figure(units["dynamodb_read_units"] / events, f"{src}: dynamodb_read_units / events"),
+    }
+    values = dict(rates.values)
+    if scores:
+        values["dynamodb_write_units_per_score_event"] = Figure(
+            units["dynamodb_write_units"] / scores, f"{src}: dynamodb_write_units / score_events (board and app"
+                                                    " writes of the run included)")
+    if report["refreshes"] and units["athena_bytes_scanned_last_refresh"]:
+        values["refresh_statements"] = Figure(
+            max(1, round(units["athena_bytes_scanned_last_refresh"] / ATHENA_MINIMUM)),
+            f"{src}: athena_bytes_scanned_last_refresh / 10 MB (statements at the minimum)")
+    return Rates(values, src, counted, scores / events)
+
+
+def _assumed(name: str) -> Figure:
+    value, why = ASSUMED[name]
+    return Figure(float(value), f"assumed: {why}")
+
+
+def router_cpu_ms() -> Figure:
+    """The router's measured CPU per event (batched traffic) from bench/results/router.json, else assumed."""
     try:
-        results = json.loads(BENCH_RESULTS.read_text())["results"]["batched_100"]["full"]["events_per_s"]
-        return float(results) * 0.7, f"{BENCH_RESULTS.name} (70% of the measured peak)"
-    except (OSError, KeyError, ValueError):
-        return default, "default (no benchmark results found)"
+        results = json.loads(ROUTER_BENCH.read_text())["results"]
+        batched = next(r for r in results if r["shape"] == "batched")
+        return Figure(float(batched["per_event_cpu_ms"]), f"bench: {ROUTER_BENCH.name} per_event_cpu_ms (batched,"
+                                                          f" {batched['events_per_record']} events a record)")
+    except (OSError, KeyError, ValueError, StopIteration, TypeError):
+        return _assumed("router_cpu_ms_per_event")
 
 
-def project(load: Load) -> dict[str, Any]:
-    """Per stage: what the peak needs and what a month costs."""
-    peak, size = load.peak_events_per_s, load.event_bytes
-    avg = peak * load.average_share_of_peak
-    monthly_events = avg * 3600 * 24 * 30
-    gb_month = monthly_events * size / 1e9
-    per_task, per_task_source = _task_events_per_s()
-    tasks = max(2, math.ceil(peak / per_task))  # two for availability
-    requests_per_s = peak / load.events_per_request
-    # One stream record per request (its events aggregated): the records/s limit counts requests.
-    record_bytes = load.events_per_request * size
-    records_per_s = requests_per_s * math.ceil(record_bytes / MAX_RECORD_BYTES)
-    stream_shards = max(1, math.ceil(max(records_per_s / KINESIS_SHARD_WRITE_RECORDS,
-                                         peak * size / KINESIS_SHARD_WRITE_BYTES)))
-    # The router runs at most 10 batches per shard at once: its concurrency can ask for more shards.
-    router_concurrency = peak * ROUTER_SECONDS_PER_EVENT
-    shards = max(stream_shards, math.ceil(router_concurrency / LAMBDA_ESM_PARALLELIZATION_MAX))
-    router_parallelization = min(LAMBDA_ESM_PARALLELIZATION_MAX, max(1, math.ceil(router_concurrency / shards)))
-    firehose_streams_needed = math.ceil(peak / FIREHOSE_DIRECT_PUT_RECORDS)
-    parquet_gb_month = gb_month * load.parquet_ratio
-    s3_objects_month = 2 * 60 * 24 * 30  # each type's stream flushes about once a minute
-    athena_tb_month = parquet_gb_month / 1000 * 24 * 30 / 2  # hourly refresh reads about half the lake on average
-    ddb_writes_month = monthly_events  # one profile transaction write per event (plus dedupe item)
+def ingest_task_events_per_s() -> Figure:
+    """Events/s one ingest task (1 vCPU) sustains, from the last ingest benchmark, with 30% headroom."""
+    try:
+        measured = json.loads(INGEST_BENCH.read_text())["results"]["batched_100"]["full"]["events_per_s"]
+        return Figure(float(measured) * 0.7, f"bench: {INGEST_BENCH.name} (70% of the measured peak)")
+    except (OSError, KeyError, ValueError, TypeError):
+        return _assumed("ingest_task_events_per_s")
 
-    stages: list[dict[str, Any]] = [
-        {"stage": "ingest (Fargate, 1 vCPU / 2 GB tasks)", "needs": f"{tasks} tasks at peak ({per_task:,.0f} events/s "
-         f"each, {per_task_source}); {requests_per_s:,.0f} requests/s",
-         "monthly_usd": tasks * HOURS_PER_MONTH * (PRICES["fargate_vcpu_hour"] + 2 * PRICES["fargate_gb_hour"])
-         + HOURS_PER_MONTH * (PRICES["alb_hour"] + 2 * PRICES["alb_lcu_hour"])},
-        {"stage": "stream (Kinesis, provisioned)", "needs": f"{shards} shards (1,000 records/s and 1 MiB/s each; "
-         f"{records_per_s:,.0f} records/s, one per request"
-         + (f"; {stream_shards} for the writes, more for the router's concurrency)" if shards > stream_shards
-            else ")"),
-         "monthly_usd": shards * HOURS_PER_MONTH * PRICES["kinesis_shard_hour"]
-         + monthly_events / load.events_per_request * math.ceil(record_bytes / 25_000) / 1e6
-         * PRICES["kinesis_put_unit_per_million"]},
-        {"stage": "router (Lambda, 512 MB)", "needs": f"about {router_concurrency:,.0f} concurrent executions at "
-         f"peak ({ROUTER_SECONDS_PER_EVENT * 1000:g} ms an event, assumed): parallelization factor "
-         f"{router_parallelization} on {shards} shards",
-         "monthly_usd": monthly_events / load.events_per_request / ROUTER_RECORDS_PER_INVOCATION
-         * PRICES["lambda_per_million_requests"] / 1e6
-         + monthly_events * ROUTER_SECONDS_PER_EVENT * ROUTER_MEMORY_GB * PRICES["lambda_gb_second"]},
-        {"stage": "delivery (Firehose, JSON to Parquet)", "needs": f"{firehose_streams_needed} stream(s) per type "
-         f"within the default {FIREHOSE_DIRECT_PUT_RECORDS:,} records/s quota",
-         "monthly_usd": gb_month * (PRICES["firehose_per_gb"] + PRICES["firehose_format_conversion_per_gb"])},
-        {"stage": "lake (S3)",
-         "needs": f"{parquet_gb_month:,.1f} GB of Parquet a month, {s3_objects_month:,} objects",
-         "monthly_usd": parquet_gb_month * PRICES["s3_gb_month"]
-         + s3_objects_month / 1000 * PRICES["s3_put_per_thousand"]},
-        {"stage": "leaderboards (Athena, hourly)", "needs": f"about {athena_tb_month:,.2f} TB scanned a month",
-         "monthly_usd": athena_tb_month * PRICES["athena_per_tb_scanned"]},
-        {"stage": "profiles (DynamoDB on demand)",
-         "needs": f"at most {peak * 3:,.0f} writes/s at peak (a dedupe marker per event; the total and category "
-                  "items shared by a user's events in one batch)",
-         "monthly_usd": ddb_writes_month * 3 / 1e6 * PRICES["dynamodb_per_million_writes"]},
-    ]
+
+def firehose_billed(events: float, event_bytes: float) -> float:
+    """Billed bytes of ``events`` packed into records of at most 1,000 KiB, each rounded up to 5 KB (rule)."""
+    total = events * event_bytes
+    full, rest = divmod(total, MAX_RECORD_BYTES - MAX_RECORD_BYTES % FIREHOSE_STEP)
+    return full * MAX_RECORD_BYTES + (math.ceil(rest / FIREHOSE_STEP) * FIREHOSE_STEP if rest else 0)
+
+
+def distinct(users: int, draws: float) -> float:
+    """Expected distinct users among ``draws`` events each from one of ``users`` at random."""
+    return users * -math.expm1(draws * math.log1p(-1 / users)) if users > 1 else min(1.0, draws)
+
+
+def units_per_event(traffic: Traffic, rates: Rates) -> dict[str, Figure]:
+    """The billable units of one event of this traffic: counted ones as counted, the rest by the AWS rules
+    from the run's sizes."""
+    v = {k: f.value for k, f in rates.values.items()}
+    share = traffic.score_share
+    epr = traffic.events_per_request
+    record_bytes = epr * v["stream_bytes_per_event"]
+    batch_events = traffic.router_batch_records * epr
+    billed = (firehose_billed(batch_events * share, v["lake_bytes_score"])
+              + firehose_billed(batch_events * (1 - share), v["lake_bytes_action"])) / batch_events
+    out = {
+        "kinesis_put_units": Figure(math.ceil(record_bytes / KINESIS_PUT_UNIT) / epr,
+                                    f"rule: a record per request of {record_bytes:,.0f} bytes, in 25 KB units"),
+        "firehose_billed_bytes": Figure(billed, "rule: a router batch's events of each type packed into 1,000 KiB"
+                                                " records, each rounded up to 5 KB"),
+        "dynamodb_write_units": Figure(share * v["dynamodb_write_units_per_score_event"],
+                                       f"score share x {rates.values['dynamodb_write_units_per_score_event'].source}"),
+        "dynamodb_read_units": rates.values["dynamodb_read_units_per_event"],
+    }
+    out.update(rates.counted)
+    return out
+
+
+def _line(unit: str, quantity: float, source: str, usd: float = 0.0) -> dict[str, Any]:
+    return {"unit": unit, "per_month": quantity, "source": source, "monthly_usd": usd}
+
+
+def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
+    """Per stage: what the peak needs, the units a month with their sources, and what they cost."""
+    rates = rates or default_rates()
+    if rates.score_share is not None and abs(rates.score_share - traffic.score_share) > 1e-9:
+        traffic = Traffic(**{**asdict(traffic), "score_share": rates.score_share})
+    v = {k: f.value for k, f in rates.values.items()}
+    per_event = units_per_event(traffic, rates)
+    p = PRICES
+    peak, share, epr = traffic.peak_events_per_s, traffic.score_share, traffic.events_per_request
+    avg = peak * traffic.average_share_of_peak
+    events = avg * SECONDS_PER_MONTH
+    scores = events * share
+    requests = events / epr
+    avg_src = f"assumed: average load {traffic.average_share_of_peak:.0%} of peak"
+    stages: list[dict[str, Any]] = []
+
+    # ingest: Fargate tasks behind an ALB
+    task = ingest_task_events_per_s()
+    tasks = max(2, math.ceil(peak / task.value))  # two for availability
+    ingest_gb = events * v["stream_bytes_per_event"] / GB
+    lcu = max(1.0, ingest_gb / HOURS_PER_MONTH)
+    stages.append({"stage": "ingest (Fargate 1 vCPU / 2 GB, ALB)",
+                   "needs": f"{tasks} tasks at peak ({task.value:,.0f} events/s each); {peak / epr:,.0f} requests/s",
+                   "lines": [
+                       _line("fargate task-hours", tasks * HOURS_PER_MONTH, f"{task.source}; at least 2 tasks",
+                             tasks * HOURS_PER_MONTH * (p["fargate_vcpu_hour"] + 2 * p["fargate_gb_hour"])),
+                       _line("ALB hours", HOURS_PER_MONTH, "rule: one load balancer", HOURS_PER_MONTH * p["alb_hour"]),
+                       _line("ALB LCU-hours", lcu * HOURS_PER_MONTH, "rule: 1 LCU per GB processed an hour, at the"
+                             " stream's bytes per event", lcu * HOURS_PER_MONTH * p["alb_lcu_hour"])]})
+
+    # router: Lambda on the stream
+    cpu = router_cpu_ms()
+    call_ms = _assumed("sink_call_ms")
+    batch_events = traffic.router_batch_records * epr
+    batch_users = distinct(traffic.users, batch_events * share)
+    delivery_calls = sum(math.ceil(max(1.0, firehose_billed(batch_events * s, v[k]) / MAX_RECORD_BYTES)
+                                   / MAX_BATCH_RECORDS) for s, k in ((share, "lake_bytes_score"),
+                                                                     (1 - share, "lake_bytes_action")) if s > 0)
+    calls = delivery_calls + batch_users * ASSUMED["profile_calls_per_user"][0]
+    seconds = (batch_events * cpu.value + calls * call_ms.value) / 1000
+    invocations = requests / traffic.router_batch_records
+    memory = _assumed("router_memory_gb")
+    concurrency = peak / batch_events * seconds
+
+    # stream: Kinesis, provisioned
+    kin_units = events * per_event["kinesis_put_units"].value
+    write_shards = max(1, math.ceil(max(peak / epr / KINESIS_SHARD_WRITE_RECORDS,
+                                        peak * v["stream_bytes_per_event"] / KINESIS_SHARD_WRITE_BYTES)))
+    shards = max(write_shards, math.ceil(concurrency / LAMBDA_ESM_PARALLELIZATION_MAX))
+    stages.append({"stage": "stream (Kinesis, provisioned)",
+                   "needs": f"{shards} shards ({write_shards} for 1,000 records/s and 1 MiB/s each"
+                            + (f"; more for the router's {concurrency:,.0f} concurrent batches at 10 a shard)"
+                               if shards > write_shards else ")"),
+                   "lines": [
+                       _line("shard-hours", shards * HOURS_PER_MONTH, "rule: shards for the peak's records, bytes"
+                             " and router concurrency", shards * HOURS_PER_MONTH * p["kinesis_shard_hour"]),
+                       _line("PUT payload units", kin_units, per_event["kinesis_put_units"].source,
+                             kin_units / 1e6 * p["kinesis_put_units_per_million"])]})
+    gb_s = invocations * seconds * memory.value
+    stages.append({"stage": f"router (Lambda, {memory.value:g} GB)",
+                   "needs": f"{batch_events:,} events a batch ({batch_users:,.0f} users with scores): "
+                            f"{seconds:,.1f} s each = {cpu.value:g} ms CPU an event ({cpu.source.split(':')[0]}) + "
+                            f"{calls:,.0f} sink calls x {call_ms.value:g} ms (assumed); about {concurrency:,.0f} "
+                            "concurrent at peak"
+                            + ("; OVER Lambda's 900 s: smaller batches needed" if seconds > LAMBDA_MAX_SECONDS else ""),
+                   "lines": [
+                       _line("requests", invocations, "rule: one per full batch of the event source mapping",
+                             invocations / 1e6 * p["lambda_requests_per_million"]),
+                       _line("GB-seconds", gb_s, f"{cpu.source}; sink calls: {call_ms.source}; "
+                             f"{ASSUMED['profile_calls_per_user'][1]}", gb_s * p["lambda_gb_second"])]})
+
+    # delivery: Firehose with the transform Lambda and Parquet conversion
+    fh_gb = events * per_event["firehose_billed_bytes"].value / GB
+    t_cpu, t_mem = _assumed("transform_cpu_ms_per_event"), _assumed("transform_memory_gb")
+    t_inv = fh_gb * GB / (ASSUMED["transform_mib_per_invocation"][0] * 1024 * 1024)
+    t_gbs = events * t_cpu.value / 1000 * t_mem.value
+    stages.append({"stage": "delivery (Firehose, transform, JSON to Parquet)",
+                   "needs": f"{fh_gb * 1000 / SECONDS_PER_MONTH:,.2f} MB/s billed on average",
+                   "lines": [
+                       _line("GB ingested", fh_gb, per_event["firehose_billed_bytes"].source,
+                             fh_gb * p["firehose_ingested_per_gb"]),
+                       _line("GB format conversion", fh_gb, "rule: the same 5 KB steps",
+                             fh_gb * p["firehose_format_conversion_per_gb"]),
+                       _line("transform requests", t_inv, _assumed("transform_mib_per_invocation").source,
+                             t_inv / 1e6 * p["lambda_requests_per_million"]),
+                       _line("transform GB-seconds", t_gbs, f"{t_cpu.source}; {t_mem.source}",
+                             t_gbs * p["lambda_gb_second"])]})
+
+    # lake: S3 grows month by month
+    pq = _assumed("parquet_bytes_per_event")
+    lake_gb = events * traffic.month * pq.value / GB
+    objects = 2 * SECONDS_PER_MONTH / ASSUMED["firehose_buffer_seconds"][0] + fh_gb / 0.128
+    stages.append({"stage": "lake (S3)", "needs": f"{lake_gb:,.0f} GB of Parquet after month {traffic.month}",
+                   "lines": [
+                       _line("GB-months", lake_gb, f"{pq.source}; every month's events kept ({traffic.month} months)",
+                             lake_gb * p["s3_gb_month"]),
+                       _line("PUTs", objects, "rule: two delivery streams flushing every 300 s or 128 MiB",
+                             objects / 1000 * p["s3_put_per_thousand"])]})
+
+    # leaderboards: the hourly incremental refresh on Athena
+    statements = rates.values["refresh_statements"]
+    hour_scores = scores / HOURS_PER_MONTH
+    days = min(traffic.month * 30, DEDUPE_STATE_DAYS)
+    ids = scores / 30 * days
+    ledger_edges = hour_scores * (1 if traffic.month <= 1 else 2 if traffic.month <= 12 else 3)
+    cats = ASSUMED["categories"][0]
+    parts = {
+        "new partitions": hour_scores * ASSUMED["refresh_read_bytes_per_new_score"][0],
+        "dedupe ids": ids * ASSUMED["dedupe_id_bytes"][0],
+        "window totals": traffic.users * (cats + 1) * ASSUMED["window_total_row_bytes"][0],
+        "ledger window edges": ledger_edges * ASSUMED["ledger_row_bytes"][0],
+    }
+    per_refresh = sum(parts.values()) + statements.value * ATHENA_MINIMUM
+    athena_tb = per_refresh * HOURS_PER_MONTH / TB
+    detail = ", ".join(f"{k} {b / GB:,.2f} GB" for k, b in parts.items())
+    stages.append({"stage": "leaderboards (Athena, hourly refresh)",
+                   "needs": f"{per_refresh / GB:,.2f} GB a refresh: {detail}, + {statements.value:.0f} statements"
+                            f" x 10 MB minimum; dedupe ids of {days} days",
+                   "lines": [_line("TB scanned", athena_tb, f"rule: 10 MB minimum per statement ({statements.source});"
+                                   " the state grows with users x categories and the dedupe horizon's ids (assumed"
+                                   " row sizes), not with the lake", athena_tb * p["athena_per_tb_scanned"])]})
+
+    # profiles and boards: DynamoDB on demand
+    wru = events * per_event["dynamodb_write_units"].value
+    rru = events * per_event["dynamodb_read_units"].value
+    boards = (cats + 1) * 3
+    board_wru = HOURS_PER_MONTH * boards * math.ceil(min(traffic.users, 1000) * ASSUMED["board_entry_bytes"][0] / 1024)
+    marker_bytes = item_size(seen_item(str(uuid.UUID(int=0)), "1" * 10)) + 100
+    ddb_gb = (scores / 30 * min(traffic.month * 30, DEDUPE_HORIZON_DAYS) * marker_bytes
+              + traffic.users * (cats + 1) * 120) / GB
+    stages.append({"stage": "profiles (DynamoDB on demand)",
+                   "needs": f"{peak * per_event['dynamodb_write_units'].value:,.0f} write units/s at peak "
+                            f"({per_event['dynamodb_write_units'].value:.2f} an event)",
+                   "lines": [
+                       _line("write request units", wru, per_event["dynamodb_write_units"].source,
+                             wru / 1e6 * p["dynamodb_write_request_units_per_million"]),
+                       _line("read request units", rru, per_event["dynamodb_read_units"].source,
+                             rru / 1e6 * p["dynamodb_read_request_units_per_million"]),
+                       _line("board write units", board_wru, f"rule: {boards} boards a refresh, 1 unit per KB "
+                             "(assumed 60 bytes an entry)", board_wru / 1e6
+                             * p["dynamodb_write_request_units_per_million"]),
+                       _line("GB-months", ddb_gb, f"rule: a {marker_bytes}-byte dedupe marker per score for the "
+                             "30-day horizon (+100 bytes an item), users x categories items of 120 bytes",
+                             ddb_gb * p["dynamodb_gb_month"])]})
+
     for s in stages:
-        s["monthly_usd"] = round(s["monthly_usd"], 2)
-    return {"load": load.__dict__, "monthly_events": round(monthly_events), "stages": stages,
-            "total_monthly_usd": round(sum(s["monthly_usd"] for s in stages), 2),
-            "prices": "assumed us-east-1 list prices in streamboard/capacity.py; verify before budgeting"}
+        s["monthly_usd"] = round(sum(line["monthly_usd"] for line in s["lines"]), 2)
+        s["usd_per_billion_events"] = round(s["monthly_usd"] / events * 1e9, 2)
+        for line in s["lines"]:
+            line["monthly_usd"] = round(line["monthly_usd"], 2)
+    total = round(sum(s["monthly_usd"] for s in stages), 2)
+    return {"traffic": asdict(traffic), "monthly_events": round(events), "monthly_events_source": avg_src,
+            "units_from": rates.origin,
+            "units_per_event": {k: {"value": f.value, "source": f.source} for k, f in per_event.items()},
+            "stages": stages, "total_monthly_usd": total, "usd_per_billion_events": round(total / events * 1e9, 2),
+            "prices": {"source": "us-east-1 list prices, streamboard/capacity.py PRICES; verify before budgeting",
+                       **PRICES}}

@@ -293,19 +293,54 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
-    from streamboard.capacity import Load, project
+    from streamboard.capacity import PlanError, Traffic, default_rates, project, rates_from_usage
 
-    result = project(Load(args.peak, event_bytes=args.event_bytes, events_per_request=args.batch,
-                          average_share_of_peak=args.average_share))
+    rates = default_rates()
+    try:
+        if args.from_data_dir is not None:
+            from streamboard.usage import Usage
+
+            data_dir = Path(args.from_data_dir)
+            if not (data_dir / "usage.db").exists():
+                raise CliError(f"no usage counters in {data_dir} (run traffic through `streamboard up --data-dir`"
+                               " first)")
+            if args.events_per_request is not None or args.score_share is not None:
+                raise CliError("--from-data-dir takes events per request and the score share from that run: "
+                               "drop --events-per-request / --score-share")
+            rates = rates_from_usage(Usage(data_dir / "usage.db").report(), str(data_dir))
+        traffic = Traffic(args.peak, events_per_request=args.events_per_request or 100,
+                          score_share=0.1 if args.score_share is None else args.score_share, users=args.users,
+                          month=args.month, average_share_of_peak=args.average_share)
+        result = project(traffic, rates)
+    except PlanError as exc:
+        raise CliError(str(exc)) from None
     if args.format == "json":
         print(json.dumps(result, indent=2))
         return 0
-    print(f"peak {args.peak:,.0f} events/s of {args.event_bytes} bytes; "
-          f"{result['monthly_events']:,} events a month at {args.average_share:.0%} of peak on average\n")
-    print_table(["stage", "needs at peak", "USD / month"],
-                [[s["stage"], s["needs"], f"{s['monthly_usd']:,.2f}"] for s in result["stages"]])
-    print(f"\ntotal about USD {result['total_monthly_usd']:,.2f} a month ({result['prices']})")
+    t = result["traffic"]
+    print(f"peak {t['peak_events_per_s']:,.0f} events/s, {t['events_per_request']} a request, "
+          f"{t['score_share']:.0%} score, {t['users']:,} users, month {t['month']}; "
+          f"{result['monthly_events']:,} events a month ({result['monthly_events_source']})")
+    print(f"units per event from {result['units_from']}\n")
+    rows: list[list[Any]] = []
+    for s in result["stages"]:
+        rows.append([s["stage"], "", f"{s['monthly_usd']:,.2f}", f"{s['usd_per_billion_events']:,.2f}", ""])
+        rows.extend([f"  {line['unit']}", f"{line['per_month']:,.1f}", f"{line['monthly_usd']:,.2f}", "",
+                     _short(line["source"])] for line in s["lines"])
+    print_table(["stage / unit", "units a month", "USD / month", "USD / 1e9 events", "source (--format json: in full)"],
+                rows)
+    print("\nat peak:")
+    for s in result["stages"]:
+        print(f"  {s['stage']}: {s['needs']}")
+    print(f"\ntotal about USD {result['total_monthly_usd']:,.2f} a month, USD {result['usd_per_billion_events']:,.2f}"
+          f" per billion events ({result['prices']['source']})")
     return 0
+
+
+def _short(source: str, width: int = 72) -> str:
+    """A source's first clause, cut to fit a table column."""
+    first = source.split(";")[0]
+    return first if len(first) <= width else first[:width - 3] + "..."
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
@@ -464,8 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cap = sub.add_parser("capacity", help="throughput and cost projection at every stage for a peak load")
     cap.add_argument("--peak", type=float, required=True, help="peak events per second")
-    cap.add_argument("--event-bytes", type=int, default=300, help="average event size (default 300)")
-    cap.add_argument("--batch", type=int, default=100, help="events per ingest request (default 100)")
+    cap.add_argument("--from-data-dir", help="take the units per event from the usage counted in this data dir "
+                     "(default: the documented defaults in streamboard/capacity.py)")
+    cap.add_argument("--events-per-request", type=int, help="events per ingest request (default 100)")
+    cap.add_argument("--score-share", type=float, help="share of events that are `score` (default 0.1)")
+    cap.add_argument("--users", type=int, default=1_000_000, help="distinct users (default 1000000)")
+    cap.add_argument("--month", type=int, default=1, help="months since launch: the lake and the refresh state "
+                     "then (default 1)")
     cap.add_argument("--average-share", type=float, default=0.25,
                      help="average load as a share of the peak (default 0.25)")
     cap.add_argument("--format", choices=("table", "json"), default="table")

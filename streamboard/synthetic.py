@@ -71,3 +71,29 @@ def _invalid(rng: random.Random, now: dt.datetime) -> dict[str, Any]:
     else:
         base["cheat"] = True
     return base
+
+
+def traffic_mix(requests: int, *, events_per_request: int, score_share: float, users: int, seed: int = 11,
+                now: dt.datetime | None = None) -> list[list[dict[str, Any]]]:
+    """Request bodies of a given traffic shape, for measuring billable units per event (``streamboard
+    capacity``'s documented defaults come from such a run): every ``1 / score_share``-th event a ``score``
+    (a named player, no challenge), the rest ``action`` events with two properties; users drawn uniformly."""
+    rng = random.Random(seed)
+    now = now or dt.datetime.now(dt.UTC)
+    every = max(1, round(1 / score_share)) if score_share > 0 else 0
+    out: list[list[dict[str, Any]]] = []
+    for r in range(requests):
+        body: list[dict[str, Any]] = []
+        for e in range(events_per_request):
+            n = r * events_per_request + e
+            user = f"user-{rng.randrange(users):07d}"
+            base = {"event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "user_id": user,
+                    "ts": format_ts(now - dt.timedelta(seconds=rng.uniform(0, 3600)))}
+            if every and n % every == 0:
+                body.append({**base, "event_type": "score", "category": rng.choice(CATEGORIES),
+                             "points": rng.randint(1, 1000), "user_name": f"player_{user[5:]}"})
+            else:
+                body.append({**base, "event_type": "action", "name": rng.choice(("login", "purchase", "share")),
+                             "properties": {"platform": "web", "screen": rng.choice(("home", "shop", "lobby"))}})
+        out.append(body)
+    return out

@@ -1,39 +1,125 @@
-"""The capacity projection follows the documented per-resource limits and scales with the load."""
+"""The capacity plan: units per event through the AWS rules, the traffic's shape, prices from one table."""
 
 from __future__ import annotations
 
-from streamboard.capacity import KINESIS_SHARD_WRITE_RECORDS, Load, project
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamboard import capacity
+from streamboard.capacity import PRICES, Traffic, default_rates, project, rates_from_usage
 from streamboard.cli import main
 
+SOURCES = ("counted", "default", "rule", "bench", "assumed", "score share")
 
-def _stage(result: dict, name: str) -> dict:  # type: ignore[type-arg]
+
+def _stage(result: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in result["stages"] if s["stage"].startswith(name))
 
 
-def test_shards_follow_the_per_shard_record_and_byte_limits() -> None:
-    # One record per request: 3,000 single-event requests/s need 3 shards for the records/s limit ...
-    single = project(Load(peak_events_per_s=KINESIS_SHARD_WRITE_RECORDS * 3, event_bytes=200, events_per_request=1))
+def _line(result: dict[str, Any], stage: str, unit: str) -> dict[str, Any]:
+    return next(x for x in _stage(result, stage)["lines"] if x["unit"] == unit)
+
+
+def test_shards_follow_the_per_shard_record_limit_and_events_per_request() -> None:
+    # one record per request: 3,000 single-event requests/s need 3 shards for the records/s limit ...
+    single = project(Traffic(3000, events_per_request=1, users=1000))
     assert _stage(single, "stream")["needs"].startswith("3 shards")
-    # ... while the same events in requests of 100 are 30 records/s: 600 KB/s fits one shard for the writes,
-    # but the router's 12 concurrent executions (4 ms an event) need two shards at 10 batches each.
-    batched = project(Load(peak_events_per_s=KINESIS_SHARD_WRITE_RECORDS * 3, event_bytes=200))
-    needs = _stage(batched, "stream")["needs"]
-    assert needs.startswith("2 shards") and "1 for the writes" in needs
-    assert "parallelization factor 6 on 2 shards" in _stage(batched, "router")["needs"]
-    big_events = project(Load(peak_events_per_s=1000, event_bytes=5000))  # 5 MB/s: bytes decide
-    assert _stage(big_events, "stream")["needs"].startswith("5 shards")
+    # ... the same events in requests of 100 fit one shard, and take 100 times fewer PUT payload units
+    batched = project(Traffic(3000, events_per_request=100, users=1000))
+    assert _stage(batched, "stream")["needs"].startswith("1 shards")
+    units = _line(single, "stream", "PUT payload units")["per_month"]
+    assert units == pytest.approx(100 * _line(batched, "stream", "PUT payload units")["per_month"])
+    # and the router's requests follow the stream's records
+    assert _line(single, "router", "requests")["per_month"] == pytest.approx(
+        100 * _line(batched, "router", "requests")["per_month"])
 
 
-def test_costs_grow_with_the_load_and_add_up() -> None:
-    low, high = project(Load(peak_events_per_s=1000)), project(Load(peak_events_per_s=100_000))
-    assert high["total_monthly_usd"] > 10 * low["total_monthly_usd"]
-    assert abs(high["total_monthly_usd"] - sum(s["monthly_usd"] for s in high["stages"])) < 0.05
-    assert int(_stage(high, "ingest")["needs"].split()[0]) >= 2  # never fewer than two tasks
+def test_score_share_drives_the_profile_writes_and_users_the_refresh_state() -> None:
+    low, high = project(Traffic(10_000, score_share=0.1)), project(Traffic(10_000, score_share=0.4))
+    writes = _line(low, "profiles", "write request units")
+    assert _line(high, "profiles", "write request units")["per_month"] == pytest.approx(4 * writes["per_month"])
+    # priced from the counted units of a run (the defaults' run) at the one price table's rate
+    per_score = capacity.DEFAULTS["dynamodb_write_units_per_score_event"].value
+    assert writes["per_month"] == pytest.approx(low["monthly_events"] * 0.1 * per_score, rel=1e-6)
+    assert writes["monthly_usd"] == pytest.approx(
+        writes["per_month"] / 1e6 * PRICES["dynamodb_write_request_units_per_million"], abs=0.01)
+    few, many = project(Traffic(10_000, users=1000)), project(Traffic(10_000, users=10_000_000))
+    assert _line(many, "leaderboards", "TB scanned")["per_month"] > _line(few, "leaderboards", "TB scanned")[
+        "per_month"]
 
 
-def test_capacity_command_prints_every_stage(capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["capacity", "--peak", "5000"]) == 0
+def test_the_lake_grows_with_months_but_the_refresh_reads_stay_flat() -> None:
+    m3, m12 = project(Traffic(10_000, month=3)), project(Traffic(10_000, month=12))
+    assert _line(m12, "lake", "GB-months")["per_month"] == pytest.approx(4 * _line(m3, "lake", "GB-months")[
+        "per_month"])
+    assert _line(m12, "leaderboards", "TB scanned")["per_month"] == pytest.approx(
+        _line(m3, "leaderboards", "TB scanned")["per_month"])
+    # the first month's refresh holds fewer dedupe ids than the full horizon
+    assert _line(project(Traffic(10_000, month=1)), "leaderboards", "TB scanned")["per_month"] < _line(
+        m3, "leaderboards", "TB scanned")["per_month"]
+
+
+def test_costs_add_up_per_stage_and_per_billion_events_and_every_figure_has_a_source() -> None:
+    result = project(Traffic(41_667, users=1_000_000, month=12))
+    for s in result["stages"]:
+        assert s["monthly_usd"] == pytest.approx(sum(x["monthly_usd"] for x in s["lines"]), abs=0.05)
+        assert s["usd_per_billion_events"] == pytest.approx(s["monthly_usd"] / result["monthly_events"] * 1e9,
+                                                            abs=0.01)
+        for line in s["lines"]:
+            assert line["source"].startswith(SOURCES), line
+    assert result["total_monthly_usd"] == pytest.approx(sum(s["monthly_usd"] for s in result["stages"]), abs=0.05)
+    for unit in result["units_per_event"].values():
+        assert unit["source"].startswith(SOURCES)
+
+
+def test_router_duration_takes_the_benchmarked_cpu_per_event(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = tmp_path / "router.json"
+    monkeypatch.setattr(capacity, "ROUTER_BENCH", bench)
+    missing = project(Traffic(10_000))
+    assert _line(missing, "router", "GB-seconds")["source"].startswith("assumed")
+    bench.write_text(json.dumps({"results": [{"shape": "batched", "events_per_record": 100,
+                                              "per_event_cpu_ms": 5.0}]}))
+    slow = project(Traffic(10_000))
+    line = _line(slow, "router", "GB-seconds")
+    assert line["source"].startswith("bench: router.json")
+    # the same sink calls; each event 5 ms of CPU instead of the assumed 0.07, at 1 GB
+    extra = slow["monthly_events"] * (5.0 - capacity.ASSUMED["router_cpu_ms_per_event"][0]) / 1000
+    assert line["per_month"] - _line(missing, "router", "GB-seconds")["per_month"] == pytest.approx(extra, rel=1e-3)
+
+
+def test_units_from_a_run_replace_the_defaults() -> None:
+    report = {"events_accepted": 1000, "score_events": 500, "refreshes": 1,
+              "units": {"kinesis_put_units": 40, "firehose_records": 3, "firehose_billed_bytes": 600_000,
+                        "dynamodb_write_units": 1500.0, "dynamodb_read_units": 10.0, "athena_bytes_scanned": 0,
+                        "athena_bytes_scanned_last_refresh": 20 * 10 * 1024 * 1024, "lambda_invocations": 9}}
+    rates = rates_from_usage(report, "run-dir")
+    result = project(Traffic(1000, score_share=0.1), rates)
+    per_event = result["units_per_event"]
+    assert per_event["kinesis_put_units"]["value"] == 0.04 and "run-dir" in per_event["kinesis_put_units"]["source"]
+    assert per_event["dynamodb_write_units"]["value"] == pytest.approx(0.5 * 3.0)  # the run's score share, 0.5
+    assert result["traffic"]["score_share"] == 0.5
+    assert "20 statements" in _stage(result, "leaderboards")["needs"]
+    assert _line(result, "profiles", "write request units")["per_month"] == pytest.approx(
+        result["monthly_events"] * 1.5, rel=1e-6)
+    with pytest.raises(capacity.PlanError, match="no events"):
+        rates_from_usage({**report, "events_accepted": 0}, "empty")
+    assert default_rates().origin.startswith("documented defaults")
+
+
+def test_capacity_command_prints_every_stage_and_rejects_bad_input(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["capacity", "--peak", "5000", "--score-share", "0.2", "--month", "3"]) == 0
     out = capsys.readouterr().out
-    for stage in ("ingest", "stream", "router", "delivery", "lake", "leaderboards", "profiles", "total about USD"):
+    for stage in ("ingest", "stream", "router", "delivery", "lake", "leaderboards", "profiles", "total about USD",
+                  "per billion events", "write request units"):
         assert stage in out
     assert main(["capacity", "--peak", "5000", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stages"]
+    assert main(["capacity", "--peak", "5000", "--score-share", "1.5"]) == 1
+    assert main(["capacity", "--peak", "5000", "--from-data-dir", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "--score-share" in err[0] and "no usage counters" in err[1]

@@ -1,0 +1,83 @@
+"""The planner's documented defaults against the units the local stack counts for the same traffic mix."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+from ingest.app import IngestSinks, create_app
+from streamboard.capacity import DEFAULTS, Traffic, default_rates, units_per_event
+from streamboard.cli import main
+from streamboard.runtime.stack import Pipeline
+from streamboard.settings import Settings
+from streamboard.synthetic import traffic_mix
+from streamboard.usage import ATHENA_MINIMUM, Usage
+
+# The defaults' mix (capacity.DEFAULTS' comment): requests of 100 events, 10% score, users from 1,000,000.
+MIX: dict[str, Any] = {"events_per_request": 100, "score_share": 0.1, "users": 1_000_000}
+
+
+def post(pipeline: Pipeline, settings: Settings, requests: list[list[dict[str, Any]]]) -> None:
+    b = pipeline.backend
+    with TestClient(create_app(settings, IngestSinks(b.stream, b.dlq, b.apps, b.lake, b.usage), b.registry)) as c:
+        for body in requests:
+            assert c.post("/v1/events", json={"events": body}, headers={"x-api-key": settings.api_key}).json()[
+                "accepted"] == len(body)
+
+
+def test_the_defaults_match_what_the_stack_counts_for_their_mix(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data)
+    pipeline = Pipeline(settings)
+    b = pipeline.backend
+    before = Usage(data / "usage.db").report()["units"]  # provisioning the local keys wrote the app registry
+    requests = traffic_mix(20, seed=5, **MIX)
+    post(pipeline, settings, requests)
+    records = [r for shard in b.stream.shard_ids() for r in b.stream.read(shard, None, 1000)]
+    pipeline.drain()
+    counted = Usage(data / "usage.db").report()
+    events = counted["events_accepted"]
+    assert events == 2000 and counted["score_events"] == 200
+
+    # the whole run went through the router as one batch of its 20 records
+    planned = units_per_event(Traffic(1, router_batch_records=len(records), **MIX), default_rates())
+    units = counted["units"]
+    for name in ("kinesis_put_units", "firehose_billed_bytes", "dynamodb_write_units", "dynamodb_read_units"):
+        got = (units[name] - before[name]) / events
+        assert planned[name].value == pytest.approx(got, rel=0.1, abs=1e-9), name
+    stream_bytes = sum(len(r.data) + len(r.partition_key) for r in records) / events
+    assert DEFAULTS["stream_bytes_per_event"].value == pytest.approx(stream_bytes, rel=0.1)
+
+    # a small incremental refresh bills every statement at Athena's minimum: the default statement count
+    pipeline.refresh()
+    post(pipeline, settings, traffic_mix(3, seed=6, **MIX))
+    assert pipeline.refresh()["mode"] == "incremental"
+    last = Usage(data / "usage.db").report()["units"]["athena_bytes_scanned_last_refresh"]
+    assert DEFAULTS["refresh_statements"].value == pytest.approx(last / ATHENA_MINIMUM, rel=0.1)
+
+    # the same data dir as the planner's source: its counted units per event, said so
+    assert main(["capacity", "--peak", "41667", "--from-data-dir", str(data), "--format", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    report = Usage(data / "usage.db").report()
+    kinesis = plan["units_per_event"]["kinesis_put_units"]
+    assert kinesis["value"] == report["units"]["kinesis_put_units"] / report["events_accepted"]
+    assert str(data) in kinesis["source"] and str(data) in plan["units_from"]
+    assert plan["traffic"]["score_share"] == pytest.approx(report["score_events"] / report["events_accepted"])
+
+
+def test_a_data_dir_without_events_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    Pipeline(Settings(data_dir=data))
+    assert main(["capacity", "--peak", "1000", "--from-data-dir", str(data)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no events counted" in err[0]
