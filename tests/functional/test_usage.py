@@ -202,3 +202,19 @@ def test_the_aws_stores_log_the_capacity_dynamodb_reports(tmp_path: Path, fake_a
     assert first["operation"] == "profiles.apply" and first["calls"] == 2 and first["capacity_units"] == 0.5
     # the cancelled transaction and the name's failed condition: billed on AWS, reported by neither
     assert again["calls"] == 2 and again["unreported_calls"] == 2 and again["capacity_units"] == 0.0
+
+
+def test_a_refresh_statement_is_billed_by_the_state_columns_it_names(tmp_path: Path) -> None:
+    from streamboard.adapters.local.catalog import LocalCatalog
+    from streamboard.adapters.local.query import LocalQueryEngine
+
+    engine = LocalQueryEngine(tmp_path / "lake", LocalCatalog(tmp_path / "catalog.db"),
+                              state_path=tmp_path / "state" / "state.duckdb", usage=Usage(tmp_path / "usage.db"))
+    engine.run("CREATE TABLE IF NOT EXISTS state_keys (k bigint, note varchar)")
+    engine.run("INSERT INTO state_keys SELECT n, 'abcd' FROM UNNEST(sequence(1, 2000000)) AS t (n)")
+    # a bigint column: 8 bytes a row, uncompressed (Iceberg's Parquet would read fewer: an upper bound)
+    assert engine.scanned_bytes("SELECT max(k) FROM state_keys") == 16_000_000
+    assert engine.scanned_bytes("SELECT max(note) FROM state_keys") == 8_000_000
+    # a few more rows: the widths measured before still hold, the row count is the table's own
+    engine.run("INSERT INTO state_keys SELECT n, 'abcd' FROM UNNEST(sequence(1, 100000)) AS t (n)")
+    assert engine.scanned_bytes("SELECT max(k), max(note) FROM state_keys") == 2_100_000 * 12
