@@ -88,7 +88,7 @@ def board_max_age(board: dict[str, Any], refresh_seconds: float, now: float) -> 
 def _cache_headers(path: str, body: Any, params: dict[str, str], backend: Backend, now: float) -> dict[str, str]:
     """The validator and freshness of a 200 answer on ``path`` (see the module docstring)."""
     payload = json.dumps(body, separators=(",", ":"))
-    if path.startswith("/v1/leaderboards/"):
+    if path.startswith("/v1/leaderboards/") and path != "/v1/leaderboards/":  # that one lists the scopes
         # The body names the snapshot (refreshed_at) and the window; the limit is named too, so each
         # variant of a board has its own tag even when their entries coincide.
         max_age = board_max_age(body, backend.settings.refresh_seconds, now)
