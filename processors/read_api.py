@@ -3,13 +3,22 @@
 Leaderboards are public to read; the refresh needs an admin key. Every error is
 a JSON ``{"error": ...}`` with a 4xx status a person can act on; nothing unexpected
 leaks a trace to the client.
+
+Caching (DESIGN section 5): a board changes only when a refresh lands, so its response carries an ``ETag`` of
+its snapshot and a max-age that ends at the next scheduled refresh (at most :data:`BOARD_MAX_AGE`, so an
+on-demand refresh shows up soon); profiles change with every event, so they get a few seconds. Health and
+admin answers are ``no-store``. Reads allow CORS from any origin, without credentials; the admin route does
+not. API Gateway's HTTP API has no CORS configuration (infra/streamboard_infra/read_api.py): these headers,
+and the preflight answers, are this handler's alone, on AWS and locally.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,6 +32,7 @@ from streamboard.errors import (
     Unauthorized,
     http_status,
 )
+from streamboard.registry import parse_ts
 
 log = logging.getLogger("streamboard.read_api")
 
@@ -31,6 +41,19 @@ MAX_LIMIT = 1000
 MAX_BODY = 1024  # no route takes a request body; a tiny one (say `{}`) is ignored, anything larger is refused
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 _SCOPE = re.compile(r"[a-z0-9_-]{1,64}")  # fullmatch: `$` would let a trailing newline (%0a) through
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
+BOARD_MAX_AGE = 300  # an on-demand refresh reaches every cache within 5 minutes
+SHORT_MAX_AGE = 5  # profiles change with every event: a few seconds absorb a burst of identical reads
+NO_STORE = "no-store"
+PREFLIGHT_MAX_AGE = 86400  # browsers cap it lower (Chrome: 2 h); the answer never changes between deployments
+# Any origin, no credentials: the reads are public, and `*` is what a browser accepts without credentials.
+CORS = {"access-control-allow-origin": "*", "access-control-expose-headers": "ETag"}
+PREFLIGHT = {**CORS, "access-control-allow-methods": ", ".join(READ_METHODS),
+             "access-control-allow-headers": "If-None-Match", "access-control-max-age": str(PREFLIGHT_MAX_AGE)}
+
+
+class Preflight(Exception):
+    """An OPTIONS request on a read route: answered with 204 and the CORS headers, never with a body."""
 
 
 def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -40,6 +63,50 @@ def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> 
         "body": json.dumps(body, separators=(",", ":")),
         "isBase64Encoded": False,
     }
+
+
+def _etag(*parts: str) -> str:
+    """A strong validator: the same bytes for the same representation, different for any other."""
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+    return f'"{digest}"'
+
+
+def board_max_age(board: dict[str, Any], refresh_seconds: float, now: float) -> int:
+    """Seconds until the board's next scheduled refresh, within 0..BOARD_MAX_AGE.
+
+    The handler does not see the schedule's phase, so the next refresh is taken as the last one plus the
+    interval; the last one is when it started (``as_of``, the scheduled time on AWS) or when it landed
+    (``refreshed_at``), whichever is earlier, so a cached copy never outlives the refresh that replaces it.
+    An overdue refresh may land any moment: 0. A board never refreshed has nothing to wait for: 0."""
+    stamps = [parse_ts(board[k]).timestamp() for k in ("as_of", "refreshed_at") if board.get(k)]
+    if not stamps or refresh_seconds <= 0:
+        return 0
+    remaining = min(stamps) + refresh_seconds - now
+    return int(max(0.0, min(float(BOARD_MAX_AGE), remaining)))
+
+
+def _cache_headers(path: str, body: Any, params: dict[str, str], backend: Backend, now: float) -> dict[str, str]:
+    """The validator and freshness of a 200 answer on ``path`` (see the module docstring)."""
+    payload = json.dumps(body, separators=(",", ":"))
+    if path.startswith("/v1/leaderboards/") and path != "/v1/leaderboards/":  # that one lists the scopes
+        # The body names the snapshot (refreshed_at) and the window; the limit is named too, so each
+        # variant of a board has its own tag even when their entries coincide.
+        max_age = board_max_age(body, backend.settings.refresh_seconds, now)
+        return {"etag": _etag("board", params.get("limit", "10"), payload),
+                "cache-control": f"public, max-age={max_age}"}
+    if path in ("/healthz", "/v1/admin/refresh"):
+        return {"cache-control": NO_STORE}
+    return {"etag": _etag("read", payload), "cache-control": f"public, max-age={SHORT_MAX_AGE}"}
+
+
+def none_match(header: str | None, etag: str) -> bool:
+    """Whether ``If-None-Match`` matches ``etag`` (RFC 9110 13.1.2: weak comparison, a list, or ``*``)."""
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return etag.removeprefix("W/") in tags
 
 
 def _limit(params: dict[str, str]) -> int:
@@ -106,6 +173,7 @@ def admin_refresh(backend: Backend, headers: dict[str, str], params: dict[str, s
 
 
 def route(method: str, path: str, params: dict[str, str], headers: dict[str, str], backend: Backend) -> tuple[int, Any]:
+    """The status and body of a request; :class:`Preflight` for an OPTIONS request on a read route."""
     if path == "/healthz":
         _require(method, "GET")
         return 200, {"status": "ok"}
@@ -128,13 +196,17 @@ def route(method: str, path: str, params: dict[str, str], headers: dict[str, str
 
 
 def _require(method: str, expected: str) -> None:
-    """405 with the ``Allow`` header unless ``method`` is the route's (HEAD goes with GET)."""
+    """405 with the ``Allow`` header unless ``method`` is the route's (HEAD and the CORS preflight, OPTIONS,
+    go with GET)."""
+    if expected == "GET" and method == "OPTIONS":
+        raise Preflight
     if method != expected and not (method == "HEAD" and expected == "GET"):
-        allowed = ("GET", "HEAD") if expected == "GET" else (expected,)
+        allowed = READ_METHODS if expected == "GET" else (expected,)
         raise MethodNotAllowed(f"use {expected} for this path", allowed)
 
 
-def handle(event: dict[str, Any], backend: Backend) -> dict[str, Any]:
+def handle(event: dict[str, Any], backend: Backend, now: float | None = None) -> dict[str, Any]:
+    """Answer one API Gateway (v2) event; ``now`` (epoch seconds) is the clock the max-ages count from."""
     # HTTP APIs deliver rawPath already percent-decoded (the local server does the same): no second decode.
     http = event.get("requestContext", {}).get("http", {})
     method = http.get("method", "GET").upper()
@@ -145,18 +217,30 @@ def handle(event: dict[str, Any], backend: Backend) -> dict[str, Any]:
         if event.get("body") and len(event["body"]) > MAX_BODY:
             raise PayloadTooLarge(f"this API takes no request body (at most {MAX_BODY} bytes, ignored)")
         status, body = route(method, path, params, headers, backend)
-        response = _response(status, body)
+        response = _response(status, body, _cache_headers(path, body, params, backend,
+                                                          time.time() if now is None else now))
+        if method in ("GET", "HEAD") and "etag" in response["headers"] and \
+                none_match(headers.get("if-none-match"), response["headers"]["etag"]):
+            # The client's copy is current: validators and freshness again, no body (RFC 9110 15.4.5).
+            del response["headers"]["content-type"]
+            response.update(statusCode=304, body="")
+    except Preflight:
+        response = {"statusCode": 204, "headers": dict(PREFLIGHT), "body": "", "isBase64Encoded": False}
     except StreamboardError as exc:
         status = http_status(exc)
         if status >= 500:
             log.exception("read API failed on %s %s", method, path)
             response = _response(status, {"error": "internal error; the failure was logged"})
         else:
-            allow = {"allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else None
-            response = _response(status, {"error": str(exc)}, allow)
+            allow = {"allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else {}
+            # an error may not hold for long (a scope appears with the next refresh): no cache keeps it
+            response = _response(status, {"error": str(exc)}, {**allow, "cache-control": NO_STORE})
     except Exception:  # noqa: BLE001 - never a trace to the client
         log.exception("read API failed on %s %s", method, path)
         response = _response(500, {"error": "internal error; the failure was logged"})
+    response["headers"].setdefault("cache-control", NO_STORE)
+    if path != "/v1/admin/refresh":  # browsers may read every read route from any origin; admin calls are not theirs
+        response["headers"].update(CORS)
     if method == "HEAD":  # the headers a GET would get, no body
         response["body"] = ""
     return response

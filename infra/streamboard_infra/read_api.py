@@ -13,10 +13,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from streamboard.settings import ENV_REFRESH_SECONDS
 from streamboard_infra import nag
 from streamboard_infra.functions import PipelineFunction, retention
 
-# Every route the handler serves (processors.read_api.route); anything else is API Gateway's 404.
+# Every route the handler serves (processors.read_api.route); anything else is API Gateway's 404. Each GET
+# route takes OPTIONS too: the handler answers CORS preflights itself (the HTTP API has no CORS configuration,
+# which would answer them in its place and drop the handler's CORS headers), as the local server does.
 ROUTES: tuple[tuple[str, apigw.HttpMethod], ...] = (
     ("/healthz", apigw.HttpMethod.GET),
     ("/openapi.json", apigw.HttpMethod.GET),
@@ -34,25 +37,28 @@ ACCESS_LOG_FORMAT = {
 
 class ReadApi(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, code: lambda_.Code, rate_limit: int, burst_limit: int,
-                 log_retention_days: int) -> None:
+                 log_retention_days: int, refresh_minutes: int) -> None:
         super().__init__(scope, construct_id)
         self.handler = PipelineFunction(
             self, "Handler", handler="processors.read_api.handler", code=code,
             description="Streamboard: read API (leaderboards, profiles, admin refresh)",
             timeout=cdk.Duration.seconds(29), memory_mb=512, log_retention_days=log_retention_days,
+            # the refresh schedule's interval: a board's max-age ends at the next scheduled refresh
+            environment={ENV_REFRESH_SECONDS: str(refresh_minutes * 60)},
         )
         self.function = self.handler.function
         self.api = apigw.HttpApi(self, "Api", description="Streamboard read API", create_default_stage=False)
         integration = integrations.HttpLambdaIntegration("Handler", self.function,
                                                          payload_format_version=apigw.PayloadFormatVersion.VERSION_2_0)
         for path, method in ROUTES:
-            route = self.api.add_routes(path=path, methods=[method], integration=integration)
-            # Reads are public (DESIGN: "Leaderboards are public to read"); the admin route checks an
-            # admin API key (its hash in the app registry) inside the handler.
-            nag.acknowledge(route[0], {
-                "AwsSolutions-APIG4": "Leaderboards and profiles are public to read; POST /v1/admin/refresh "
-                                      "authenticates the x-api-key header against the hashed app registry.",
-            })
+            methods = [method, apigw.HttpMethod.OPTIONS] if method == apigw.HttpMethod.GET else [method]
+            for route in self.api.add_routes(path=path, methods=methods, integration=integration):
+                # Reads are public (DESIGN: "Leaderboards are public to read"); the admin route checks an
+                # admin API key (its hash in the app registry) inside the handler.
+                nag.acknowledge(route, {
+                    "AwsSolutions-APIG4": "Leaderboards and profiles are public to read; POST /v1/admin/refresh "
+                                          "authenticates the x-api-key header against the hashed app registry.",
+                })
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=retention(log_retention_days),
                                          removal_policy=cdk.RemovalPolicy.DESTROY)
         self.stage = apigw.HttpStage(

@@ -74,7 +74,7 @@ class StreamboardStack(cdk.Stack):
                                     crawler_name=catalog.crawler_name, refresh_minutes=c.refresh_schedule_minutes,
                                     retain=retain, log_retention_days=logs_days)
         read_api = ReadApi(self, "ReadApi", code=code, rate_limit=c.api_rate_limit, burst_limit=c.api_burst_limit,
-                           log_retention_days=logs_days)
+                           log_retention_days=logs_days, refresh_minutes=c.refresh_schedule_minutes)
         redrive = Redrive(self, "Redrive", code=code, every_minutes=c.redrive_every_minutes,
                           log_retention_days=logs_days)
         ingest = IngestService(

@@ -5,19 +5,22 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
+import datetime as dt
 import json
 import re
 import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
+from moto import mock_aws
 
 from processors import deployed, leaderboards, read_api, router, transform
-from streamboard.backend import Backend
+from streamboard.backend import Backend, build_aws_backend, build_local_backend
 from streamboard.packing import MAX_RECORD_BYTES
 from streamboard.ports import Board, BoardEntry
-from streamboard.registry import REGISTRY
+from streamboard.registry import REGISTRY, format_ts
 from streamboard.runtime.crawler import ensure_tables
 from streamboard.runtime.firehose import to_row
 from streamboard.settings import ENV_DATA_DIR, Settings
@@ -439,10 +442,11 @@ def test_read_api_client_errors(boards: Backend, path: str, query: str, method: 
 
 
 @pytest.mark.parametrize(("path", "method", "allow"), [
-    ("/v1/leaderboards/overall", "POST", "GET, HEAD"),
-    ("/v1/users/player-0001", "DELETE", "GET, HEAD"),
+    ("/v1/leaderboards/overall", "POST", "GET, HEAD, OPTIONS"),
+    ("/v1/users/player-0001", "DELETE", "GET, HEAD, OPTIONS"),
     ("/v1/admin/refresh", "GET", "POST"),
-    ("/healthz", "PUT", "GET, HEAD"),
+    ("/v1/admin/refresh", "OPTIONS", "POST"),
+    ("/healthz", "PUT", "GET, HEAD, OPTIONS"),
 ])
 def test_read_api_405_says_which_methods_are_allowed(boards: Backend, path: str, method: str, allow: str) -> None:
     response = read_api.handle(api_event(path, method=method), boards)
@@ -520,6 +524,161 @@ def test_read_api_survives_a_bare_event(boards: Backend) -> None:
     response = read_api.handle({}, boards)
     assert response["statusCode"] == 404
     body_of(response)
+
+
+# --- caching and CORS (DESIGN section 5) --------------------------------------------------------------------
+
+
+@pytest.fixture(params=["local", "aws"])
+def either(request: pytest.FixtureRequest, tmp_path: Path, fake_aws_credentials: None) -> Iterator[Backend]:
+    """A backend of each kind (aws: boto3 on moto), with the default hourly refresh."""
+    settings = Settings(data_dir=tmp_path / "data")
+    if request.param == "local":
+        yield build_local_backend(settings)
+        return
+    with mock_aws():
+        from streamboard.adapters.aws.provision import provision
+
+        yield build_aws_backend(settings, REGISTRY, provision(settings, REGISTRY))
+
+
+def land_refresh(backend: Backend, refreshed: dt.datetime, top_score: int) -> None:
+    """Write every board as a refresh that started at ``refreshed`` does (the writer's own path)."""
+    stamp = format_ts(refreshed)
+    rows = [{"scope": scope, "time_window": window, "as_of": refreshed, "user_id": user, "user_name": user,
+             "board_rank": rank, "score": top_score - 10 * rank}
+            for scope in ("overall", "chess") for window in ("all", "30d")
+            for rank, user in enumerate(("ann", "bob", "cy"), start=1)]
+    backend.boards.replace_boards(leaderboards.boards_from_rows(rows, stamp))
+
+
+def test_board_etag_changes_exactly_when_a_refresh_lands_and_304_until_then(either: Backend) -> None:
+    start = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    land_refresh(either, start, 100)
+    first = read_api.handle(api_event("/v1/leaderboards/chess"), either)
+    again = read_api.handle(api_event("/v1/leaderboards/chess"), either)
+    tag = first["headers"]["etag"]
+    assert first["statusCode"] == again["statusCode"] == 200
+    assert re.fullmatch(r'"[0-9a-f]+"', tag) and again["headers"]["etag"] == tag
+    for header in (tag, f"W/{tag}", f'"nope", {tag}', "*"):
+        cached = read_api.handle(api_event("/v1/leaderboards/chess", headers={"If-None-Match": header}), either)
+        assert cached["statusCode"] == 304 and cached["body"] == ""
+        assert cached["headers"]["etag"] == tag and "public, max-age=" in cached["headers"]["cache-control"]
+        assert cached["headers"]["access-control-allow-origin"] == "*"
+    other = read_api.handle(api_event("/v1/leaderboards/chess", headers={"If-None-Match": '"nope"'}), either)
+    assert other["statusCode"] == 200 and body_of(other) == body_of(first)
+
+    land_refresh(either, start + dt.timedelta(hours=1), 500)
+    after = read_api.handle(api_event("/v1/leaderboards/chess", headers={"If-None-Match": tag}), either)
+    assert after["statusCode"] == 200 and after["headers"]["etag"] != tag
+    assert body_of(after)["entries"][0]["score"] == 490
+    assert read_api.handle(api_event("/v1/leaderboards/chess", headers={"If-None-Match": after["headers"]["etag"]}),
+                           either)["statusCode"] == 304
+
+
+def test_each_window_and_limit_of_a_board_has_its_own_etag(either: Backend) -> None:
+    land_refresh(either, dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC), 100)
+    variants = ["", "window=30d", "limit=2", "limit=20", "window=30d&limit=20"]
+    tags = [read_api.handle(api_event("/v1/leaderboards/chess", q), either)["headers"]["etag"] for q in variants]
+    assert len(set(tags)) == len(variants)  # limit=20 and the default hold the same 3 entries, still distinct
+    default = read_api.handle(api_event("/v1/leaderboards/chess", "limit=20", headers={"If-None-Match": tags[0]}),
+                              either)
+    assert default["statusCode"] == 200
+
+
+def max_age(response: dict[str, Any]) -> int:
+    match = re.fullmatch(r"public, max-age=(\d+)", response["headers"]["cache-control"])
+    assert match, response["headers"]["cache-control"]
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize(("since_refresh", "expected"), [
+    (3600 - 40, 40),  # the next hourly refresh is 40 s away
+    (0, read_api.BOARD_MAX_AGE),  # just refreshed: capped, so an on-demand refresh shows up within 5 minutes
+    (3600 - 299.5, 299),
+    (3600, 0),  # due now
+    (3600 + 600, 0),  # overdue: it may land any moment
+])
+def test_board_max_age_never_outlives_the_next_scheduled_refresh(either: Backend, since_refresh: float,
+                                                                 expected: int) -> None:
+    refreshed = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    land_refresh(either, refreshed, 100)
+    now = refreshed.timestamp() + since_refresh
+    response = read_api.handle(api_event("/v1/leaderboards/overall", "window=30d"), either, now=now)
+    assert max_age(response) == expected
+    assert max_age(response) == 0 or now + max_age(response) <= refreshed.timestamp() + either.settings.refresh_seconds
+
+
+def test_board_max_age_follows_the_configured_schedule(tmp_path: Path) -> None:
+    backend = build_local_backend(Settings(data_dir=tmp_path / "data", refresh_seconds=120))
+    refreshed = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    land_refresh(backend, refreshed, 100)
+    response = read_api.handle(api_event("/v1/leaderboards/overall"), backend, now=refreshed.timestamp() + 30)
+    assert max_age(response) == 90
+
+
+def test_a_board_never_refreshed_is_not_kept(backend: Backend) -> None:
+    response = read_api.handle(api_event("/v1/leaderboards/overall"), backend)
+    assert response["statusCode"] == 200 and max_age(response) == 0 and response["headers"]["etag"]
+
+
+def test_profile_is_cached_a_few_seconds_with_an_etag_of_its_content(either: Backend) -> None:
+    either.profiles.apply([{"event_id": "e1", "event_type": "score", "user_id": "ann", "ts": "t",
+                            "category": "chess", "points": 5}], "2026-03-01T12:00:00.000Z")
+    first = read_api.handle(api_event("/v1/users/ann"), either)
+    assert 1 <= max_age(first) <= 10
+    tag = first["headers"]["etag"]
+    cached = read_api.handle(api_event("/v1/users/ann", headers={"if-none-match": f"W/{tag}"}), either)
+    assert cached["statusCode"] == 304 and cached["body"] == ""
+    either.profiles.apply([{"event_id": "e2", "event_type": "score", "user_id": "ann", "ts": "t",
+                            "category": "chess", "points": 7}], "2026-03-01T12:00:01.000Z")
+    changed = read_api.handle(api_event("/v1/users/ann", headers={"if-none-match": tag}), either)
+    assert changed["statusCode"] == 200 and body_of(changed)["total"] == 12 and changed["headers"]["etag"] != tag
+
+
+def test_health_admin_and_errors_are_never_stored(boards: Backend) -> None:
+    boards.apps.create("ops", "admin", key="admin-key")
+    boards.refresh = lambda full=False: {"boards": 0}
+    health = read_api.handle(api_event("/healthz"), boards)
+    admin = read_api.handle(api_event("/v1/admin/refresh", method="POST", headers={"x-api-key": "admin-key"}),
+                            boards)
+    denied = read_api.handle(api_event("/v1/admin/refresh", method="POST"), boards)
+    missing = read_api.handle(api_event("/v1/leaderboards/checkers"), boards)
+    for response, status in ((health, 200), (admin, 200), (denied, 401), (missing, 404)):
+        assert response["statusCode"] == status
+        assert response["headers"]["cache-control"] == "no-store" and "etag" not in response["headers"]
+    # a matching If-None-Match does not turn health into a 304
+    assert read_api.handle(api_event("/healthz", headers={"if-none-match": "*"}), boards)["statusCode"] == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/leaderboards/chess", "/v1/users/player-0001", "/v1/leaderboards",
+                                  "/healthz", "/v1/leaderboards/checkers"])
+def test_reads_allow_cors_from_any_origin_without_credentials(boards: Backend, path: str) -> None:
+    boards.profiles.apply([{"event_id": "e1", "event_type": "score", "user_id": "player-0001", "ts": "t",
+                            "category": "chess", "points": 990}], "2026-03-01T12:00:00.000Z")
+    origin = {"origin": "https://game.example"}
+    get = read_api.handle(api_event(path, headers=origin), boards)
+    assert get["headers"]["access-control-allow-origin"] == "*"
+    assert get["headers"]["access-control-expose-headers"] == "ETag"
+    assert not any(h.startswith("access-control-allow-credentials") for h in get["headers"])
+    preflight = read_api.handle(api_event(path, method="OPTIONS", headers={
+        **origin, "access-control-request-method": "GET", "access-control-request-headers": "if-none-match"}), boards)
+    assert preflight["statusCode"] == 204 and preflight["body"] == ""
+    headers = preflight["headers"]
+    assert headers["access-control-allow-origin"] == "*"
+    assert set(headers["access-control-allow-methods"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+    assert "if-none-match" in headers["access-control-allow-headers"].lower()
+    assert int(headers["access-control-max-age"]) > 0
+
+
+def test_the_admin_route_answers_no_browser_cross_origin(boards: Backend) -> None:
+    origin = {"origin": "https://evil.example"}
+    post = read_api.handle(api_event("/v1/admin/refresh", method="POST", headers=origin), boards)
+    preflight = read_api.handle(api_event("/v1/admin/refresh", method="OPTIONS", headers={
+        **origin, "access-control-request-method": "POST"}), boards)
+    assert post["statusCode"] == 401 and preflight["statusCode"] == 405
+    for response in (post, preflight):
+        assert not any(h.startswith("access-control-") for h in response["headers"])
 
 
 # --- leaderboard writer ------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ the longest-idle connection first, bodies refused early, and no traceback per re
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import select
 import socket
@@ -22,7 +23,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ingest.app import IngestSinks, create_app
-from streamboard.backend import Backend
+from streamboard.backend import Backend, build_local_backend
+from streamboard.ports import Board, BoardEntry
+from streamboard.registry import format_ts
 from streamboard.runtime.stack import read_api_app
 from streamboard.serving import ConnectionLimits, Server, build_server, listening_socket
 from streamboard.settings import Settings
@@ -258,7 +261,7 @@ def test_read_api_head_and_allow(read_api: Running) -> None:
         head = client.head(f"{read_api.url}/healthz")
         wrong = client.post(f"{read_api.url}/v1/leaderboards/overall")
     assert head.status_code == 200 and head.content == b""
-    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD, OPTIONS"
 
 
 def test_read_api_cuts_off_a_chunked_body(read_api: Running) -> None:
@@ -273,3 +276,28 @@ def test_read_api_cuts_off_a_chunked_body(read_api: Running) -> None:
             return  # closed while we were still sending: refused, not read
     assert resp.status_code == 413
     assert resp.headers["connection"] == "close"
+
+
+def test_read_api_caching_and_cors_over_http(serve: Serve, tmp_path: Path) -> None:
+    """What a browser or a CDN sees from the local server: a board fresh until 40 s before the next hourly
+    refresh, a 304 with no body while it holds, and CORS preflights answered."""
+    backend = build_local_backend(Settings(data_dir=tmp_path / "data"))
+    refreshed = format_ts(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=backend.settings.refresh_seconds - 40))
+    backend.boards.replace_boards([Board("overall", "all", refreshed, refreshed, (BoardEntry(1, "ann", "Ann", 9),))])
+    api = serve(read_api_app(backend))
+    with httpx.Client(trust_env=False) as client:
+        board = client.get(f"{api.url}/v1/leaderboards/overall", headers={"origin": "https://game.example"})
+        cached = client.get(f"{api.url}/v1/leaderboards/overall", headers={"if-none-match": board.headers["etag"]})
+        preflight = client.options(f"{api.url}/v1/leaderboards/overall", headers={
+            "origin": "https://game.example", "access-control-request-method": "GET"})
+        admin = client.post(f"{api.url}/v1/admin/refresh", headers={"origin": "https://game.example"})
+    assert board.status_code == 200 and board.json()["entries"][0]["user_id"] == "ann"
+    age = int(board.headers["cache-control"].removeprefix("public, max-age="))
+    assert 30 <= age <= 40
+    assert board.headers["access-control-allow-origin"] == "*" and board.headers["access-control-expose-headers"]
+    assert cached.status_code == 304 and cached.content == b"" and cached.headers["etag"] == board.headers["etag"]
+    assert preflight.status_code == 204 and preflight.content == b""
+    assert "GET" in preflight.headers["access-control-allow-methods"]
+    assert int(preflight.headers["access-control-max-age"]) > 0
+    assert admin.status_code == 401 and admin.headers["cache-control"] == "no-store"
+    assert "access-control-allow-origin" not in admin.headers

@@ -264,6 +264,22 @@ def test_read_api_is_throttled_with_access_logs(dev: Synth) -> None:
     assert {"GET /v1/leaderboards/{scope}", "GET /v1/users/{user_id}", "POST /v1/admin/refresh"} <= routes
 
 
+def test_read_api_preflights_reach_the_handler_and_it_knows_the_refresh_schedule(dev: Synth) -> None:
+    """The handler's CORS headers are the only ones: no CORS configuration on the HTTP API (it would answer
+    preflights itself and drop the handler's headers), an OPTIONS route beside each GET, none for the admin
+    POST; and the read API Lambda gets the refresh interval its boards' max-age counts down to."""
+    routes = {r["Properties"]["RouteKey"] for r in dev.resources("AWS::ApiGatewayV2::Route").values()}
+    gets = {key.removeprefix("GET ") for key in routes if key.startswith("GET ")}
+    assert gets and {f"OPTIONS {path}" for path in gets} <= routes
+    assert "OPTIONS /v1/admin/refresh" not in routes
+    for api in dev.resources("AWS::ApiGatewayV2::Api").values():
+        assert "CorsConfiguration" not in api["Properties"]
+    dev.template.has_resource_properties("AWS::Lambda::Function", {
+        "Handler": "processors.read_api.handler",
+        "Environment": {"Variables": Match.object_like({"STREAMBOARD_REFRESH_SECONDS": "3600"})},
+    })
+
+
 # --- ingest --------------------------------------------------------------------------------------------------------
 
 def test_ingest_service_health_check_stop_timeout_and_autoscaling(dev: Synth) -> None:
