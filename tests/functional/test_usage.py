@@ -48,20 +48,49 @@ def usage_json(data: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]
     return dict(json.loads(capsys.readouterr().out))
 
 
+def firehose_record_sizes(backend: Any) -> list[int]:
+    """The sizes of the records that enter the delivery streams from now on (a list that fills as they do)."""
+    sizes: list[int] = []
+    put_record_batch = backend.delivery.put_record_batch
+
+    def spy(stream: str, records: Any) -> list[int]:
+        sizes.extend(len(r) for r in records)
+        return put_record_batch(stream, records)
+
+    backend.delivery.put_record_batch = spy
+    return sizes
+
+
+def test_firehose_bills_little_more_than_the_events_delivered(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Packed records: for 100-event requests Firehose's 5 KB steps add at most 30% to the events' bytes
+    (one record per event would bill every ~300-byte event as 5 KB)."""
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data)
+    pipeline = Pipeline(settings)
+    b = pipeline.backend
+    delivered = firehose_record_sizes(b)
+    with TestClient(create_app(settings, IngestSinks(b.stream, b.dlq, b.apps, b.lake, b.usage), b.registry)) as c:
+        for r in range(20):
+            events = [score(f"u{(r * 100 + i) % 997}", 1 + i, user_name=f"player {i}") for i in range(100)]
+            assert c.post("/v1/events", json={"events": events},
+                          headers={"x-api-key": settings.api_key}).json()["accepted"] == 100
+    pipeline.drain()
+    report = usage_json(data, capsys)
+    units = report["units"]
+    assert report["score_events"] == 2000
+    assert sum(delivered) >= 2000 * 200  # every event's line went in
+    assert units["firehose_billed_bytes"] <= 1.3 * sum(delivered)
+    assert units["firehose_records"] <= 2000 / 100  # many events a record
+
+
 def test_usage_of_a_small_run_matches_what_was_sent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     settings = Settings(data_dir=data)
     pipeline = Pipeline(settings)
     b = pipeline.backend
     # what enters the delivery streams and each Lambda invocation, seen from outside the counters
-    firehose: list[int] = []
-    put_record_batch = b.delivery.put_record_batch
-
-    def spy(stream: str, records: Any) -> list[int]:
-        firehose.extend(len(r) for r in records)
-        return put_record_batch(stream, records)
-
-    b.delivery.put_record_batch = spy  # type: ignore[method-assign]
+    firehose = firehose_record_sizes(b)
     invocations = {"n": 0}
 
     def counting(handler: Any) -> Any:
