@@ -288,9 +288,7 @@ class IncrementalRefresh:
         """Every statement of a batch, in order: the steps (the rebuild's for a full batch), the board
         snapshot, the pruning, and the record that ends the batch."""
         params = plan.params(self.horizon_days, self.retention_days)
-        steps = [s for s in load_steps() if _number(s) < PRUNE_FROM]
-        if plan.full:
-            steps = list(load_steps(REBUILD_DIR))
+        steps = load_steps(REBUILD_DIR) if plan.full else [s for s in load_steps() if _number(s) < PRUNE_FROM]
         out = [Statement(step.name, render(step.template, params), True) for step in steps]
         out.append(Statement(SNAPSHOT_STEP, render(SNAPSHOT.read_text(), params), False))
         out += [Statement(step.name, render(step.template, params), True)

@@ -31,13 +31,30 @@ class View:
     depends_on: frozenset[str]
 
 
-def _references(sql: str) -> frozenset[str]:
+@functools.lru_cache(maxsize=512)
+def parse_trino(sql: str) -> Any:
+    """One Trino statement's syntax tree, parsed once for all its readers (transpiling it, and counting what
+    it reads); callers never change it (``transform`` copies)."""
     import sqlglot  # imported here: the deployed Lambdas read SQL files but never transpile
+
+    trees = sqlglot.parse(sql, read="trino")
+    if len(trees) != 1 or trees[0] is None:
+        raise ValueError("expected exactly one SQL statement")
+    return trees[0]
+
+
+@functools.lru_cache(maxsize=512)
+def touches(sql: str) -> tuple[frozenset[str], frozenset[str], bool]:
+    """The tables a statement reads (not its CTEs), the column names it mentions, and whether it selects
+    ``*`` (``count(*)`` is not): what an engine reads of each table."""
     from sqlglot import exp
 
-    tree = sqlglot.parse_one(sql, read="trino")
+    tree = parse_trino(sql)
     ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
-    return frozenset(t.name for t in tree.find_all(exp.Table) if t.name and t.name not in ctes)
+    tables = frozenset(t.name for t in tree.find_all(exp.Table) if t.name and t.name not in ctes)
+    columns = frozenset(c.name for c in tree.find_all(exp.Column) if c.name)
+    star = any(isinstance(s.parent, exp.Select | exp.Column) for s in tree.find_all(exp.Star))
+    return tables, columns, star
 
 
 @functools.cache
@@ -47,7 +64,7 @@ def load_views(sql_dir: Path = SQL_DIR, horizon_days: int = DEFAULT_HORIZON_DAYS
     views = {}
     for path in sorted(Path(sql_dir).glob("*.sql")):
         text = render(path.read_text(), {"dedupe_horizon_days": horizon_days})
-        views[path.stem] = View(path.stem, text.strip().rstrip(";"), _references(text))
+        views[path.stem] = View(path.stem, text.strip().rstrip(";"), touches(text)[0])
     ordered: list[View] = []
     done: set[str] = set()
 
@@ -69,12 +86,7 @@ def load_views(sql_dir: Path = SQL_DIR, horizon_days: int = DEFAULT_HORIZON_DAYS
 @functools.lru_cache(maxsize=512)
 def to_duckdb(trino_sql: str) -> str:
     """Transpile one Trino statement to DuckDB (the local stand-in for Athena)."""
-    import sqlglot
-
-    trees = sqlglot.parse(trino_sql, read="trino")
-    if len(trees) != 1 or trees[0] is None:
-        raise ValueError("expected exactly one SQL statement")
-    return str(trees[0].transform(_duckdb_function).sql(dialect="duckdb"))
+    return str(parse_trino(trino_sql).transform(_duckdb_function).sql(dialect="duckdb"))
 
 
 def _duckdb_function(node: Any) -> Any:

@@ -23,7 +23,7 @@ from streamboard.adapters.local.catalog import LocalCatalog
 from streamboard.errors import NotFound, QueryFailed
 from streamboard.ports import QueryStatus
 from streamboard.registry import DUCKDB_TYPES, GLUE_TYPES, PARTITION_KEYS
-from streamboard.sql import DEFAULT_HORIZON_DAYS, SQL_DIR, load_views, to_duckdb
+from streamboard.sql import DEFAULT_HORIZON_DAYS, SQL_DIR, load_views, to_duckdb, touches
 from streamboard.usage import Usage, athena_billed_bytes
 
 _DUCK_FROM_GLUE = {GLUE_TYPES[k]: v for k, v in DUCKDB_TYPES.items()}
@@ -46,21 +46,6 @@ def _lit(text: str) -> str:
 _DDL = re.compile(r"^\s*(DROP|ALTER|MSCK|SHOW|DESCRIBE|CREATE\s+(OR\s+REPLACE\s+)?(TABLE|VIEW|SCHEMA|DATABASE)\b"
                   r"(?![\s\S]*\bAS\s*\(?\s*(SELECT|WITH)\b))", re.IGNORECASE)
 _FIXED_WIDTH = {"BOOLEAN": 1, "TINYINT": 1, "SMALLINT": 2, "INTEGER": 4, "FLOAT": 4, "DATE": 4}  # else 8
-
-
-@functools.lru_cache(maxsize=256)
-def _touches(sql: str) -> tuple[frozenset[str], frozenset[str], bool]:
-    """The tables a statement reads (not its CTEs), the column names it mentions, and whether it selects
-    ``*``: what the engine reads of each table."""
-    import sqlglot
-    from sqlglot import exp
-
-    tree = sqlglot.parse_one(sql, read="trino")
-    ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
-    tables = frozenset(t.name for t in tree.find_all(exp.Table) if t.name and t.name not in ctes)
-    columns = frozenset(c.name for c in tree.find_all(exp.Column) if c.name)
-    star = any(isinstance(s.parent, exp.Select | exp.Column) for s in tree.find_all(exp.Star))  # not count(*)
-    return tables, columns, star
 
 
 @functools.lru_cache(maxsize=65536)
@@ -192,7 +177,7 @@ class LocalQueryEngine:
         compressed Parquet in Iceberg: an upper bound)."""
         from streamboard.refresh import untag
 
-        tables, columns, star = _touches(trino_sql)
+        tables, columns, star = touches(trino_sql)
         views = {v.name: v.sql for v in load_views(self.sql_dir, self.horizon_days)} if self.state_path is None \
             else {}
         seen: set[str] = set()
@@ -202,7 +187,7 @@ class LocalQueryEngine:
             if view in seen:
                 continue
             seen.add(view)
-            v_tables, v_columns, v_star = _touches(self.view_overrides.get(view, views[view]))
+            v_tables, v_columns, v_star = touches(self.view_overrides.get(view, views[view]))
             tables, columns, star = tables | v_tables, columns | v_columns, star or v_star
             pending.extend(t for t in v_tables if t in views)
         tagged = untag(trino_sql)

@@ -65,12 +65,13 @@ class LocalBoardStore:
         units = 0
         with self.db.tx() as conn:
             for b in boards:
-                # a PutItem of the board's item, billed by the larger of the item it replaces and the new one
-                size = item_size(board_item(b)) if self.usage is not None else 0
-                before = conn.execute("SELECT bytes FROM board_items WHERE scope=? AND win=?",
-                                      (b.scope, b.window)).fetchone()
-                units += dynamodb_write_units(max(size, before[0] if before else 0))
-                conn.execute("INSERT OR REPLACE INTO board_items VALUES (?, ?, ?)", (b.scope, b.window, size))
+                if self.usage is not None:
+                    # a PutItem of the board's item, billed by the larger of the item it replaces and the new one
+                    size = item_size(board_item(b))
+                    before = conn.execute("SELECT bytes FROM board_items WHERE scope=? AND win=?",
+                                          (b.scope, b.window)).fetchone()
+                    units += dynamodb_write_units(max(size, before[0] if before else 0))
+                    conn.execute("INSERT OR REPLACE INTO board_items VALUES (?, ?, ?)", (b.scope, b.window, size))
                 cur = conn.execute(
                     "INSERT INTO snapshots (scope, win, as_of, refreshed_at) VALUES (?, ?, ?, ?)",
                     (b.scope, b.window, b.as_of, b.refreshed_at),
