@@ -45,6 +45,7 @@ READ_METHODS = ("GET", "HEAD", "OPTIONS")
 BOARD_MAX_AGE = 300  # an on-demand refresh reaches every cache within 5 minutes
 SHORT_MAX_AGE = 5  # profiles change with every event: a few seconds absorb a burst of identical reads
 NO_STORE = "no-store"
+ADMIN_KEY_HEADER = "x-api-key"  # the admin route's only credential (the CDN forwards this header to it and no other)
 PREFLIGHT_MAX_AGE = 86400  # browsers cap it lower (Chrome: 2 h); the answer never changes between deployments
 # Any origin, no credentials: the reads are public, and `*` is what a browser accepts without credentials.
 CORS = {"access-control-allow-origin": "*", "access-control-expose-headers": "ETag"}
@@ -160,10 +161,10 @@ def get_user(backend: Backend, user_id: str) -> dict[str, Any]:
 
 def admin_refresh(backend: Backend, headers: dict[str, str], params: dict[str, str]) -> dict[str, Any]:
     """Refresh every board now; ``full=true`` builds the refresh's state again from the whole lake."""
-    key = headers.get("x-api-key")
+    key = headers.get(ADMIN_KEY_HEADER)
     app = backend.apps.authenticate(key) if key else None
     if app is None or app.role != "admin":
-        raise Unauthorized("an admin API key is required in the x-api-key header")
+        raise Unauthorized(f"an admin API key is required in the {ADMIN_KEY_HEADER} header")
     if backend.refresh is None:
         raise StreamboardError("refresh is not configured for this deployment")
     full = params.get("full", "false").lower()

@@ -76,6 +76,9 @@ class DeploymentConfig:
     # read API
     api_rate_limit: int = 200  # requests per second, steady
     api_burst_limit: int = 400
+    # CDN in front of the read API: WAF blocks an IP above this many requests per 5 minutes (cache hits count too)
+    cdn_rate_limit_per_ip: int = 2000
+    cdn_price_class: str = "PriceClass_100"  # edge locations: PriceClass_100 (NA, EU), _200, or _All
     # DLQ redrive into the stream (0: only on demand)
     redrive_every_minutes: int = 15
     # monitoring
@@ -120,10 +123,13 @@ PRESETS: dict[str, DeploymentConfig] = {
         prescale=(Prescale("evening-peak", 17, 30, 23, 0, 6),),
         api_rate_limit=1000,
         api_burst_limit=2000,
+        cdn_price_class="PriceClass_All",
         redrive_every_minutes=5,
     ),
 }
 
+WAF_RATE_LIMIT_MIN, WAF_RATE_LIMIT_MAX = 10, 2_000_000_000
+CDN_PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
 _FIELDS = {f.name: f for f in dataclasses.fields(DeploymentConfig)}
 _NOT_FROM_CONTEXT = {"env_name", "extra", "prescale"}
 
@@ -165,4 +171,10 @@ def config_from_context(get: Any) -> DeploymentConfig:
         raise ValueError(f"context stream_mode={config.stream_mode!r}: expected on_demand or provisioned")
     if config.firehose_buffer_mib < 64:
         raise ValueError("firehose_buffer_mib must be at least 64 (Firehose's minimum with Parquet conversion)")
+    if not WAF_RATE_LIMIT_MIN <= config.cdn_rate_limit_per_ip <= WAF_RATE_LIMIT_MAX:
+        raise ValueError(f"cdn_rate_limit_per_ip must be from {WAF_RATE_LIMIT_MIN} to {WAF_RATE_LIMIT_MAX} "
+                         "(requests per IP per 5 minutes, WAF's range for a rate-based rule)")
+    if config.cdn_price_class not in CDN_PRICE_CLASSES:
+        raise ValueError(f"context cdn_price_class={config.cdn_price_class!r}: expected one of "
+                         f"{', '.join(CDN_PRICE_CLASSES)}")
     return config

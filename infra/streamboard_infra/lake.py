@@ -15,14 +15,19 @@ ERRORS_PREFIX = "errors"
 
 
 def secure_bucket(scope: Construct, construct_id: str, *, retain: bool, access_logs: s3.IBucket | None,
-                  access_logs_prefix: str = "", **kwargs: object) -> s3.Bucket:
-    """A private, SSL-only bucket, encrypted with S3-managed keys, its access logged to ``access_logs``."""
+                  access_logs_prefix: str = "",
+                  object_ownership: s3.ObjectOwnership = s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+                  **kwargs: object) -> s3.Bucket:
+    """A private, SSL-only bucket, encrypted with S3-managed keys, its access logged to ``access_logs``.
+
+    Its objects belong to the bucket owner and ACLs are off, unless ``object_ownership`` says otherwise (a
+    writer that only knows ACLs, such as CloudFront's standard logs, needs them on)."""
     return s3.Bucket(
         scope, construct_id,
         block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         encryption=s3.BucketEncryption.S3_MANAGED,
         enforce_ssl=True,
-        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        object_ownership=object_ownership,
         server_access_logs_bucket=access_logs,
         server_access_logs_prefix=access_logs_prefix or None,
         removal_policy=cdk.RemovalPolicy.RETAIN if retain else cdk.RemovalPolicy.DESTROY,

@@ -71,6 +71,11 @@ class ReadApi(Construct):
     def url(self) -> str:
         return self.stage.url
 
+    @property
+    def domain_name(self) -> str:
+        """The API's host name (``<id>.execute-api.<region>.amazonaws.com``): what a CDN uses as its origin."""
+        return cdk.Fn.select(2, cdk.Fn.split("/", self.api.api_endpoint))
+
 
 @jsii.implements(apigw.IAccessLogSettings)
 class _AccessLogs:

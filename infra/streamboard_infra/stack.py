@@ -19,6 +19,7 @@ from streamboard_infra import assets
 from streamboard_infra.analytics import Analytics
 from streamboard_infra.app_keys import AppKeys
 from streamboard_infra.catalog import Catalog
+from streamboard_infra.cdn import Cdn, CdnFirewall
 from streamboard_infra.config import DeploymentConfig
 from streamboard_infra.dead_letter import DeadLetterQueue, Redrive
 from streamboard_infra.delivery import Delivery
@@ -37,7 +38,9 @@ from streamboard_infra.tables import grant_items
 class StreamboardStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig,
                  registry: Registry = REGISTRY, views: tuple[View, ...] | None = None,
-                 ingest_image: Any = None, **kwargs: Any) -> None:
+                 ingest_image: Any = None, web_acl_arn: str | None = None, **kwargs: Any) -> None:
+        """``web_acl_arn``: the CDN's WAF web ACL, made by a us-east-1 stack (:class:`EdgeStack`); without one the
+        stack makes it, which only a us-east-1 stack can."""
         super().__init__(scope, construct_id, **kwargs)
         c = config
         retain = c.retain_data
@@ -75,6 +78,12 @@ class StreamboardStack(cdk.Stack):
                                     retain=retain, log_retention_days=logs_days)
         read_api = ReadApi(self, "ReadApi", code=code, rate_limit=c.api_rate_limit, burst_limit=c.api_burst_limit,
                            log_retention_days=logs_days, refresh_minutes=c.refresh_schedule_minutes)
+        if web_acl_arn is None:
+            web_acl_arn = CdnFirewall(self, "CdnFirewall", name=c.name,
+                                      rate_limit_per_ip=c.cdn_rate_limit_per_ip).web_acl_arn
+        cdn = Cdn(self, "Cdn", name=c.name, api_domain=read_api.domain_name, web_acl_arn=web_acl_arn,
+                  price_class=c.cdn_price_class, access_logs=lake.access_logs, retain=retain,
+                  logs_expiry_days=c.logs_expiry_days)
         redrive = Redrive(self, "Redrive", code=code, every_minutes=c.redrive_every_minutes,
                           log_retention_days=logs_days)
         ingest = IngestService(
@@ -169,10 +178,14 @@ class StreamboardStack(cdk.Stack):
             ingest_dlq, router_failures, analytics, app_keys)
         self.router, self.leaderboards, self.read_api, self.redrive, self.ingest = (
             router, leaderboards, read_api, redrive, ingest)
+        self.cdn = cdn
         self.functions = functions
 
         cdk.CfnOutput(self, "IngestUrl", value=ingest.url, description="POST /v1/events here (x-api-key)")
-        cdk.CfnOutput(self, "ReadApiUrl", value=read_api.url, description="GET /v1/leaderboards/{scope}")
+        cdk.CfnOutput(self, "ReadApiUrl", value=read_api.url,
+                      description="The read API itself (uncached, no WAF); clients use CdnUrl")
+        cdk.CfnOutput(self, "CdnUrl", value=cdn.url,
+                      description="GET /v1/leaderboards/{scope} through CloudFront (cached, WAF rate limit per IP)")
         cdk.CfnOutput(self, "AppsTable", value=app_keys.table.table_name,
                       description=f"{env.ENV_APPS_TABLE} for `streamboard apps create`")
         cdk.CfnOutput(self, "LakeBucket", value=lake.bucket.bucket_name)
@@ -180,3 +193,15 @@ class StreamboardStack(cdk.Stack):
         cdk.CfnOutput(self, "RedriveFunction", value=redrive.function.function_name)
         cdk.CfnOutput(self, "AlarmTopic", value=self.monitoring.topic.topic_arn)
 
+
+class EdgeStack(cdk.Stack):
+    """What the CDN needs from us-east-1 when the main stack is in another region: the WAF web ACL.
+
+    The main stack reads the ACL's ARN with ``Fn::GetStackOutput`` (a weak reference, the app's feature flag
+    ``@aws-cdk/core:defaultCrossStackReferences``: no export, no custom resource); ``cdk deploy`` deploys this
+    stack first, as the main stack depends on it."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.firewall = CdnFirewall(self, "CdnFirewall", name=config.name,
+                                    rate_limit_per_ip=config.cdn_rate_limit_per_ip)

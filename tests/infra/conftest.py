@@ -66,6 +66,12 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     })
 
 
+@pytest.fixture(scope="session")
+def elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The dev app deployed to eu-west-1: the CDN's WAF web ACL goes to a us-east-1 stack of its own."""
+    return synthesize(tmp_path_factory.mktemp("cdk-eu-west-1"), {"region": "eu-west-1"})
+
+
 #: A third event type, registered in a copy of the registry (infra/ must need no change for it).
 LEVEL_UP = EventType("level_up", (
     Field("level", "bigint", int, doc="the level reached"),

@@ -36,6 +36,8 @@ def test_prescale_from_json_context() -> None:
     ({"stream_mode": "turbo"}, "expected on_demand or provisioned"),
     ({"firehose_buffer_mib": "1"}, "at least 64"),
     ({"retain_data": "maybe"}, "expected true or false"),
+    ({"cdn_rate_limit_per_ip": "5"}, "cdn_rate_limit_per_ip must be from 10"),
+    ({"cdn_price_class": "PriceClass_42"}, "expected one of PriceClass_100, PriceClass_200, PriceClass_All"),
 ])
 def test_bad_context_is_one_clear_error(context: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

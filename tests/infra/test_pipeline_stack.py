@@ -149,7 +149,7 @@ def test_crawler_runs_hourly_over_the_registered_tables(dev: Synth) -> None:
 
 def test_buckets_are_private_encrypted_ssl_only_and_logged(dev: Synth) -> None:
     buckets = dev.resources("AWS::S3::Bucket")
-    assert len(buckets) == 3  # lake, Athena results, access logs
+    assert len(buckets) == 4  # lake, Athena results, access logs, CloudFront logs
     for logical_id, bucket in buckets.items():
         props = bucket["Properties"]
         assert props["PublicAccessBlockConfiguration"] == {
@@ -162,7 +162,7 @@ def test_buckets_are_private_encrypted_ssl_only_and_logged(dev: Synth) -> None:
         assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
                    for s in policy["Properties"]["PolicyDocument"]["Statement"])
     logged = [b for b in buckets.values() if "LoggingConfiguration" in b["Properties"]]
-    assert len(logged) == 2  # all but the access-log bucket itself
+    assert len(logged) == 3  # all but the access-log bucket itself
     dev.template.has_resource_properties("AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
 
 
