@@ -20,7 +20,8 @@ from typing import Any
 from streamboard.backend import Backend
 from streamboard.errors import StreamboardError
 from streamboard.ports import Board, BoardEntry
-from streamboard.refresh import SNAPSHOT_STEP, IncrementalRefresh, run_on, tag, untag
+from streamboard.profiles import bases_from_rows
+from streamboard.refresh import PROFILES_STEP, SNAPSHOT_STEP, IncrementalRefresh, Plan, run_on, tag, untag
 from streamboard.registry import format_ts, utc_iso
 from streamboard.sql import SQL_DIR
 
@@ -61,10 +62,17 @@ def write_boards(backend: Backend, rows: list[dict[str, Any]]) -> list[Board]:
     return boards
 
 
+def reconcile_profiles(backend: Backend, plan: Plan, rows: list[dict[str, Any]]) -> int:
+    """Set every profile a batch covered to what the lake holds (``streamboard.profiles``); returns how many."""
+    return backend.profiles.reconcile(bases_from_rows(rows), batch=plan.batch, cut=plan.profile_cut,
+                                      now=format_ts(dt.datetime.now(dt.UTC)))
+
+
 def refresher(backend: Backend, *, create_state: bool = True, **options: Any) -> IncrementalRefresh:
     """The incremental refresh over the backend's refresh engine and the score table's partitions."""
     engine = backend.refresh_query or backend.query
     s = backend.settings
+    options.setdefault("reconcile", lambda plan, rows: reconcile_profiles(backend, plan, rows))
     return IncrementalRefresh(run_on(engine), lambda: backend.catalog.partitions("score"),
                               horizon_days=s.dedupe_horizon_days, max_arrival_delay_days=s.max_arrival_delay_days,
                               create_state=create_state, **options)
@@ -123,6 +131,8 @@ def advance_chain(backend: Backend, query_id: str) -> dict[str, Any]:
     done = {"query_id": query_id, "state": status.state, "batch": plan.batch, "step": name}
     if name == SNAPSHOT_STEP:
         done["boards"] = len(write_boards(backend, backend.query.results(query_id)))
+    if name == PROFILES_STEP:
+        done["profiles"] = reconcile_profiles(backend, plan, backend.query.results(query_id))
     if name == "done":
         return done
     current = sequence[names.index(name)]

@@ -10,7 +10,9 @@ reported in ``batchItemFailures``, so the event source mapping retries from the 
 of them (events delivered twice that way count once downstream, by event_id); what can
 never be routed (not a record, an invalid event) is quarantined in the bad-events
 sink, never allowed to block the shard.
-Also updates the near-real-time profiles with the delivered events (deduplicated by event_id).
+Every event is stamped with ``routed_at`` (the batch's routing time, a lake column): the near-real-time
+profiles add the delivered events' points by routing slot, one update per user per batch
+(``streamboard.profiles``), and a refresh learns from the column which slots the lake holds.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import threading
 from collections import defaultdict
 from typing import Any
 
@@ -32,9 +35,24 @@ log = logging.getLogger("streamboard.router")
 _encoder = msgspec.json.Encoder()
 
 
+_last_routing = dt.datetime.min.replace(tzinfo=dt.UTC)
+_routing_lock = threading.Lock()
+
+
+def _routing_time() -> str:
+    """This batch's ``routed_at``: now, and never the same millisecond as another batch of this process (a
+    record routed twice must give two rows the refresh can tell apart, since each routing added to a profile)."""
+    global _last_routing
+    with _routing_lock:
+        now = max(dt.datetime.now(dt.UTC), _last_routing + dt.timedelta(milliseconds=1))
+        _last_routing = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        return format_ts(_last_routing)
+
+
 def route(records: list[dict[str, Any]], backend: Backend) -> dict[str, Any]:
     """Route Kinesis records (the ``Records`` of a Lambda event); return the partial-batch response."""
     by_stream: dict[str, list[tuple[str, bytes, dict[str, Any]]]] = defaultdict(list)
+    routed_at = _routing_time()
     quarantined: list[tuple[Any, str]] = []
     for rec in records:
         seq = rec["kinesis"]["sequenceNumber"]
@@ -46,11 +64,19 @@ def route(records: list[dict[str, Any]], backend: Backend) -> dict[str, Any]:
             continue
         quarantined.extend((event, f"router: record {seq}: {reason}") for event, reason in invalid)
         for event in events:
+            event["routed_at"] = routed_at
             stream = backend.registry.get(event["event_type"]).delivery_stream
             by_stream[stream].append((seq, _encoder.encode(event) + b"\n", event))
 
     if quarantined:
         keep_bad_events(backend.lake, "router", quarantined)
+
+    # Profiles first, one update per user for the batch's events: every row this routing puts in the lake is
+    # then in a profile's live points (a refresh takes them back by routing slot once the lake holds them, so
+    # none is ever taken back without having been added). A failed update fails the batch before anything is
+    # delivered; an event whose delivery fails is added again when its record is retried, a duplicate that
+    # the reconcile drops once its slot is behind the cut.
+    backend.profiles.apply([event for items in by_stream.values() for _, _, event in items], routed_at)
 
     failed: set[str] = set()
     delivered: list[dict[str, Any]] = []
@@ -69,8 +95,6 @@ def route(records: list[dict[str, Any]], backend: Backend) -> dict[str, Any]:
             else:
                 delivered.extend(items[j][2] for j in members)
 
-    # Profiles: applying an event twice counts it once, so retried records are harmless.
-    backend.profiles.apply(delivered, format_ts(dt.datetime.now(dt.UTC)))
     if backend.usage is not None:
         backend.usage.add(score_events=sum(1 for event in delivered if event["event_type"] == "score"))
     order = {rec["kinesis"]["sequenceNumber"]: i for i, rec in enumerate(records)}

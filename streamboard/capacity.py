@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamboard.adapters.aws.items import seen_item
 from streamboard.packing import MAX_BATCH_RECORDS, MAX_RECORD_BYTES
-from streamboard.usage import ATHENA_MINIMUM, FIREHOSE_STEP, KINESIS_PUT_UNIT, item_size
+from streamboard.usage import ATHENA_MINIMUM, FIREHOSE_STEP, KINESIS_PUT_UNIT
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results"
 INGEST_BENCH = RESULTS / "ingest.json"
@@ -68,23 +66,26 @@ class Default:
 
 # Units per event measured on one run of the local stack (2026-12-01, this branch): 20 requests of 100 events,
 # every 10th a `score` event with a user_name and no challenge, the rest `action` events with two properties,
-# users drawn from 1,000,000 (so a user is in a router batch once): synthetic.traffic_mix(20,
-# events_per_request=100, score_share=0.1, users=1_000_000). `streamboard usage` of that data dir divided by
-# its events; the per-type sizes from runs of the same mix with score_share 1.0 and 0.0.
+# each request one player's, drawn from 1,000,000 (so a player is in a router batch once):
+# synthetic.traffic_mix(20, events_per_request=100, score_share=0.1, users=1_000_000, players_per_request=1).
+# `streamboard usage` of that data dir divided by its events; the per-type sizes from runs of the same mix with
+# score_share 1.0 and 0.0.
 # tests/functional/test_capacity_defaults.py replays that mix and checks these within 10%.
 DEFAULTS: dict[str, Default] = {
     "stream_bytes_per_event": Default(196.1, "a stream record's bytes (data + partition key) / its events"),
-    "lake_bytes_score": Default(273.9, "firehose_billed_bytes / events, all-score run (the router's JSON line)"),
-    "lake_bytes_action": Default(256.0, "firehose_billed_bytes / events, all-action run"),
-    "dynamodb_write_units_per_score_event": Default(
-        7.0, "dynamodb_write_units / score_events: per event a transaction of marker (2), total (2) and category"
-        " (2) item, and the name write (1): today's profile store, one user per event in a batch"),
+    "lake_bytes_score": Default(312.3, "firehose_billed_bytes / events, all-score run (the router's JSON line,"
+                                       " routed_at included)"),
+    "lake_bytes_action": Default(294.4, "firehose_billed_bytes / events, all-action run"),
+    "dynamodb_write_units_per_profile_write": Default(
+        1.0, "dynamodb_write_units / (profile_updates + profile_reconciles): one UpdateItem of a profile item"
+        " under 1 KB (a player's categories, name and live slots; streamboard.profiles), no transaction"),
     "dynamodb_read_units_per_event": Default(
         0.00025, "dynamodb_read_units / events: routing reads nothing; the run's one app-key lookup (0.5 units,"
         " then cached) over its 2,000 events"),
     "refresh_statements": Default(
-        30, "athena_bytes_scanned_last_refresh / 10 MB of a small incremental refresh (every statement at the"
-        " minimum): 15 steps, each with its refresh-log statement"),
+        35, "athena_bytes_scanned_last_refresh / 10 MB of a small incremental refresh (every statement at the"
+        " minimum): 15 steps, each with its refresh-log statement, the board snapshot, the profiles' reconcile,"
+        " and the batch's plan and end"),
 }
 
 # Documented constants no local run measures (assumed).
@@ -96,7 +97,7 @@ ASSUMED = {
     "router_cpu_ms_per_event": (0.07, "router CPU per event when bench/results/router.json is missing"),
     "sink_call_ms": (10.0, "latency of one in-region DynamoDB TransactWriteItems/PutItem or Firehose"
                            " PutRecordBatch call the router waits for"),
-    "profile_calls_per_user": (2, "per user in a batch: one transaction for its plain scores, one name write"),
+    "profile_calls_per_user": (1, "per user with scores in a batch: one UpdateItem (streamboard.profiles)"),
     "transform_cpu_ms_per_event": (0.03, "Firehose transform Lambda (256 MB) per event; not benchmarked"),
     "transform_memory_gb": (0.25, "transform Lambda memory"),
     "transform_mib_per_invocation": (3.0, "Firehose hands the transform about 3 MiB per call"),
@@ -112,6 +113,7 @@ ASSUMED = {
     "ingest_task_events_per_s": (50_000.0, "events/s one ingest task takes, when bench/results/ingest.json is"
                                            " missing"),
 }
+PROFILE_ITEM_BYTES = 300  # a profile item: base categories, name, a few live slots (streamboard.profiles)
 DEDUPE_HORIZON_DAYS = 30  # settings default; the refresh keeps the ids of horizon + 14 days (README)
 DEDUPE_STATE_DAYS = DEDUPE_HORIZON_DAYS + 14
 
@@ -129,6 +131,7 @@ class Traffic:
     score_share: float = 0.1
     users: int = 1_000_000
     month: int = 1
+    players_per_request: int = 1  # whose events one request carries (a game client posts its own player's)
     average_share_of_peak: float = ASSUMED["average_share_of_peak"][0]
     router_batch_records: int = int(ASSUMED["router_batch_records"][0])
 
@@ -137,6 +140,8 @@ class Traffic:
             raise PlanError("--peak must be above 0 events/s")
         if self.events_per_request < 1 or self.events_per_request > 500:
             raise PlanError("--events-per-request must be 1..500 (the ingest API takes at most 500 a request)")
+        if not 1 <= self.players_per_request <= self.events_per_request:
+            raise PlanError("--players-per-request must be 1..events per request")
         if not 0 <= self.score_share <= 1:
             raise PlanError("--score-share must be between 0 and 1")
         if self.users < 1 or self.month < 1:
@@ -181,10 +186,11 @@ def rates_from_usage(report: dict[str, Any], where: str) -> Rates:
         "dynamodb_read_units": Figure(units["dynamodb_read_units"] / events, f"{src}: dynamodb_read_units / events"),
     }
     values = dict(rates.values)
-    if scores:
-        values["dynamodb_write_units_per_score_event"] = Figure(
-            units["dynamodb_write_units"] / scores, f"{src}: dynamodb_write_units / score_events (board and app"
-                                                    " writes of the run included)")
+    profile_writes = report.get("profile_updates", 0) + report.get("profile_reconciles", 0)
+    if profile_writes:
+        values["dynamodb_write_units_per_profile_write"] = Figure(
+            units["dynamodb_write_units"] / profile_writes, f"{src}: dynamodb_write_units / (profile_updates +"
+                                                            " profile_reconciles) (board and app writes included)")
     if report["refreshes"] and units["athena_bytes_scanned_last_refresh"]:
         values["refresh_statements"] = Figure(
             max(1, round(units["athena_bytes_scanned_last_refresh"] / ATHENA_MINIMUM)),
@@ -229,6 +235,15 @@ def distinct(users: int, draws: float) -> float:
     return users * -math.expm1(draws * math.log1p(-1 / users)) if users > 1 else min(1.0, draws)
 
 
+def profile_users_per_batch(traffic: Traffic) -> float:
+    """Players with a score in a full router batch: one profile update each (rule: one UpdateItem per user per
+    batch). A request carries ``players_per_request`` players' events; a player has a score in it unless all
+    of its events there are other types."""
+    per_player = traffic.events_per_request / traffic.players_per_request
+    with_score = -math.expm1(per_player * math.log1p(-traffic.score_share)) if traffic.score_share < 1 else 1.0
+    return distinct(traffic.users, traffic.router_batch_records * traffic.players_per_request * with_score)
+
+
 def units_per_event(traffic: Traffic, rates: Rates) -> dict[str, Figure]:
     """The billable units of one event of this traffic: counted ones as counted, the rest by the AWS rules
     from the run's sizes."""
@@ -244,8 +259,11 @@ def units_per_event(traffic: Traffic, rates: Rates) -> dict[str, Figure]:
                                     f"rule: a record per request of {record_bytes:,.0f} bytes, in 25 KB units"),
         "firehose_billed_bytes": Figure(billed, "rule: a router batch's events of each type packed into 1,000 KiB"
                                                 " records, each rounded up to 5 KB"),
-        "dynamodb_write_units": Figure(share * v["dynamodb_write_units_per_score_event"],
-                                       f"score share x {rates.values['dynamodb_write_units_per_score_event'].source}"),
+        "dynamodb_write_units": Figure(
+            profile_users_per_batch(traffic) * v["dynamodb_write_units_per_profile_write"] / batch_events,
+            f"rule: one profile update per player with scores in a router batch of {batch_events:,} events, "
+            f"{traffic.players_per_request} player(s) a request; "
+            f"{rates.values['dynamodb_write_units_per_profile_write'].source}"),
         "dynamodb_read_units": rates.values["dynamodb_read_units_per_event"],
     }
     out.update(rates.counted)
@@ -290,7 +308,7 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
     cpu = router_cpu_ms()
     call_ms = _assumed("sink_call_ms")
     batch_events = traffic.router_batch_records * epr
-    batch_users = distinct(traffic.users, batch_events * share)
+    batch_users = profile_users_per_batch(traffic)
     delivery_calls = sum(math.ceil(max(1.0, firehose_billed(batch_events * s, v[k]) / MAX_RECORD_BYTES)
                                    / MAX_BATCH_RECORDS) for s, k in ((share, "lake_bytes_score"),
                                                                      (1 - share, "lake_bytes_action")) if s > 0)
@@ -383,22 +401,34 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
     rru = events * per_event["dynamodb_read_units"].value
     boards = (cats + 1) * 3
     board_wru = HOURS_PER_MONTH * boards * math.ceil(min(traffic.users, 1000) * ASSUMED["board_entry_bytes"][0] / 1024)
-    marker_bytes = item_size(seen_item(str(uuid.UUID(int=0)), "1" * 10)) + 100
-    ddb_gb = (scores / 30 * min(traffic.month * 30, DEDUPE_HORIZON_DAYS) * marker_bytes
-              + traffic.users * (cats + 1) * 120) / GB
+    profile_bytes = PROFILE_ITEM_BYTES + 100
+    ddb_gb = traffic.users * profile_bytes / GB
+    # the reconcile of each hourly refresh: a GetItem (eventually consistent) and an UpdateItem per player who
+    # scored since the last one
+    touched = distinct(traffic.users, hour_scores)
+    wpw = rates.values["dynamodb_write_units_per_profile_write"]
+    reconcile_wru = HOURS_PER_MONTH * touched * wpw.value
+    reconcile_rru = HOURS_PER_MONTH * touched * 0.5
     stages.append({"stage": "profiles (DynamoDB on demand)",
                    "needs": f"{peak * per_event['dynamodb_write_units'].value:,.0f} write units/s at peak "
-                            f"({per_event['dynamodb_write_units'].value:.2f} an event)",
+                            f"({per_event['dynamodb_write_units'].value:.4f} an event); a reconcile of "
+                            f"{touched:,.0f} profiles an hour",
                    "lines": [
-                       _line("write request units", wru, per_event["dynamodb_write_units"].source,
+                       _line("write request units (router)", wru, per_event["dynamodb_write_units"].source,
                              wru / 1e6 * p["dynamodb_write_request_units_per_million"]),
+                       _line("write request units (reconcile)", reconcile_wru, "rule: an UpdateItem per player who"
+                             f" scored in the hour ({touched:,.0f} of {traffic.users:,}), hourly; {wpw.source}",
+                             reconcile_wru / 1e6 * p["dynamodb_write_request_units_per_million"]),
+                       _line("read request units (reconcile)", reconcile_rru, "rule: an eventually consistent "
+                             "GetItem (0.5 unit, items under 4 KB) per player reconciled, hourly",
+                             reconcile_rru / 1e6 * p["dynamodb_read_request_units_per_million"]),
                        _line("read request units", rru, per_event["dynamodb_read_units"].source,
                              rru / 1e6 * p["dynamodb_read_request_units_per_million"]),
                        _line("board write units", board_wru, f"rule: {boards} boards a refresh, 1 unit per KB "
                              "(assumed 60 bytes an entry)", board_wru / 1e6
                              * p["dynamodb_write_request_units_per_million"]),
-                       _line("GB-months", ddb_gb, f"rule: a {marker_bytes}-byte dedupe marker per score for the "
-                             "30-day horizon (+100 bytes an item), users x categories items of 120 bytes",
+                       _line("GB-months", ddb_gb, f"rule: a profile item per user (assumed {PROFILE_ITEM_BYTES} "
+                             "bytes, +100 bytes an item); no item per event",
                              ddb_gb * p["dynamodb_gb_month"])]})
 
     for s in stages:

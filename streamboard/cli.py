@@ -310,7 +310,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
             rates = rates_from_usage(Usage(data_dir / "usage.db").report(), str(data_dir))
         traffic = Traffic(args.peak, events_per_request=args.events_per_request or 100,
                           score_share=0.1 if args.score_share is None else args.score_share, users=args.users,
-                          month=args.month, average_share_of_peak=args.average_share)
+                          month=args.month, average_share_of_peak=args.average_share,
+                          players_per_request=args.players_per_request)
         result = project(traffic, rates)
     except PlanError as exc:
         raise CliError(str(exc)) from None
@@ -504,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--events-per-request", type=int, help="events per ingest request (default 100)")
     cap.add_argument("--score-share", type=float, help="share of events that are `score` (default 0.1)")
     cap.add_argument("--users", type=int, default=1_000_000, help="distinct users (default 1000000)")
+    cap.add_argument("--players-per-request", type=int, default=1,
+                     help="players whose events one request carries (default 1: a game client posts its own "
+                          "player's; a game server batching many players' events: more)")
     cap.add_argument("--month", type=int, default=1, help="months since launch: the lake and the refresh state "
                      "then (default 1)")
     cap.add_argument("--average-share", type=float, default=0.25,

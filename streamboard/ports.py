@@ -6,7 +6,7 @@ Each port has a ``local`` adapter (embedded: filesystem, SQLite, DuckDB) and an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -152,9 +152,11 @@ class Profile:
 
 
 class ProfileStore(Protocol):
-    """Near-real-time user totals (DynamoDB): applying an event twice counts it once."""
+    """Near-real-time user totals (DynamoDB; ``streamboard.profiles``): the router applies its delivered
+    events, one update per user; each refresh reconciles the profiles it covered with the lake."""
 
     def apply(self, events: Sequence[dict[str, Any]], now: str) -> int: ...
+    def reconcile(self, bases: Mapping[str, Any], *, batch: int, cut: int, now: str) -> int: ...
     def get(self, user_id: str) -> Profile | None: ...
 
 

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from streamboard.errors import QueryFailed
 from streamboard.ports import Partition, QueryEngine
+from streamboard.profiles import SLOT_SECONDS, cut_slot, slot_start
 from streamboard.sql import DEFAULT_HORIZON_DAYS, SQL_DIR, render
 
 log = logging.getLogger("streamboard.refresh")
@@ -36,6 +37,8 @@ REBUILD_DIR = SQL_DIR / "rebuild"  # the first build, and a full rebuild: the st
 STATE_DIR = SQL_DIR / "state"
 SNAPSHOT = SQL_DIR / "queries" / "board_snapshot.sql"
 SNAPSHOT_STEP = "board_snapshot"
+PROFILES = SQL_DIR / "queries" / "profile_reconcile.sql"
+PROFILES_STEP = "profile_reconcile"  # what the profiles' reconcile writes (streamboard.profiles)
 PRUNE_FROM = 10  # steps numbered from here prune; the boards are read before them
 # Firehose writes a file into the partition of its records' arrival hour up to its buffer interval (at most
 # 15 minutes) after that hour: a refresh reads the hours since the previous one started, and one more.
@@ -172,11 +175,26 @@ class Plan:
                    tuple(tuple(p) for p in given["partitions"]), _naive(row["recorded_at"]),
                    given["registered_until"], bool(given.get("full", False)))
 
+    @property
+    def profile_cut(self) -> int:
+        """The first routing slot whose live points the profiles keep after this batch."""
+        return cut_slot(self.as_of)
+
     def params(self, horizon_days: int, retention_days: int) -> dict[str, object]:
+        touched = (f"SELECT user_id FROM stage_status WHERE batch = {self.batch} "
+                   f"UNION SELECT user_id FROM state_profile_rows WHERE batch = {self.batch}")
         return {"batch": self.batch, "prev_batch": self.prev_batch, "as_of": sql_ts(self.as_of),
                 "prev_as_of": sql_ts(self.prev_as_of),
                 "input": "true" if self.full else input_predicate(self.partitions),
-                "dedupe_horizon_days": horizon_days, "retention_days": retention_days}
+                "dedupe_horizon_days": horizon_days, "retention_days": retention_days,
+                "slot_seconds": SLOT_SECONDS, "profile_cut": self.profile_cut,
+                "profile_cut_ts": sql_ts(slot_start(self.profile_cut)),
+                # the profiles a batch reconciles: those of the users it touched (all of them in a full build),
+                # and of their challenges, those it touched
+                "profile_users": "true" if self.full else f"user_id IN ({touched})",
+                "profile_challenges": "true" if self.full else (
+                    f"EXISTS (SELECT 1 FROM stage_status AS s WHERE s.batch = {self.batch} "
+                    "AND s.user_id = f.user_id AND s.challenge_id = f.challenge_id)")}
 
 
 class SqlRunner(Protocol):
@@ -209,6 +227,7 @@ class RefreshResult:
     resumed: bool
     full: bool
     steps: dict[str, float] = field(default_factory=dict)  # step -> seconds (the steps this run ran)
+    profile_rows: list[dict[str, Any]] = field(default_factory=list)  # what the profiles' reconcile writes
 
     def summary(self) -> dict[str, Any]:
         return {"batch": self.plan.batch, "mode": "full" if self.full else "incremental", "resumed": self.resumed,
@@ -247,7 +266,8 @@ class IncrementalRefresh:
 
     def __init__(self, run: SqlRunner, partitions: Callable[[], Sequence[Partition]], *,
                  horizon_days: int = DEFAULT_HORIZON_DAYS, max_arrival_delay_days: int = 14,
-                 create_state: bool = True, after_step: Callable[[str], None] | None = None) -> None:
+                 create_state: bool = True, after_step: Callable[[str], None] | None = None,
+                 reconcile: Callable[[Plan, list[dict[str, Any]]], None] | None = None) -> None:
         self.run = run
         self.partitions = partitions  # the score table's cataloged partitions
         self.horizon_days = horizon_days
@@ -258,6 +278,9 @@ class IncrementalRefresh:
         # Called after each statement, before its end is recorded: tests stop a refresh there, to show that a
         # rerun (which runs that statement again) gives the same boards.
         self.after_step = after_step
+        # Writes the profiles' reconcile from its rows, before the pruning clears the batch's staging (on AWS
+        # the writer does, on the reconcile query's state change).
+        self.reconcile = reconcile
 
     def reset(self) -> None:
         """Forget every state table's rows (the next batch builds the state from the whole lake)."""
@@ -270,11 +293,15 @@ class IncrementalRefresh:
         if self.create_state:
             for ddl in state_tables().values():
                 self.run(ddl)
+        numbered = 0
         if full:
+            # a rebuild goes on numbering the batches: the profiles' reconcile never lets a batch overwrite a
+            # later one's
+            numbered = int(self.run("SELECT coalesce(max(batch), 0) AS n FROM state_refreshes")[0]["n"])
             self.reset()
         log_rows = self.run("SELECT batch, step, as_of, prev_batch, prev_as_of, input, recorded_at "
                             "FROM state_refreshes WHERE batch >= (SELECT max(batch) - 1 FROM state_refreshes)")
-        latest = max((int(r["batch"]) for r in log_rows), default=0)
+        latest = max((int(r["batch"]) for r in log_rows), default=numbered)
         finished = {r["step"] for r in log_rows if int(r["batch"]) == latest}
         plan_row = next((r for r in log_rows if int(r["batch"]) == latest and r["step"] == "plan"), None)
         if plan_row is not None and "done" not in finished:
@@ -291,6 +318,7 @@ class IncrementalRefresh:
         steps = load_steps(REBUILD_DIR) if plan.full else [s for s in load_steps() if _number(s) < PRUNE_FROM]
         out = [Statement(step.name, render(step.template, params), True) for step in steps]
         out.append(Statement(SNAPSHOT_STEP, render(SNAPSHOT.read_text(), params), False))
+        out.append(Statement(PROFILES_STEP, render(PROFILES.read_text(), params), False))
         out += [Statement(step.name, render(step.template, params), True)
                 for step in load_steps() if _number(step) >= PRUNE_FROM]
         out.append(Statement("done", self.record_sql(plan, "done"), False))
@@ -308,6 +336,10 @@ class IncrementalRefresh:
             log.info("refresh batch %d: %s took %.2f s", plan.batch, statement.name, result.steps[statement.name])
             if statement.name == SNAPSHOT_STEP:
                 result.rows = rows
+            if statement.name == PROFILES_STEP:
+                result.profile_rows = rows
+                if self.reconcile is not None:
+                    self.reconcile(plan, rows)
             if self.after_step is not None and statement.name != "done":  # a stop here makes the rerun run it again
                 self.after_step(statement.name)
             if statement.marks:

@@ -109,7 +109,13 @@ class EventType:
 
     @property
     def columns(self) -> tuple[Field, ...]:
-        """Every stored column: the envelope, then the type's own fields."""
+        """Every stored column: the envelope, the type's own fields, then the router's stamp (last, as a column
+        added to a lake is)."""
+        return self.stream_columns + (ROUTED_AT,)
+
+    @property
+    def stream_columns(self) -> tuple[Field, ...]:
+        """What ingest writes of an event to the stream: the envelope, then the type's own fields."""
         return ENVELOPE + self.fields
 
     @property
@@ -132,6 +138,11 @@ ENVELOPE: tuple[Field, ...] = (
     Field("app_id", "string", str, required=False, doc="set by the server from the API key"),
     Field("received_at", "timestamp", str, required=False, doc="set by the server"),
 )
+
+# Set by the router when it routes an event (not part of what ingest accepts or writes to the stream): the
+# near-real-time profiles count live increments by routing slot, and a refresh learns from this column which
+# slots' events the lake holds (streamboard.profiles).
+ROUTED_AT = Field("routed_at", "timestamp", str, required=False, doc="set by the router")
 
 EVENT_TYPES: tuple[EventType, ...] = (
     EventType(

@@ -74,19 +74,21 @@ def _invalid(rng: random.Random, now: dt.datetime) -> dict[str, Any]:
 
 
 def traffic_mix(requests: int, *, events_per_request: int, score_share: float, users: int, seed: int = 11,
-                now: dt.datetime | None = None) -> list[list[dict[str, Any]]]:
+                now: dt.datetime | None = None, players_per_request: int = 1) -> list[list[dict[str, Any]]]:
     """Request bodies of a given traffic shape, for measuring billable units per event (``streamboard
     capacity``'s documented defaults come from such a run): every ``1 / score_share``-th event a ``score``
-    (a named player, no challenge), the rest ``action`` events with two properties; users drawn uniformly."""
+    (a named player, no challenge), the rest ``action`` events with two properties; each request carries the
+    events of ``players_per_request`` players drawn uniformly (in turn)."""
     rng = random.Random(seed)
     now = now or dt.datetime.now(dt.UTC)
     every = max(1, round(1 / score_share)) if score_share > 0 else 0
     out: list[list[dict[str, Any]]] = []
     for r in range(requests):
         body: list[dict[str, Any]] = []
+        players = [f"user-{rng.randrange(users):07d}" for _ in range(players_per_request)]
         for e in range(events_per_request):
             n = r * events_per_request + e
-            user = f"user-{rng.randrange(users):07d}"
+            user = players[e % players_per_request]
             base = {"event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "user_id": user,
                     "ts": format_ts(now - dt.timedelta(seconds=rng.uniform(0, 3600)))}
             if every and n % every == 0:

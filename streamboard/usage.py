@@ -21,7 +21,7 @@ DYNAMODB_WRITE_UNIT = 1 * KB
 DYNAMODB_READ_UNIT = 4 * KB
 ATHENA_MINIMUM = 10 * KB * KB  # Athena bills at least 10 MB per query
 
-COUNTS = ("events_accepted", "score_events", "refreshes")
+COUNTS = ("events_accepted", "score_events", "refreshes", "profile_updates", "profile_reconciles")
 UNITS = ("kinesis_put_units", "firehose_records", "firehose_billed_bytes", "dynamodb_write_units",
          "dynamodb_read_units", "athena_bytes_scanned", "athena_bytes_scanned_last_refresh", "lambda_invocations")
 LAST_REFRESH = "athena_bytes_scanned_last_refresh"  # set by each refresh, not added to

@@ -22,8 +22,9 @@ from streamboard.settings import Settings
 from streamboard.synthetic import traffic_mix
 from streamboard.usage import ATHENA_MINIMUM, Usage
 
-# The defaults' mix (capacity.DEFAULTS' comment): requests of 100 events, 10% score, users from 1,000,000.
-MIX: dict[str, Any] = {"events_per_request": 100, "score_share": 0.1, "users": 1_000_000}
+# The defaults' mix (capacity.DEFAULTS' comment): requests of 100 events of one player, 10% score, players from
+# 1,000,000.
+MIX: dict[str, Any] = {"events_per_request": 100, "score_share": 0.1, "users": 1_000_000, "players_per_request": 1}
 
 
 def post(pipeline: Pipeline, settings: Settings, requests: list[list[dict[str, Any]]]) -> None:

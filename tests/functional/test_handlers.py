@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from processors import deployed, leaderboards, read_api, router, transform
 from streamboard.backend import Backend, build_aws_backend, build_local_backend
 from streamboard.packing import MAX_RECORD_BYTES
 from streamboard.ports import Board, BoardEntry
-from streamboard.registry import REGISTRY, format_ts
+from streamboard.registry import REGISTRY, format_ts, parse_ts
 from streamboard.runtime.crawler import ensure_tables
 from streamboard.runtime.firehose import to_row
 from streamboard.settings import ENV_DATA_DIR, Settings
@@ -43,9 +44,13 @@ def kinesis_record(data: bytes, seq: str, partition_key: str = "k") -> dict[str,
 
 def lines(batch: Sequence[bytes]) -> list[dict[str, Any]]:
     """The events of a delivery batch: packed records of JSON objects, one per line, each within Firehose's
-    record limit."""
+    record limit; without the router's ``routed_at`` stamp (one per batch, checked here), so that they compare
+    with the events the stream carried."""
     assert all(data.endswith(b"\n") and len(data) <= MAX_RECORD_BYTES for data in batch)  # as Firehose wants
-    return [json.loads(line) for data in batch for line in data.splitlines()]
+    events = [json.loads(line) for data in batch for line in data.splitlines()]
+    stamps = {parse_ts(e.pop("routed_at")) for e in events}
+    assert len(stamps) <= 1 and all(abs(time.time() - s.timestamp()) < 600 for s in stamps), stamps
+    return events
 
 
 def score(user: str, points: int) -> dict[str, Any]:
@@ -124,8 +129,9 @@ def test_router_reports_failed_records_by_sequence_number(backend: Backend) -> N
     seqs = [r["kinesis"]["sequenceNumber"] for r in event["Records"]]
     assert result == {"batchItemFailures": [{"itemIdentifier": seqs[0]}, {"itemIdentifier": seqs[2]}]}
     assert sorted(stream for stream, _ in fake.batches) == ["streamboard-action", "streamboard-score"]
-    # Only delivered events count in the profiles; the failed ones will come again.
-    assert backend.profiles.get("player-4711") is None and backend.profiles.get("player-0815") is None
+    # The profiles count what was routed (updated before delivery, so the lake never holds a row a profile
+    # missed); the retry routes these again, a duplicate the next reconcile drops once its slot is behind the cut.
+    assert [(p.total if p else 0) for p in map(backend.profiles.get, ("player-4711", "player-0815"))] == [120, 45]
 
 
 def big_scores(user: str, n: int) -> list[dict[str, Any]]:
@@ -164,11 +170,10 @@ def test_router_reports_exactly_the_records_that_contributed_to_a_failed_packed_
     contributed = [seq for seq, events in zip(seqs, requests, strict=True) if lost & {e["event_id"] for e in events}]
     assert 2 <= len(contributed) < len(seqs)  # some Kinesis records straddle two packed records
     assert result == {"batchItemFailures": [{"itemIdentifier": seq} for seq in contributed]}
-    # Profiles count the delivered events only: a user whose events all went in the failed record has none yet.
+    # Profiles count every routed event, delivered or not (never less than the lake will hold).
     for i, events in enumerate(requests):
-        delivered = sum(1 for e in events if e["event_id"] not in lost)
         profile = backend.profiles.get(f"u{i}")
-        assert (profile.total if profile else 0) == delivered, i
+        assert profile is not None and profile.total == len(events), i
 
 
 def test_router_reports_a_record_when_one_of_its_events_fails_delivery(backend: Backend) -> None:
@@ -190,7 +195,18 @@ def test_router_reports_every_routable_record_when_delivery_raises(backend: Back
     seqs = [r["kinesis"]["sequenceNumber"] for r in event["Records"]]
     assert result == {"batchItemFailures": [{"itemIdentifier": seqs[0]}, {"itemIdentifier": seqs[2]}]}
     assert len(backend.lake.list_keys("bad-events/")) == 1  # the unroutable one is quarantined, not retried
-    assert backend.profiles.get("player-4711") is None and backend.profiles.get("player-0815") is None
+    assert [(p.total if p else 0) for p in map(backend.profiles.get, ("player-4711", "player-0815"))] == [120, 45]
+
+
+def test_router_fails_the_batch_before_delivering_when_the_profiles_fail(backend: Backend) -> None:
+    class Down:
+        def apply(self, events: Any, now: str) -> int:
+            raise ConnectionError("dynamodb throttled")
+
+    fake = FakeDelivery()
+    with pytest.raises(ConnectionError):
+        router.handle(load_event("kinesis_router"), dataclasses.replace(backend, delivery=fake, profiles=Down()))
+    assert fake.batches == []  # nothing reached the lake that a profile did not count: Kinesis retries the batch
 
 
 def test_router_quarantines_unknown_event_types(backend: Backend) -> None:

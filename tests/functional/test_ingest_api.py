@@ -205,7 +205,7 @@ def test_mixed_batch_accepts_the_valid_and_reports_the_invalid(settings: Setting
     for event in stored:
         assert event["app_id"] == "local"
         assert event["received_at"].endswith("Z")
-        assert list(event) == [c.name for c in REGISTRY.get(event["event_type"]).columns]
+        assert list(event) == [c.name for c in REGISTRY.get(event["event_type"]).stream_columns]
 
     kept = bad_events(local)
     assert sorted(k["event"]["event_id"] for k in kept) == sorted([bad_points["event_id"], bad_type["event_id"]])

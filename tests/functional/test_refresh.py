@@ -242,16 +242,21 @@ def test_incremental_boards_equal_the_full_recomputation_and_the_oracle(
     incremental = sim.refresher(root / "state" / "state.duckdb")
     modes = iter(rebuilds)
 
+    batches: list[int] = []
+
     def refresh(as_of: dt.datetime) -> list[dict[str, Any]]:
         # an admin's full rebuild now and then: the batches after it step the state it built
-        result = incremental.refresh(now=as_of.replace(tzinfo=dt.UTC), full=next(modes))
-        assert result.full == (result.plan.batch == 1)  # a rebuild starts the log again; the first batch builds
+        rebuild = next(modes)
+        result = incremental.refresh(now=as_of.replace(tzinfo=dt.UTC), full=rebuild)
+        assert result.full == (rebuild or not batches)  # the first batch builds the state too
+        batches.append(result.plan.batch)  # numbered on through rebuilds
         return result.rows
 
     for as_of, rows in play(sim, rounds, refresh):
         expected = oracle(sim.deliveries, as_of)
         assert sim.full_view(as_of) == expected  # the analyst views keep the same rules
         assert as_rows(rows) == expected
+    assert batches == list(range(1, len(batches) + 1))
     full = sim.refresher(root / "state-full" / "state.duckdb").refresh(full=True, now=as_of.replace(tzinfo=dt.UTC))
     assert as_rows(full.rows) == expected
 
@@ -342,7 +347,7 @@ def test_the_refresh_reads_only_new_partitions_and_a_full_rebuild_reads_all(tmp_
     assert [len(r.plan.partitions) for r in inputs[1:]] == [2, 2, 2]  # this hour and the last, not history
     assert len(sim.registered) == 4
     full = refresher.refresh(full=True, now=(START + dt.timedelta(hours=11)).replace(tzinfo=dt.UTC))
-    assert full.plan.full and full.plan.batch == 1
+    assert full.plan.full and full.plan.batch == inputs[-1].plan.batch + 1  # the numbering goes on
     assert full.plan.params(30, 45)["input"] == "true"  # the whole table, however many partitions it has
     assert not any(r.plan.full for r in inputs[1:])
 

@@ -21,6 +21,7 @@ from ingest.app import IngestSinks, create_app
 from streamboard.adapters.aws.items import board_item
 from streamboard.adapters.local.stores import LocalProfileStore
 from streamboard.cli import main
+from streamboard.profiles import Base
 from streamboard.runtime.stack import Pipeline
 from streamboard.settings import Settings
 from streamboard.usage import (
@@ -144,18 +145,17 @@ def test_usage_of_a_small_run_matches_what_was_sent(tmp_path: Path, capsys: pyte
     assert usage_json(data, capsys)["units"]["dynamodb_read_units"] == units["dynamodb_read_units"] + 6 * 0.5
 
 
-def test_profile_writes_bill_each_transaction_also_when_a_marker_cancels_it(tmp_path: Path) -> None:
+def test_profile_writes_bill_one_update_per_user_by_the_item_size(tmp_path: Path) -> None:
     usage = Usage(tmp_path / "usage.db")
     store = LocalProfileStore(tmp_path / "profiles.db", usage)
-    first = [score("u1", 10), score("u1", 20)]
-    store.apply(first, "2026-01-01 00:00:00.000")
-    # one transaction: 2 markers, the profile and one category item, each under 1 KB: 2 units each
-    assert usage.report()["units"]["dynamodb_write_units"] == 4 * 2
-    store.apply([*first, score("u1", 5)], "2026-01-01 00:00:01.000")
-    # cancelled by the two known markers (billed: 5 items) and again with the new event only (3 items)
-    assert usage.report()["units"]["dynamodb_write_units"] == 8 + 5 * 2 + 3 * 2
+    store.apply([score("u1", 10), score("u1", 20), score("u2", 1)], "2026-01-01T00:00:00.000Z")
+    assert usage.report()["units"]["dynamodb_write_units"] == 2  # one UpdateItem per user, items under 1 KB
+    # a user who scored in 60 categories in one slot: an item of more than 1 KB, billed 2 units
+    many = [{**score("u3", 1), "category": f"category-number-{i:02d}"} for i in range(60)]
+    store.apply(many, "2026-01-01T00:00:00.000Z")
+    assert usage.report()["units"]["dynamodb_write_units"] == 2 + 2
     assert store.get("u1") is not None
-    assert usage.report()["units"]["dynamodb_read_units"] == 1  # a consistent Query of the user's items
+    assert usage.report()["units"]["dynamodb_read_units"] == 0.5  # an eventually consistent GetItem
 
 
 def test_a_query_is_billed_by_the_column_chunks_it_reads(tmp_path: Path) -> None:
@@ -221,16 +221,19 @@ def test_the_aws_stores_log_the_capacity_dynamodb_reports(tmp_path: Path, fake_a
         backend.boards.replace_boards([Board("overall", w, None, None, (BoardEntry(1, "u1", "U", 5),))
                                        for w in ("all", "30d")])
         event = score("u1", 5, user_name="Ada")
-        backend.profiles.apply([event], "now")
-        backend.profiles.apply([event], "now")  # a redelivery: the marker's condition cancels it
+        backend.profiles.apply([event, score("u2", 3)], "now")
+        backend.profiles.reconcile({"u1": Base(categories={"arcade": 5})}, batch=2, cut=0, now="now")
+        backend.profiles.reconcile({"u1": Base(categories={"arcade": 4})}, batch=1, cut=0, now="now")
     lines = [json.loads(r.getMessage())["dynamodb_consumed"] for r in caplog.records]
-    boards, first, again = lines
+    boards, live, reconciled, late = lines
     assert boards == {"operation": "boards.replace", "table": settings.boards_table, "calls": 2,
                       "capacity_units": 2.0, "unreported_calls": 0}  # moto's 1.0 per PutItem
-    # the transaction (moto: an empty list) and the name's update (moto: 0.5)
-    assert first["operation"] == "profiles.apply" and first["calls"] == 2 and first["capacity_units"] == 0.5
-    # the cancelled transaction and the name's failed condition: billed on AWS, reported by neither
-    assert again["calls"] == 2 and again["unreported_calls"] == 2 and again["capacity_units"] == 0.0
+    # one UpdateItem per user, no transaction
+    assert live["operation"] == "profiles.apply" and live["calls"] == 2 and live["unreported_calls"] == 0
+    # the reconcile reads the item, then updates it
+    assert reconciled["operation"] == "profiles.reconcile" and reconciled["calls"] == 2
+    # an older batch's reconcile fails its condition: billed on AWS, reported by nothing
+    assert late["calls"] == 2 and late["unreported_calls"] == 1
 
 
 def test_a_refresh_statement_is_billed_by_the_state_columns_it_names(tmp_path: Path) -> None:

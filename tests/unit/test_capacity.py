@@ -37,18 +37,33 @@ def test_shards_follow_the_per_shard_record_limit_and_events_per_request() -> No
         100 * _line(batched, "router", "requests")["per_month"])
 
 
-def test_score_share_drives_the_profile_writes_and_users_the_refresh_state() -> None:
-    low, high = project(Traffic(10_000, score_share=0.1)), project(Traffic(10_000, score_share=0.4))
-    writes = _line(low, "profiles", "write request units")
-    assert _line(high, "profiles", "write request units")["per_month"] == pytest.approx(4 * writes["per_month"])
-    # priced from the counted units of a run (the defaults' run) at the one price table's rate
-    per_score = capacity.DEFAULTS["dynamodb_write_units_per_score_event"].value
-    assert writes["per_month"] == pytest.approx(low["monthly_events"] * 0.1 * per_score, rel=1e-6)
+def test_profile_writes_follow_the_players_with_scores_in_a_router_batch() -> None:
+    per_write = capacity.DEFAULTS["dynamodb_write_units_per_profile_write"].value
+    # a game client's requests: 100 events of its own player, 10% scores: one update per request
+    client = project(Traffic(10_000, score_share=0.1))
+    writes = _line(client, "profiles", "write request units (router)")
+    assert writes["per_month"] == pytest.approx(client["monthly_events"] / 100 * per_write, rel=1e-3)
     assert writes["monthly_usd"] == pytest.approx(
         writes["per_month"] / 1e6 * PRICES["dynamodb_write_request_units_per_million"], abs=0.01)
+    # a game server's requests: one event each of 100 players: a player with a score is one update
+    server = project(Traffic(10_000, score_share=0.1, players_per_request=100))
+    assert _line(server, "profiles", "write request units (router)")["per_month"] == pytest.approx(
+        server["monthly_events"] * 0.1 * per_write, rel=1e-2)
+    # single-event requests from distinct players: an update per score event
+    single = project(Traffic(10_000, events_per_request=1, score_share=0.5, users=10_000_000))
+    assert _line(single, "profiles", "write request units (router)")["per_month"] == pytest.approx(
+        single["monthly_events"] * 0.5 * per_write, rel=1e-2)
+    # each hourly refresh reconciles the players who scored in the hour: all of 1,000 players, a share of 10M
     few, many = project(Traffic(10_000, users=1000)), project(Traffic(10_000, users=10_000_000))
+    assert _line(few, "profiles", "write request units (reconcile)")["per_month"] == pytest.approx(
+        capacity.HOURS_PER_MONTH * 1000 * per_write, rel=1e-3)
+    hour_scores = many["monthly_events"] * 0.1 / capacity.HOURS_PER_MONTH
+    assert _line(many, "profiles", "write request units (reconcile)")["per_month"] < (
+        capacity.HOURS_PER_MONTH * hour_scores * per_write)
     assert _line(many, "leaderboards", "TB scanned")["per_month"] > _line(few, "leaderboards", "TB scanned")[
         "per_month"]
+    with pytest.raises(capacity.PlanError, match="players-per-request"):
+        Traffic(10_000, events_per_request=10, players_per_request=11)
 
 
 def test_the_lake_grows_with_months_but_the_refresh_reads_stay_flat() -> None:
@@ -92,7 +107,8 @@ def test_router_duration_takes_the_benchmarked_cpu_per_event(tmp_path: Path,
 
 
 def test_units_from_a_run_replace_the_defaults() -> None:
-    report = {"events_accepted": 1000, "score_events": 500, "refreshes": 1,
+    report = {"events_accepted": 1000, "score_events": 500, "refreshes": 1, "profile_updates": 400,
+              "profile_reconciles": 100,
               "units": {"kinesis_put_units": 40, "firehose_records": 3, "firehose_billed_bytes": 600_000,
                         "dynamodb_write_units": 1500.0, "dynamodb_read_units": 10.0, "athena_bytes_scanned": 0,
                         "athena_bytes_scanned_last_refresh": 20 * 10 * 1024 * 1024, "lambda_invocations": 9}}
@@ -100,11 +116,12 @@ def test_units_from_a_run_replace_the_defaults() -> None:
     result = project(Traffic(1000, score_share=0.1), rates)
     per_event = result["units_per_event"]
     assert per_event["kinesis_put_units"]["value"] == 0.04 and "run-dir" in per_event["kinesis_put_units"]["source"]
-    assert per_event["dynamodb_write_units"]["value"] == pytest.approx(0.5 * 3.0)  # the run's score share, 0.5
-    assert result["traffic"]["score_share"] == 0.5
+    # the run's 1,500 write units over its 500 profile writes: 3 units a write, for this traffic's updates
+    assert rates.values["dynamodb_write_units_per_profile_write"].value == 3.0
+    assert "run-dir" in per_event["dynamodb_write_units"]["source"]
+    assert per_event["dynamodb_write_units"]["value"] == pytest.approx(3.0 / 100, rel=1e-3)  # a request's player
+    assert result["traffic"]["score_share"] == 0.5  # the run's
     assert "20 statements" in _stage(result, "leaderboards")["needs"]
-    assert _line(result, "profiles", "write request units")["per_month"] == pytest.approx(
-        result["monthly_events"] * 1.5, rel=1e-6)
     with pytest.raises(capacity.PlanError, match="no events"):
         rates_from_usage({**report, "events_accepted": 0}, "empty")
     assert default_rates().origin.startswith("documented defaults")

@@ -64,7 +64,7 @@ def rejected(event: Any, **kwargs: Any) -> str:
 
 
 def column_names(event_type: str) -> list[str]:
-    return [c.name for c in REGISTRY.get(event_type).columns]
+    return [c.name for c in REGISTRY.get(event_type).stream_columns]
 
 
 # --- valid events -------------------------------------------------------------------------------------------
@@ -342,7 +342,7 @@ def test_validate_returns_exactly_the_columns_or_raises_invalid_event(raw: dict[
         assert str(exc)
         return
     event_type = REGISTRY.get(out["event_type"])
-    assert list(out) == [c.name for c in event_type.columns]
+    assert list(out) == [c.name for c in event_type.stream_columns]
     assert out["app_id"] == APP
     assert _TS_RE.match(out["ts"]) and _TS_RE.match(out["received_at"])
     assert out["event_id"] == str(uuid.UUID(out["event_id"]))

@@ -30,31 +30,6 @@ def board_item(b: Board) -> Item:
     return item
 
 
-def seen_item(event_id: str, expires: str) -> Item:
-    """An event_id's dedupe marker (expires by DynamoDB TTL)."""
-    return {"pk": {"S": f"event#{event_id}"}, "sk": {"S": "seen"}, "expires_at": {"N": expires}}
-
-
-def profile_item(user_id: str, total: int, updated_at: str | None, user_name: str | None = None,
-                 name_key: str | None = None) -> Item:
-    """A user's total (and latest name, ``name_key`` = ``ts#event_id`` of the event that set it)."""
-    item: Item = {"pk": {"S": f"user#{user_id}"}, "sk": {"S": "profile"}, "total": {"N": str(total)}}
-    for name, value in (("updated_at", updated_at), ("user_name", user_name), ("name_key", name_key)):
-        if value is not None:
-            item[name] = {"S": value}
-    return item
-
-
-def category_item(user_id: str, category: str, points: int) -> Item:
-    return {"pk": {"S": f"user#{user_id}"}, "sk": {"S": f"cat#{category}"}, "points": {"N": str(points)}}
-
-
-def challenge_item(user_id: str, challenge_id: str, key: str, category: str, points: int) -> Item:
-    """A user's first completion of a challenge, ``key`` = ``ts#event_id``."""
-    return {"pk": {"S": f"user#{user_id}"}, "sk": {"S": f"challenge#{challenge_id}"}, "key": {"S": key},
-            "category": {"S": category}, "points": {"N": str(points)}}
-
-
 def app_items(name: str, role: str, digest: str, created_at: str) -> tuple[Item, Item]:
     """An app's two items: ``app#<id>`` for uniqueness and ``key#<sha256>`` for authentication."""
     return ({"pk": {"S": f"app#{name}"}, "sk": {"S": "app"}, "name": {"S": name}, "role": {"S": role},

@@ -2,29 +2,39 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import json
 import logging
 import re
-import time
+import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from streamboard.adapters.aws.clients import Clients
-from streamboard.adapters.aws.items import BOARD_PK, app_items, board_item, challenge_item, seen_item
-from streamboard.errors import BadRequest, SinkError
+from streamboard.adapters.aws.items import BOARD_PK, app_items, board_item
+from streamboard.errors import BadRequest
 from streamboard.keys import hash_key, new_key
 from streamboard.ports import App, Board, BoardEntry, Profile
+from streamboard.profiles import (
+    CHALLENGE_SK,
+    PROFILE_SK,
+    Base,
+    Update,
+    first_item,
+    from_dynamo,
+    live_updates,
+    pending_challenges,
+    reconcile_update,
+    resolve,
+    to_dynamo,
+)
 
 log = logging.getLogger("streamboard.dynamodb")
 TOTAL = "TOTAL"  # every call asks for its ConsumedCapacity, logged per batch (_Billing)
 
-
-# Events without a challenge counted per transaction: a marker each, the total and at most one update per
-# category stay within DynamoDB's 100 items.
-PLAIN_PER_TRANSACTION = 40
 
 
 class _Billing:
@@ -35,17 +45,20 @@ class _Billing:
     def __init__(self, operation: str, table: str) -> None:
         self.operation, self.table = operation, table
         self.calls, self.unreported, self.units = 0, 0, 0.0
+        self._lock = threading.Lock()  # a reconcile's calls run in threads
 
     def add(self, response: dict[str, Any]) -> dict[str, Any]:
         consumed = response.get("ConsumedCapacity")
-        self.calls += 1
-        for c in consumed if isinstance(consumed, list) else [consumed] if consumed else []:
-            self.units += float(c.get("CapacityUnits", 0.0))
+        with self._lock:
+            self.calls += 1
+            for c in consumed if isinstance(consumed, list) else [consumed] if consumed else []:
+                self.units += float(c.get("CapacityUnits", 0.0))
         return response
 
     def failed(self) -> None:
-        self.calls += 1
-        self.unreported += 1
+        with self._lock:
+            self.calls += 1
+            self.unreported += 1
 
     def line(self) -> str:
         return json.dumps({"dynamodb_consumed": {"operation": self.operation, "table": self.table,
@@ -62,11 +75,6 @@ def _billing(operation: str, table: str, level: int = logging.INFO) -> Iterator[
     finally:
         if bill.calls:
             log.log(level, bill.line())
-
-
-def _cancelled_by_condition(exc: Exception, index: int) -> bool:
-    reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
-    return len(reasons) > index and reasons[index].get("Code") == "ConditionalCheckFailed"
 
 
 class DynamoBoardStore:
@@ -123,170 +131,101 @@ class DynamoBoardStore:
 
 
 class DynamoProfileStore:
-    """Near-real-time totals; an event_id counts once (a conditional put in the same transaction), and a
-    challenge counts only its first completion, compared as ``ts#event_id``."""
+    """The profile items of :mod:`streamboard.profiles`: the router's one ``UpdateItem`` per user per batch
+    (no transaction, no item per event), the reconcile's ``GetItem`` and ``UpdateItem`` per user it covers
+    (conditioned on the batch, so an older batch never overwrites a later one), and a read's ``GetItem``
+    (plus a ``BatchGetItem`` of the challenge firsts it needs, only when live completions wait)."""
 
-    def __init__(self, clients: Clients, table: str, max_attempts: int = 5, dedupe_days: int = 30) -> None:
+    def __init__(self, clients: Clients, table: str, workers: int = 16) -> None:
         self.clients = clients
         self.table = table
-        self.max_attempts = max_attempts
-        # Dedupe markers expire (DynamoDB TTL on expires_at): longer than Kinesis's and SQS's retention,
-        # so every redelivery still finds its marker; the lake's views dedupe exactly, for ever.
-        self.dedupe_seconds = dedupe_days * 86400
+        self.workers = workers  # a reconcile's calls run this many at a time
+
+    def _key(self, user_id: str, sk: str) -> dict[str, Any]:
+        return {"pk": {"S": f"user#{user_id}"}, "sk": {"S": sk}}
+
+    def _update(self, user_id: str, sk: str, upd: Update, bill: _Billing) -> bool:
+        """One UpdateItem; False when its condition (no later batch wrote the item) failed."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+
+        def ref(name: str) -> str:
+            names[f"#a{len(names)}"] = name
+            return f"#a{len(names) - 1}"
+
+        def val(value: Any) -> str:
+            values[f":v{len(values)}"] = to_dynamo(value)
+            return f":v{len(values) - 1}"
+
+        clauses = []
+        if upd.sets:
+            clauses.append("SET " + ", ".join(f"{ref(n)} = {val(v)}" for n, v in upd.sets.items()))
+        if upd.adds:
+            clauses.append("ADD " + ", ".join(f"{ref(n)} {val(v)}" for n, v in upd.adds.items()))
+        if upd.removes:
+            clauses.append("REMOVE " + ", ".join(ref(n) for n in sorted(upd.removes)))
+        call: dict[str, Any] = {"TableName": self.table, "Key": self._key(user_id, sk),
+                                "UpdateExpression": " ".join(clauses), "ReturnConsumedCapacity": TOTAL}
+        if upd.batch is not None:
+            call["ConditionExpression"] = f"attribute_not_exists({ref('rb')}) OR {ref('rb')} <= {val(upd.batch)}"
+        call["ExpressionAttributeNames"] = names
+        if values:
+            call["ExpressionAttributeValues"] = values
+        ddb = self.clients("dynamodb")
+        try:
+            bill.add(ddb.update_item(**call))
+            return True
+        except ddb.exceptions.ConditionalCheckFailedException:
+            bill.failed()
+            return False
 
     def apply(self, events: Sequence[dict[str, Any]], now: str) -> int:
-        """Apply a batch, user by user: a stream record carries a whole request, so a batch can hold many
-        events of one user, and those share transactions (see :meth:`_apply_user`)."""
-        by_user: dict[str, list[dict[str, Any]]] = {}
-        for ev in events:
-            if ev.get("event_type") == "score":
-                by_user.setdefault(ev["user_id"], []).append(ev)
+        """The router's batch: one non-transactional UpdateItem per user with score events."""
+        updates = live_updates(events, now)
         with _billing("profiles.apply", self.table) as bill:
-            return sum(self._apply_user(evs, now, bill) for evs in by_user.values())
+            for user, upd in updates.items():
+                self._update(user, PROFILE_SK, upd, bill)
+        return len(updates)
 
-    def _apply_user(self, events: list[dict[str, Any]], now: str, bill: _Billing) -> int:
-        """One user's events. Those without a challenge go in few transactions (a dedupe marker each, then the
-        summed totals); a challenge needs a read first, so those go one by one; the name is written once."""
-        plain: list[dict[str, Any]] = []
-        challenged: list[dict[str, Any]] = []
-        ids: set[str] = set()
-        for ev in events:
-            if ev["event_id"] not in ids:  # the same event twice in one batch counts once
-                ids.add(ev["event_id"])
-                (plain if ev.get("challenge_id") is None else challenged).append(ev)
-        applied = 0
-        for i in range(0, len(plain), PLAIN_PER_TRANSACTION):
-            applied += self._apply_plain(plain[i:i + PLAIN_PER_TRANSACTION], now, bill)
-        for ev in challenged:
-            for _ in range(self.max_attempts):
-                outcome = self._apply_one(ev, now, bill)
-                if outcome is not None:
-                    applied += outcome
-                    break
-            else:
-                raise SinkError(f"profile update of event {ev['event_id']} kept conflicting; retry the batch")
-        named = [ev for ev in events if ev.get("user_name") is not None]
-        if named:
-            self._name(max(named, key=lambda ev: (ev["ts"], ev["event_id"])), bill)  # only the latest name wins
-        return applied
-
-    def _apply_plain(self, events: list[dict[str, Any]], now: str, bill: _Billing) -> int:
-        """Count events without a challenge in one transaction; the ones delivered before drop out."""
+    def reconcile(self, bases: Mapping[str, Base], *, batch: int, cut: int, now: str) -> int:
+        """A refresh's reconcile, ``workers`` users at a time: the challenge firsts the batch changed, then the
+        profile item (read first, eventually consistent, for the names of what the lake now holds)."""
         ddb = self.clients("dynamodb")
-        user_pk = {"S": f"user#{events[0]['user_id']}"}
-        pending = events
-        while pending:
-            expires = str(int(time.time()) + self.dedupe_seconds)
-            items: list[dict[str, Any]] = [
-                {"Put": {"TableName": self.table, "Item": seen_item(ev["event_id"], expires),
-                         "ConditionExpression": "attribute_not_exists(pk)"}} for ev in pending]
-            deltas: dict[str, int] = {}
-            for ev in pending:
-                deltas[ev["category"]] = deltas.get(ev["category"], 0) + int(ev["points"])
-            items.extend(self._total_updates(user_pk, deltas, now))
-            try:
-                bill.add(ddb.transact_write_items(TransactItems=items, ReturnConsumedCapacity=TOTAL))
-                return len(pending)
-            except ddb.exceptions.TransactionCanceledException as exc:
-                bill.failed()
-                seen_before = {i for i in range(len(pending)) if _cancelled_by_condition(exc, i)}
-                if not seen_before:
-                    raise
-                pending = [ev for i, ev in enumerate(pending) if i not in seen_before]
-        return 0
 
-    def _total_updates(self, user_pk: dict[str, str], deltas: dict[str, int], now: str) -> list[dict[str, Any]]:
-        """Add ``deltas`` (points by category) to the user's total and category items."""
-        items: list[dict[str, Any]] = [{"Update": {
-            "TableName": self.table, "Key": {"pk": user_pk, "sk": {"S": "profile"}},
-            "UpdateExpression": "ADD #total :d SET #updated = :now",
-            "ExpressionAttributeNames": {"#total": "total", "#updated": "updated_at"},
-            "ExpressionAttributeValues": {":d": {"N": str(sum(deltas.values()))}, ":now": {"S": now}}}}]
-        for cat, d in deltas.items():
-            items.append({"Update": {
-                "TableName": self.table, "Key": {"pk": user_pk, "sk": {"S": f"cat#{cat}"}},
-                "UpdateExpression": "ADD #points :d", "ExpressionAttributeNames": {"#points": "points"},
-                "ExpressionAttributeValues": {":d": {"N": str(d)}}}})
-        return items
+        def one(user: str, base: Base, bill: _Billing) -> None:
+            for challenge, first in base.firsts.items():
+                self._update(user, CHALLENGE_SK + challenge,
+                             Update(sets=dict(first_item(first, batch)), batch=batch), bill)
+            got = bill.add(ddb.get_item(TableName=self.table, Key=self._key(user, PROFILE_SK),
+                                        ConsistentRead=False, ReturnConsumedCapacity=TOTAL)).get("Item")
+            existing = None if got is None else {k: from_dynamo(v) for k, v in got.items() if k not in ("pk", "sk")}
+            self._update(user, PROFILE_SK, reconcile_update(base, existing, batch=batch, cut=cut, now=now), bill)
 
-    def _apply_one(self, ev: dict[str, Any], now: str, bill: _Billing) -> int | None:
-        """1 if counted, 0 if a duplicate or a later completion; None to retry after a race."""
-        ddb = self.clients("dynamodb")
-        user_pk = {"S": f"user#{ev['user_id']}"}
-        points, category = int(ev["points"]), ev["category"]
-        expires = str(int(time.time()) + self.dedupe_seconds)
-        seen = {"Put": {"TableName": self.table, "Item": seen_item(ev["event_id"], expires),
-                        "ConditionExpression": "attribute_not_exists(pk)"}}
-        items: list[dict[str, Any]] = [seen]
-        deltas = {category: points}
-        challenge = ev.get("challenge_id")
-        if challenge is not None:
-            key = f"{ev['ts']}#{ev['event_id']}"
-            prev = bill.add(ddb.get_item(TableName=self.table, ConsistentRead=True, ReturnConsumedCapacity=TOTAL,
-                                         Key={"pk": user_pk, "sk": {"S": f"challenge#{challenge}"}})).get("Item")
-            if prev is not None and prev["key"]["S"] <= key:
-                deltas = {}  # a later completion: only remember the event_id
-            else:
-                cond = "attribute_not_exists(pk)" if prev is None else "#k = :old"
-                put: dict[str, Any] = {"Put": {
-                    "TableName": self.table,
-                    "Item": challenge_item(ev["user_id"], challenge, key, category, points),
-                    "ConditionExpression": cond}}
-                if prev is not None:
-                    put["Put"]["ExpressionAttributeNames"] = {"#k": "key"}
-                    put["Put"]["ExpressionAttributeValues"] = {":old": prev["key"]}
-                    prev_points = int(prev["points"]["N"])
-                    deltas[prev["category"]["S"]] = deltas.get(prev["category"]["S"], 0) - prev_points
-                items.append(put)
-        if deltas:
-            items.extend(self._total_updates(user_pk, deltas, now))
-        try:
-            bill.add(ddb.transact_write_items(TransactItems=items, ReturnConsumedCapacity=TOTAL))
-        except ddb.exceptions.TransactionCanceledException as exc:
-            bill.failed()
-            if _cancelled_by_condition(exc, 0):
-                return 0  # delivered before
-            if len(items) > 1 and _cancelled_by_condition(exc, 1):
-                return None  # another completion of the challenge won a race: read again
-            raise
-        return 1 if deltas else 0
-
-    def _name(self, ev: dict[str, Any], bill: _Billing) -> None:
-        if ev.get("user_name") is None:
-            return
-        ddb = self.clients("dynamodb")
-        try:
-            bill.add(ddb.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"user#{ev['user_id']}"}, "sk": {"S": "profile"}},
-                UpdateExpression="SET #uname = :n, #nkey = :k ADD #total :zero",
-                ConditionExpression="attribute_not_exists(#nkey) OR #nkey < :k",
-                ExpressionAttributeNames={"#uname": "user_name", "#nkey": "name_key", "#total": "total"},
-                ExpressionAttributeValues={":n": {"S": ev["user_name"]}, ":k": {"S": f"{ev['ts']}#{ev['event_id']}"},
-                                           ":zero": {"N": "0"}},
-                ReturnConsumedCapacity=TOTAL,
-            ))
-        except ddb.exceptions.ConditionalCheckFailedException:  # a later name is there already
-            bill.failed()
+        with _billing("profiles.reconcile", self.table) as bill, \
+                concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
+            for future in [pool.submit(one, user, base, bill) for user, base in bases.items()]:
+                future.result()  # the first failure fails the reconcile (the writer retries it whole)
+        return len(bases)
 
     def get(self, user_id: str) -> Profile | None:
+        ddb = self.clients("dynamodb")
         with _billing("profiles.get", self.table, logging.DEBUG) as bill:
-            resp = bill.add(self.clients("dynamodb").query(
-                TableName=self.table, KeyConditionExpression="pk = :pk", ConsistentRead=True,
-                ExpressionAttributeValues={":pk": {"S": f"user#{user_id}"}}, ReturnConsumedCapacity=TOTAL))
-        profile: Profile | None = None
-        cats: dict[str, int] = {}
-        for item in resp["Items"]:
-            sk = item["sk"]["S"]
-            if sk == "profile":
-                profile = Profile(user_id, int(item.get("total", {"N": "0"})["N"]), {},
-                                  item.get("updated_at", {}).get("S"), item.get("user_name", {}).get("S"))
-            elif sk.startswith("cat#") and int(item["points"]["N"]) != 0:
-                cats[sk[4:]] = int(item["points"]["N"])
-        if profile is None:
-            return None
-        profile.categories = dict(sorted(cats.items()))
-        return profile
+            got = bill.add(ddb.get_item(TableName=self.table, Key=self._key(user_id, PROFILE_SK),
+                                        ConsistentRead=False, ReturnConsumedCapacity=TOTAL)).get("Item")
+            if got is None:
+                return None
+            item = {k: from_dynamo(v) for k, v in got.items() if k not in ("pk", "sk")}
+            firsts: dict[str, tuple[str, str, str, int]] = {}
+            keys = [self._key(user_id, CHALLENGE_SK + c) for c in sorted(pending_challenges(item))]
+            for i in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
+                pending: dict[str, Any] = {self.table: {"Keys": keys[i:i + 100]}}
+                while pending:
+                    resp = bill.add(ddb.batch_get_item(RequestItems=pending, ReturnConsumedCapacity=TOTAL))
+                    for found in resp.get("Responses", {}).get(self.table, []):
+                        ts, event_id, category, points = from_dynamo(found["first"])
+                        firsts[found["sk"]["S"][len(CHALLENGE_SK):]] = (ts, event_id, category, int(points))
+                    pending = resp.get("UnprocessedKeys") or {}
+        return resolve(user_id, item, firsts)
 
 
 _APP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

@@ -3,37 +3,37 @@
 Each store stands for the DynamoDB table of its aws adapter (``streamboard.adapters.aws.stores``), and counts
 in ``usage`` the units that adapter's calls would be billed for the same work: the same items
 (``streamboard.adapters.aws.items``), sized by DynamoDB's rule. Approximations: an update is billed by the
-item's size after it (DynamoDB takes the larger of before and after, which is after here but for a total
-going down); a transaction cancelled by a condition is billed for all its items, as if written; dedupe
-markers are sized with a 10-digit expiry.
+item's size after it (DynamoDB takes the larger of before and after, which is after here but when an update
+removes attributes); a transaction cancelled by a condition is billed for all its items, as if written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import sqlite3
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from streamboard.adapters.aws.items import (
-    app_items,
-    board_item,
-    category_item,
-    challenge_item,
-    profile_item,
-    seen_item,
-)
+from streamboard.adapters.aws.items import app_items, board_item
 from streamboard.adapters.local.sqlite import SqliteDB
 from streamboard.errors import BadRequest
 from streamboard.keys import hash_key, new_key
 from streamboard.ports import App, Board, BoardEntry, Profile
+from streamboard.profiles import (
+    CHALLENGE_SK,
+    PROFILE_SK,
+    Base,
+    dynamo_item,
+    first_item,
+    live_updates,
+    pending_challenges,
+    reconcile_update,
+    resolve,
+)
 from streamboard.usage import Usage, dynamodb_read_units, dynamodb_write_units, item_size
-
-PLAIN_PER_TRANSACTION = 40  # as the aws profile store groups events without a challenge
 
 _BOARDS = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -142,198 +142,85 @@ class LocalBoardStore:
 
 
 _PROFILES = """
-CREATE TABLE IF NOT EXISTS seen_events (event_id TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS profiles (
-  user_id TEXT PRIMARY KEY, total INTEGER NOT NULL, updated_at TEXT,
-  user_name TEXT, name_ts TEXT, name_event_id TEXT
-);
-CREATE TABLE IF NOT EXISTS profile_categories (
-  user_id TEXT NOT NULL, category TEXT NOT NULL, points INTEGER NOT NULL, PRIMARY KEY (user_id, category)
-);
-CREATE TABLE IF NOT EXISTS challenges (
-  user_id TEXT NOT NULL, challenge_id TEXT NOT NULL, ts TEXT NOT NULL, event_id TEXT NOT NULL,
-  category TEXT NOT NULL, points INTEGER NOT NULL, PRIMARY KEY (user_id, challenge_id)
+CREATE TABLE IF NOT EXISTS profile_items (
+  user_id TEXT NOT NULL, sk TEXT NOT NULL, item TEXT NOT NULL, PRIMARY KEY (user_id, sk)
 );
 """
 
 
-@dataclass
-class _UserCalls:
-    """One user's events of a batch as the aws profile store turns them into calls (to bill them)."""
-
-    plain: list[tuple[str, str, bool]] = field(default_factory=list)  # (event_id, category, not seen before)
-    # one transaction per challenged event: its marker's event_id, a challenge item's size (0: none), categories
-    challenged: list[tuple[str, int, tuple[str, ...]]] = field(default_factory=list)
-    read_bytes: list[int] = field(default_factory=list)  # a consistent GetItem of a challenge item each
-    named: bool = False
-    ids: set[str] = field(default_factory=set)
-
-
 class LocalProfileStore:
-    """Near-real-time totals with the leaderboards' semantics: an event_id counts once, a challenge counts
-    only its first completion (earliest ts, then smallest event_id), even when events arrive out of order."""
+    """The profile items of :mod:`streamboard.profiles` in SQLite, one row per DynamoDB item (its attributes as
+    JSON), updated as the aws store's ``UpdateItem`` calls would update them and billed by their sizes."""
 
     def __init__(self, path: Path, usage: Usage | None = None) -> None:
         self.db = SqliteDB(path, _PROFILES)
         self.usage = usage
 
+    @staticmethod
+    def _load(conn: sqlite3.Connection, user_id: str, sk: str) -> dict[str, Any] | None:
+        row = conn.execute("SELECT item FROM profile_items WHERE user_id=? AND sk=?", (user_id, sk)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def _save(self, conn: sqlite3.Connection, user_id: str, sk: str, item: dict[str, Any]) -> int:
+        """Store an item; return the write units DynamoDB bills for writing it (by its size after)."""
+        conn.execute("INSERT INTO profile_items VALUES (?, ?, ?) ON CONFLICT(user_id, sk) DO UPDATE SET "
+                     "item=excluded.item", (user_id, sk, json.dumps(item, separators=(",", ":"))))
+        return dynamodb_write_units(item_size(dynamo_item(user_id, sk, item))) if self.usage is not None else 0
+
     def apply(self, events: Sequence[dict[str, Any]], now: str) -> int:
-        applied = 0
-        calls: dict[str, _UserCalls] = {}
-        with self.db.tx() as conn:
-            for ev in events:
-                if ev.get("event_type") != "score":
-                    continue
-                user, cat, pts = ev["user_id"], ev["category"], int(ev["points"])
-                challenge = ev.get("challenge_id")
-                prev = None if challenge is None else conn.execute(
-                    "SELECT ts, event_id, category, points FROM challenges WHERE user_id=? AND challenge_id=?",
-                    (user, challenge),
-                ).fetchone()
-                cur = conn.execute("INSERT OR IGNORE INTO seen_events VALUES (?)", (ev["event_id"],))
-                self._note(calls.setdefault(user, _UserCalls()), ev, prev, fresh=cur.rowcount > 0)
-                if cur.rowcount == 0:
-                    continue  # delivered before
-                applied += 1
-                self._ensure_profile(conn, user, now)
-                if challenge is not None:
-                    key = (ev["ts"], ev["event_id"])
-                    if prev is not None and (prev[0], prev[1]) <= key:
-                        self._name(conn, ev)
-                        continue  # a later completion of a challenge already counted
-                    if prev is not None:
-                        self._add(conn, user, prev[2], -prev[3], now)
-                    conn.execute(
-                        "INSERT OR REPLACE INTO challenges VALUES (?, ?, ?, ?, ?, ?)",
-                        (user, challenge, ev["ts"], ev["event_id"], cat, pts),
-                    )
-                self._add(conn, user, cat, pts, now)
-                self._name(conn, ev)
-            billed = self._bill(conn, calls) if self.usage is not None else None
-        if self.usage is not None and billed is not None:
-            self.usage.add(dynamodb_write_units=billed[0], dynamodb_read_units=billed[1])
-        return applied
-
-    @staticmethod
-    def _note(calls: _UserCalls, ev: dict[str, Any], prev: Any, fresh: bool) -> None:
-        """Note the calls the aws store makes for this event (it drops an event_id seen twice in one batch)."""
-        if ev["event_id"] in calls.ids:
-            return
-        calls.ids.add(ev["event_id"])
-        calls.named = calls.named or ev.get("user_name") is not None
-        challenge = ev.get("challenge_id")
-        if challenge is None:
-            calls.plain.append((ev["event_id"], ev["category"], fresh))
-            return
-        item = challenge_item(ev["user_id"], challenge, f"{ev['ts']}#{ev['event_id']}", ev["category"],
-                              int(ev["points"]))
-        calls.read_bytes.append(0 if prev is None else item_size(challenge_item(
-            ev["user_id"], challenge, f"{prev[0]}#{prev[1]}", prev[2], int(prev[3]))))
-        if prev is not None and (prev[0], prev[1]) <= (ev["ts"], ev["event_id"]):
-            calls.challenged.append((ev["event_id"], 0, ()))  # a later completion: only the marker
-        else:
-            cats = (ev["category"],) if prev is None or prev[2] == ev["category"] else (ev["category"], prev[2])
-            calls.challenged.append((ev["event_id"], item_size(item), cats))
-
-    @classmethod
-    def _bill(cls, conn: sqlite3.Connection, calls: dict[str, _UserCalls]) -> tuple[int, float]:
-        """The write and read units of the aws store's calls for a batch, with the items' sizes after it."""
-        expires = str(int(time.time()) + 30 * 86400)
-        writes, reads = 0, 0.0
-        for user, c in calls.items():
-            w, r = cls._bill_user(conn, user, c, expires)
-            writes, reads = writes + w, reads + r
-        return writes, reads
-
-    @staticmethod
-    def _bill_user(conn: sqlite3.Connection, user: str, c: _UserCalls, expires: str) -> tuple[int, float]:
-        row = conn.execute("SELECT total, updated_at, user_name, name_ts, name_event_id FROM profiles "
-                           "WHERE user_id=?", (user,)).fetchone()
-        name_key = None if row is None or row[3] is None else f"{row[3]}#{row[4]}"
-        profile = dynamodb_write_units(item_size(profile_item(user, 0, None) if row is None else
-                                                 profile_item(user, row[0], row[1], row[2], name_key)),
-                                       transactional=True)
-        points = dict(conn.execute("SELECT category, points FROM profile_categories WHERE user_id=?", (user,)))
-
-        def tx(markers: list[str], cats: set[str], extra: int = 0) -> int:
-            """A transaction: the markers, and the total and category updates when points move."""
-            marker_units = sum(dynamodb_write_units(item_size(seen_item(e, expires)), transactional=True)
-                               for e in markers)
-            cat_units = sum(dynamodb_write_units(item_size(category_item(user, k, points.get(k, 0))),
-                                                 transactional=True) for k in cats)
-            return marker_units + (profile + cat_units if cats else 0) + extra
-
+        """The router's batch: one update per user with score events (the aws store's one UpdateItem each)."""
+        updates = live_updates(events, now)
         writes = 0
-        for i in range(0, len(c.plain), PLAIN_PER_TRANSACTION):
-            chunk = c.plain[i:i + PLAIN_PER_TRANSACTION]
-            writes += tx([e for e, _, _ in chunk], {k for _, k, _ in chunk})
-            fresh = [(e, k) for e, k, new in chunk if new]
-            if fresh and len(fresh) < len(chunk):  # cancelled by the seen markers: again without them
-                writes += tx([e for e, _ in fresh], {k for _, k in fresh})
-        for event_id, challenge_bytes, cats in c.challenged:
-            writes += tx([event_id], set(cats),
-                         dynamodb_write_units(challenge_bytes, transactional=True) if challenge_bytes else 0)
-        if c.named:
-            writes += profile // 2  # one UpdateItem of the profile item, outside a transaction: half
-        return writes, sum(dynamodb_read_units(n) for n in c.read_bytes)
+        with self.db.tx() as conn:
+            for user, upd in updates.items():
+                item = upd.apply(self._load(conn, user, PROFILE_SK))
+                assert item is not None  # a live update has no condition
+                writes += self._save(conn, user, PROFILE_SK, item)
+        if self.usage is not None:
+            self.usage.add(dynamodb_write_units=writes, profile_updates=len(updates))
+        return len(updates)
 
-    @staticmethod
-    def _ensure_profile(conn: Any, user: str, now: str) -> None:
-        conn.execute("INSERT OR IGNORE INTO profiles (user_id, total, updated_at) VALUES (?, 0, ?)", (user, now))
-
-    @staticmethod
-    def _add(conn: Any, user: str, category: str, points: int, now: str) -> None:
-        conn.execute("UPDATE profiles SET total=total+?, updated_at=? WHERE user_id=?", (points, now, user))
-        conn.execute(
-            "INSERT INTO profile_categories VALUES (?, ?, ?) ON CONFLICT(user_id, category) "
-            "DO UPDATE SET points=points+excluded.points",
-            (user, category, points),
-        )
-
-    @staticmethod
-    def _name(conn: Any, ev: dict[str, Any]) -> None:
-        if ev.get("user_name") is None:
-            return
-        conn.execute(
-            "UPDATE profiles SET user_name=?, name_ts=?, name_event_id=? WHERE user_id=? AND "
-            "(name_ts IS NULL OR name_ts < ? OR (name_ts = ? AND name_event_id < ?))",
-            (ev["user_name"], ev["ts"], ev["event_id"], ev["user_id"], ev["ts"], ev["ts"], ev["event_id"]),
-        )
+    def reconcile(self, bases: Mapping[str, Base], *, batch: int, cut: int, now: str) -> int:
+        """A refresh's reconcile: per user, the challenge firsts it changed, then the profile item (read first:
+        an eventually consistent GetItem on AWS, for the names of what to remove)."""
+        writes, reads = 0, 0.0
+        with self.db.tx() as conn:
+            for user, base in bases.items():
+                for challenge, first in base.firsts.items():
+                    sk = CHALLENGE_SK + challenge
+                    old = self._load(conn, user, sk)
+                    if old is None or int(old.get("rb", 0)) <= batch:
+                        writes += self._save(conn, user, sk, first_item(first, batch))
+                existing = self._load(conn, user, PROFILE_SK)
+                if self.usage is not None and existing is not None:
+                    reads += dynamodb_read_units(item_size(dynamo_item(user, PROFILE_SK, existing)), consistent=False)
+                item = reconcile_update(base, existing, batch=batch, cut=cut, now=now).apply(existing)
+                if item is not None:
+                    writes += self._save(conn, user, PROFILE_SK, item)
+                elif self.usage is not None and existing is not None:  # a failed condition is billed too
+                    writes += dynamodb_write_units(item_size(dynamo_item(user, PROFILE_SK, existing)))
+        if self.usage is not None:
+            self.usage.add(dynamodb_write_units=writes, dynamodb_read_units=reads, profile_reconciles=len(bases))
+        return len(bases)
 
     def get(self, user_id: str) -> Profile | None:
         conn = self.db.conn()
         conn.execute("BEGIN")
         try:
-            if self.usage is not None:  # a strongly consistent Query of the user's items
-                self.usage.add(dynamodb_read_units=dynamodb_read_units(self._user_bytes(conn, user_id)))
-            row = conn.execute(
-                "SELECT total, updated_at, user_name FROM profiles WHERE user_id=?", (user_id,)
-            ).fetchone()
-            cats = conn.execute(
-                "SELECT category, points FROM profile_categories WHERE user_id=? AND points<>0 ORDER BY category",
-                (user_id,),
-            ).fetchall()
+            item = self._load(conn, user_id, PROFILE_SK)
+            firsts: dict[str, tuple[str, str, str, int]] = {}
+            read_bytes = 0 if item is None else item_size(dynamo_item(user_id, PROFILE_SK, item))
+            for challenge in pending_challenges(item or {}):
+                first = self._load(conn, user_id, CHALLENGE_SK + challenge)
+                if first is not None:
+                    read_bytes += item_size(dynamo_item(user_id, CHALLENGE_SK + challenge, first))
+                    ts, event_id, category, points = first["first"]
+                    firsts[challenge] = (ts, event_id, category, int(points))
         finally:
             conn.execute("COMMIT")
-        if row is None:
-            return None
-        return Profile(user_id, int(row[0]), {c: int(p) for c, p in cats}, row[1], row[2])
-
-    @staticmethod
-    def _user_bytes(conn: sqlite3.Connection, user_id: str) -> int:
-        """The size of a user's items: the profile, one per category, one per challenge completed."""
-        row = conn.execute("SELECT total, updated_at, user_name, name_ts, name_event_id FROM profiles "
-                           "WHERE user_id=?", (user_id,)).fetchone()
-        if row is None:
-            return 0
-        size = item_size(profile_item(user_id, row[0], row[1], row[2],
-                                      None if row[3] is None else f"{row[3]}#{row[4]}"))
-        for cat, pts in conn.execute("SELECT category, points FROM profile_categories WHERE user_id=?", (user_id,)):
-            size += item_size(category_item(user_id, cat, pts))
-        for ch, ts, eid, cat, pts in conn.execute(
-                "SELECT challenge_id, ts, event_id, category, points FROM challenges WHERE user_id=?", (user_id,)):
-            size += item_size(challenge_item(user_id, ch, f"{ts}#{eid}", cat, pts))
-        return size
+        if self.usage is not None:  # an eventually consistent GetItem, and a BatchGetItem of the firsts it needs
+            self.usage.add(dynamodb_read_units=dynamodb_read_units(read_bytes, consistent=False))
+        return None if item is None else resolve(user_id, item, firsts)
 
 
 _APPS = """

@@ -1,0 +1,288 @@
+"""Near-real-time profiles without an item per event (issue 11; ``streamboard.profiles``): the router's live
+points, the reconcile of each refresh, and a read that combines them, on both profile stores and through the
+local pipeline against a plain-Python oracle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from processors import leaderboards
+from streamboard.adapters.local.stores import LocalProfileStore
+from streamboard.backend import build_aws_backend
+from streamboard.ports import ProfileStore
+from streamboard.profiles import LIVE_LAG, Base, slot_of
+from streamboard.registry import REGISTRY, format_ts
+from streamboard.runtime.stack import Pipeline
+from streamboard.settings import Settings
+from streamboard.usage import Usage
+from tests.conftest import stream_record
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(params=["local", "aws"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, fake_aws_credentials: None) -> Iterator[ProfileStore]:
+    """The profile store of each backend (aws: DynamoDB on moto)."""
+    if request.param == "local":
+        yield LocalProfileStore(tmp_path / "profiles.db")
+        return
+    with mock_aws():
+        from streamboard.adapters.aws.provision import provision
+
+        settings = Settings(data_dir=tmp_path / "data")
+        yield build_aws_backend(settings, REGISTRY, provision(settings, REGISTRY)).profiles
+
+
+def at(minutes: float) -> str:
+    return format_ts(T0 + dt.timedelta(minutes=minutes))
+
+
+def score(event_id: str, points: int, *, user: str = "ada", category: str = "chess", challenge: str | None = None,
+          ts: float = 0, received: float = 0, name: str | None = None) -> dict[str, Any]:
+    return {"event_id": event_id, "event_type": "score", "user_id": user, "ts": at(ts), "category": category,
+            "points": points, "challenge_id": challenge, "user_name": name, "received_at": at(received)}
+
+
+def route(store: ProfileStore, events: list[dict[str, Any]], minute: float) -> None:
+    """The router's batch at ``minute``: it stamps routed_at, then updates the profiles."""
+    store.apply([{**ev, "routed_at": at(minute)} for ev in events], at(minute))
+
+
+def lake_base(categories: dict[str, int], rows: dict[float, dict[str, int]] | None = None, **extra: Any) -> Base:
+    """What a refresh finds in the lake: the counted points per category and the points of its rows by routing
+    minute (what ``state_profile_rows`` sums per slot)."""
+    in_lake: dict[tuple[int, str], int] = defaultdict(int)
+    for minute, per_category in (rows or {}).items():
+        for category, points in per_category.items():
+            in_lake[(slot_of(at(minute)), category)] += points
+    base = Base(categories=defaultdict(int, categories), in_lake=dict(in_lake), **extra)
+    return base
+
+
+def reconcile(store: ProfileStore, base: Base, *, batch: int, as_of: float, user: str = "ada") -> None:
+    store.reconcile({user: base}, batch=batch, cut=slot_of(T0 + dt.timedelta(minutes=as_of) - LIVE_LAG),
+                    now=at(as_of))
+
+
+def points(store: ProfileStore, user: str = "ada") -> dict[str, int]:
+    profile = store.get(user)
+    assert profile is None or profile.total == sum(profile.categories.values())
+    return {} if profile is None else profile.categories
+
+
+def test_live_points_count_as_routed_and_a_reconcile_sets_the_lake_totals(store: ProfileStore) -> None:
+    route(store, [score("e1", 10), score("e2", 5, category="go")], 0)
+    assert points(store) == {"chess": 10, "go": 5}
+    route(store, [score("e3", 7)], 6)  # the next slot
+    assert points(store) == {"chess": 17, "go": 5}
+
+    # The refresh at minute 8 finds e1 and e2 in the lake (e3 is still in Firehose's buffer): exact, and e3 on top.
+    reconcile(store, lake_base({"chess": 10, "go": 5}, {0: {"chess": 10, "go": 5}}), batch=1, as_of=8)
+    assert points(store) == {"chess": 17, "go": 5}
+    route(store, [score("e4", 1)], 9)  # routed after the refresh read the lake
+    assert points(store) == {"chess": 18, "go": 5}
+
+    # Later: everything is in the lake; the slots behind the cut are dropped, those after it cancel.
+    reconcile(store, lake_base({"chess": 18, "go": 5}, {6: {"chess": 7}, 9: {"chess": 1}}), batch=2, as_of=27)
+    assert points(store) == {"chess": 18, "go": 5}
+    reconcile(store, lake_base({"chess": 18, "go": 5}), batch=3, as_of=120)
+    assert points(store) == {"chess": 18, "go": 5}
+    profile = store.get("ada")
+    assert profile is not None and profile.total == 23 and profile.updated_at == at(9)
+    assert store.get("nobody") is None
+
+
+def test_a_duplicate_delivery_counts_twice_only_until_the_lake_has_it(store: ProfileStore) -> None:
+    first = score("e1", 10, received=0)
+    resent = score("e1", 10, received=1)  # the client sent it again: a second delivery of one event_id
+    route(store, [first, first], 0)  # the same delivery twice in one batch is one
+    assert points(store) == {"chess": 10}
+    route(store, [resent], 1)
+    assert points(store) == {"chess": 20}  # near real time, a duplicate may count twice
+    route(store, [first], 2)  # a retried stream record: the same delivery routed again
+    assert points(store) == {"chess": 30}
+    # The lake counts the event once, and holds the three routings (the rows the router added).
+    reconcile(store, lake_base({"chess": 10}, {0: {"chess": 10}, 1: {"chess": 10}, 2: {"chess": 10}}),
+              batch=1, as_of=5)
+    assert points(store) == {"chess": 10}
+
+
+def test_an_event_routed_but_not_delivered_counts_until_its_slot_is_behind_the_cut(store: ProfileStore) -> None:
+    route(store, [score("e1", 10)], 0)  # Firehose refused the record: the router reports it, Kinesis retries
+    route(store, [score("e1", 10)], 1)  # delivered this time
+    assert points(store) == {"chess": 20}
+    reconcile(store, lake_base({"chess": 10}, {1: {"chess": 10}}), batch=1, as_of=5)
+    assert points(store) == {"chess": 20}  # never less than routed; the failed routing may count
+    reconcile(store, lake_base({"chess": 10}, {1: {"chess": 10}}), batch=2, as_of=30)
+    assert points(store) == {"chess": 10}  # its slot is behind the cut: the lake is the truth
+
+
+def test_a_refresh_racing_with_live_updates_loses_nothing(store: ProfileStore) -> None:
+    route(store, [score("e1", 10)], 0)
+    # The refresh reads the lake (e1 there), then the router updates the profile, then the reconcile writes.
+    base = lake_base({"chess": 10}, {0: {"chess": 10}})
+    route(store, [score("e2", 3), score("e3", 4, category="go")], 0.5)
+    reconcile(store, base, batch=1, as_of=1)
+    assert points(store) == {"chess": 13, "go": 4}
+    # And a router batch the lake holds before its update lands counts once it does.
+    route(store, [score("e4", 2)], 7)
+    reconcile(store, lake_base({"chess": 15, "go": 4}, {0: {"chess": 13, "go": 4}, 7: {"chess": 2}}),
+              batch=2, as_of=8)
+    assert points(store) == {"chess": 15, "go": 4}
+
+
+def test_a_reconcile_never_overwrites_a_later_batch(store: ProfileStore) -> None:
+    route(store, [score("e1", 10), score("e2", 20)], 0)
+    reconcile(store, lake_base({"chess": 30}, {0: {"chess": 30}}), batch=5, as_of=2)
+    reconcile(store, lake_base({"chess": 10}, {0: {"chess": 10}}), batch=4, as_of=1)  # resumed late
+    assert points(store) == {"chess": 30}
+
+
+def test_a_challenge_counts_its_first_completion_live_and_after_a_reconcile(store: ProfileStore) -> None:
+    later = score("e-later", 50, challenge="daily", ts=5)
+    route(store, [later, score("e-plain", 7)], 0)
+    assert points(store) == {"chess": 57}
+    earlier = score("e-earlier", 30, category="go", challenge="daily", ts=1, received=2)
+    route(store, [earlier], 2)  # arrives late, but completed first: it counts instead
+    assert points(store) == {"chess": 7, "go": 30}
+    route(store, [later, score("e-third", 99, challenge="daily", ts=9)], 3)  # redelivery, a later completion
+    assert points(store) == {"chess": 7, "go": 30}
+
+    # The lake holds the first two: its first completion is e-earlier, and the live copies of both go.
+    base = lake_base({"chess": 7, "go": 30}, {0: {"chess": 7}},
+                     firsts={"daily": (at(1), "e-earlier", "go", 30)},
+                     seen_challenge_events={"e-later", "e-earlier"})
+    reconcile(store, base, batch=1, as_of=4)
+    assert points(store) == {"chess": 7, "go": 30}
+    # An even earlier completion arrives after the reconcile: it beats the lake's first.
+    route(store, [score("e-first", 4, category="chess", challenge="daily", ts=0.5, received=5)], 5)
+    assert points(store) == {"chess": 11}
+
+
+def test_challenge_ties_on_ts_go_to_the_smallest_event_id(store: ProfileStore) -> None:
+    route(store, [score("b-event", 20, challenge="c")], 0)
+    route(store, [score("a-event", 5, challenge="c")], 1)
+    assert points(store) == {"chess": 5}
+
+
+def test_the_latest_name_wins_live_and_after_a_reconcile(store: ProfileStore) -> None:
+    route(store, [score("e1", 1, name="Ada", ts=1), score("e2", 1, name="Ada L.", ts=3)], 3)
+    profile = store.get("ada")
+    assert profile is not None and profile.user_name == "Ada L."
+    reconcile(store, lake_base({"chess": 2}, {3: {"chess": 2}}, name=(at(3), "e2", "Ada L.")), batch=1, as_of=4)
+    route(store, [score("e0", 1, name="Ada Old", ts=0)], 5)  # an older event's name does not win
+    profile = store.get("ada")
+    assert profile is not None and profile.user_name == "Ada L." and profile.total == 3
+
+
+def test_the_router_pays_one_write_per_user_per_batch(tmp_path: Path) -> None:
+    usage = Usage(tmp_path / "usage.db")
+    store = LocalProfileStore(tmp_path / "profiles.db", usage)
+    events = [score(str(uuid.uuid4()), 1, user=f"u{i % 3}", category=("chess", "go")[i % 2]) for i in range(300)]
+    route(store, events, 0)
+    assert usage.report()["units"]["dynamodb_write_units"] == 3  # three small items, one update each
+
+
+# --- through the local pipeline, against the oracle ---------------------------------------------------------------
+
+
+def oracle(deliveries: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Counted points per user and category: an event_id once (its first delivery), a challenge's first
+    completion only (earliest ts, then smallest event_id)."""
+    first_delivery: dict[str, dict[str, Any]] = {}
+    for ev in deliveries:
+        first_delivery.setdefault(ev["event_id"], ev)
+    firsts: dict[tuple[str, str], dict[str, Any]] = {}
+    for ev in first_delivery.values():
+        if ev.get("challenge_id"):
+            key = (ev["user_id"], ev["challenge_id"])
+            if key not in firsts or (ev["ts"], ev["event_id"]) < (firsts[key]["ts"], firsts[key]["event_id"]):
+                firsts[key] = ev
+    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for ev in first_delivery.values():
+        if not ev.get("challenge_id") or firsts[(ev["user_id"], ev["challenge_id"])] is ev:
+            out[ev["user_id"]][ev["category"]] += ev["points"]
+    return {u: dict(c) for u, c in out.items()}
+
+
+@pytest.mark.slow
+def test_profiles_are_exact_after_each_refresh_and_never_below_the_routed_events(tmp_path: Path) -> None:
+    """Random traffic with resent events, repeated stream records and challenges, in rounds: after each
+    round's routing every profile counts at least the distinct events routed so far; after each refresh every
+    profile equals the oracle, and so do the racing router batches' events once the next refresh has them."""
+    rng = random.Random(5)
+    pipeline = Pipeline(Settings(data_dir=tmp_path / "data", shards=2))
+    now = dt.datetime.now(dt.UTC)
+    users = [f"p{i}" for i in range(12)]
+    sent: list[dict[str, Any]] = []  # every accepted client event, in order (resends included)
+    for round_ in range(4):
+        records = []
+        for _ in range(25):
+            body = []
+            for _ in range(rng.randint(1, 6)):
+                if sent and rng.random() < 0.15:
+                    body.append(dict(rng.choice(sent)))  # the client sends an event again
+                    continue
+                event = {"event_id": str(uuid.uuid4()), "event_type": "score", "user_id": rng.choice(users),
+                         "ts": format_ts(now - dt.timedelta(minutes=rng.uniform(0, 600))),
+                         "category": rng.choice(("chess", "go")), "points": rng.randint(1, 100)}
+                if rng.random() < 0.3:
+                    event["challenge_id"] = f"c{rng.randint(1, 3)}"
+                body.append(event)
+            records.append(stream_record(body, received_at=now + dt.timedelta(seconds=len(sent))))
+            sent.extend(body)
+        records += rng.sample(records, 5)  # stream records delivered twice
+        pipeline.backend.stream.put_records(records)
+        pipeline.esm.poll_all()  # routed, not yet in the lake
+        routed = oracle(sent)
+        for user in users:
+            got = points(pipeline.backend.profiles, user)
+            for category, expected in routed.get(user, {}).items():
+                assert got.get(category, 0) >= expected, (round_, user, got, routed[user])
+
+        if round_ == 2:  # a router batch lands between the reconcile's query and its write
+            racing = [{"event_id": str(uuid.uuid4()), "event_type": "score", "user_id": "p0", "ts": format_ts(now),
+                       "category": "chess", "points": 1000}]
+            real = leaderboards.reconcile_profiles
+
+            def racing_reconcile(backend: Any, plan: Any, rows: list[dict[str, Any]],
+                                 racing: list[dict[str, Any]] = racing, real: Any = real) -> int:
+                backend.stream.put_records([stream_record(racing, received_at=now)])
+                pipeline.esm.poll_all()
+                return real(backend, plan, rows)
+
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(leaderboards, "reconcile_profiles", racing_reconcile)
+                pipeline.refresh()
+            sent.extend(racing)
+            assert points(pipeline.backend.profiles, "p0") == oracle(sent)["p0"]  # the racing batch counts
+        else:
+            pipeline.refresh()
+        expected = oracle(sent)
+        for user in users:
+            assert points(pipeline.backend.profiles, user) == expected.get(user, {}), (round_, user)
+
+
+def test_a_full_rebuild_reconciles_every_profile_and_goes_on_numbering_batches(tmp_path: Path) -> None:
+    pipeline = Pipeline(Settings(data_dir=tmp_path / "data"))
+    now = dt.datetime.now(dt.UTC)
+    events = [{"event_id": str(uuid.uuid4()), "event_type": "score", "user_id": f"u{i % 4}", "ts": format_ts(now),
+               "category": "chess", "points": i + 1} for i in range(20)]
+    pipeline.backend.stream.put_records([stream_record(events[:10], received_at=now)])
+    assert pipeline.refresh()["batch"] == 1
+    pipeline.backend.stream.put_records([stream_record(events[10:], received_at=now),
+                                         stream_record(events[:3], received_at=now)])  # a record twice
+    summary = pipeline.refresh(full=True)
+    assert summary["mode"] == "full" and summary["batch"] == 2  # a reconcile of batch 1 cannot undo it
+    assert {u: points(pipeline.backend.profiles, u) for u in ("u0", "u1", "u2", "u3")} == oracle(events)
+    profile = pipeline.backend.profiles.get("u0")
+    assert profile is not None and profile.total == sum(e["points"] for e in events if e["user_id"] == "u0")
