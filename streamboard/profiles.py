@@ -200,6 +200,28 @@ def reconcile_update(base: Base, existing: Item | None, *, batch: int, cut: int,
     return upd
 
 
+# A reconcile that changes nothing a read shows is skipped while the item is this small: a leftover slot
+# attribute or two then costs the router's updates nothing (DynamoDB bills writes per KB of the item).
+SKIP_BELOW_BYTES = 512
+
+
+def needs_write(user_id: str, existing: Item | None, upd: Update) -> bool:
+    """Whether a reconcile's update must be written: not when the profile reads the same with it or without
+    it (now, and after any live update, which adds the same to both) and the item is small. A user seen once,
+    whose one routing the lake now holds, costs the reconcile a read and no write."""
+    if existing is None or any(k.startswith("c_") for k in existing):
+        return True  # challenge completions are resolved against the lake's firsts: always write
+    if "bn" in upd.sets and upd.sets["bn"] != existing.get("bn") and upd.sets["bn"] != existing.get("nm"):
+        return True  # the live name is not the lake's latest: set it (a live name is set, not added)
+    after = upd.apply(existing)
+    if after is None:
+        return True  # a later batch wrote the item: the conditional write fails (and is billed)
+    from streamboard.usage import item_size
+
+    return (resolve(user_id, existing, {}) != resolve(user_id, after, {})
+            or item_size(dynamo_item(user_id, PROFILE_SK, existing)) > SKIP_BELOW_BYTES)
+
+
 def _name_key(value: Sequence[Any]) -> tuple[str, str]:
     return str(value[0]), str(value[1])
 

@@ -23,9 +23,8 @@ class Leaderboards(Construct):
                  log_retention_days: int) -> None:
         super().__init__(scope, construct_id)
         self.boards_table = store_table(self, "Boards", retain=retain)
-        # Dedupe markers of delivered event_ids expire (attribute set by the profile store): redeliveries
-        # come within the stream's and the DLQ's retention, far inside the TTL.
-        self.profiles_table = store_table(self, "Profiles", retain=retain, ttl_attribute="expires_at")
+        # One item per user (streamboard.profiles), and one per challenge first completion: nothing expires.
+        self.profiles_table = store_table(self, "Profiles", retain=retain)
         self.query = PipelineFunction(
             self, "Query", handler="processors.leaderboards.query_handler", code=code,
             description="Streamboard: start the leaderboard snapshot query in Athena",
@@ -33,11 +32,14 @@ class Leaderboards(Construct):
         )
         self.writer = PipelineFunction(
             self, "Writer", handler="processors.leaderboards.writer_handler", code=code,
-            description="Streamboard: replace the boards with a finished snapshot query's rows",
-            timeout=cdk.Duration.minutes(5), memory_mb=1024, log_retention_days=log_retention_days,
+            description="Streamboard: replace the boards with a finished snapshot query's rows, reconcile the"
+                        " profiles",
+            # the reconcile writes every profile a batch covered, 16 at a time: up to about a million an hour
+            timeout=cdk.Duration.minutes(15), memory_mb=1024, log_retention_days=log_retention_days,
             reserved_concurrency=2,  # snapshots replace whole boards: two writers at most, never a stampede
         )
         grant_items(self.boards_table, self.writer.role, "PutItem")
+        grant_items(self.profiles_table, self.writer.role, "GetItem", "UpdateItem")  # the profiles' reconcile
         query_target = targets.LambdaFunction(self.query.function, retry_attempts=2,
                                               max_event_age=cdk.Duration.minutes(30))
         self.schedule = events.Rule(

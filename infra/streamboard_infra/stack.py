@@ -103,7 +103,7 @@ class StreamboardStack(cdk.Stack):
         lake.grant_put_overflow(task_role)                 # records too large for the DLQ, behind a pointer
 
         delivery.grant_put(router.function)                # fan-out per event type
-        grant_items(leaderboards.profiles_table, router.function, "GetItem", "PutItem", "UpdateItem")
+        grant_items(leaderboards.profiles_table, router.function, "UpdateItem")  # one per user per batch
         lake.grant_put_bad_events(router.handler.role)     # unroutable records
         lake.grant_put_bad_events(delivery.transform.role)  # events of a packed record that fit no row
 
@@ -112,7 +112,7 @@ class StreamboardStack(cdk.Stack):
 
         read_api_role = read_api.handler.role
         grant_items(leaderboards.boards_table, read_api_role, "GetItem", "Query")
-        grant_items(leaderboards.profiles_table, read_api_role, "Query")
+        grant_items(leaderboards.profiles_table, read_api_role, "GetItem", "BatchGetItem")
         app_keys.grant_authenticate(read_api_role)
         analytics.grant_refresh(read_api_role)  # POST /v1/admin/refresh plans and starts a batch
 

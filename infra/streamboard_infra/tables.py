@@ -8,8 +8,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 
-def store_table(scope: Construct, construct_id: str, *, retain: bool, ttl_attribute: str | None = None
-                ) -> dynamodb.Table:
+def store_table(scope: Construct, construct_id: str, *, retain: bool) -> dynamodb.Table:
     """A pay-per-request table with point-in-time recovery, encrypted with the AWS-managed key."""
     return dynamodb.Table(
         scope, construct_id,
@@ -20,7 +19,6 @@ def store_table(scope: Construct, construct_id: str, *, retain: bool, ttl_attrib
             point_in_time_recovery_enabled=True),
         encryption=dynamodb.TableEncryption.AWS_MANAGED,
         deletion_protection=retain,
-        time_to_live_attribute=ttl_attribute,
         removal_policy=cdk.RemovalPolicy.RETAIN if retain else cdk.RemovalPolicy.DESTROY,
     )
 

@@ -174,14 +174,36 @@ def test_challenge_ties_on_ts_go_to_the_smallest_event_id(store: ProfileStore) -
     assert points(store) == {"chess": 5}
 
 
-def test_the_latest_name_wins_live_and_after_a_reconcile(store: ProfileStore) -> None:
-    route(store, [score("e1", 1, name="Ada", ts=1), score("e2", 1, name="Ada L.", ts=3)], 3)
+def test_the_latest_name_wins_in_a_batch_and_after_a_reconcile(store: ProfileStore) -> None:
+    route(store, [score("e2", 1, name="Ada L.", ts=3), score("e1", 1, name="Ada", ts=1)], 3)
     profile = store.get("ada")
-    assert profile is not None and profile.user_name == "Ada L."
-    reconcile(store, lake_base({"chess": 2}, {3: {"chess": 2}}, name=(at(3), "e2", "Ada L.")), batch=1, as_of=4)
-    route(store, [score("e0", 1, name="Ada Old", ts=0)], 5)  # an older event's name does not win
+    assert profile is not None and profile.user_name == "Ada L."  # the latest ts of the batch, not the last one
+    route(store, [score("e0", 1, name="Ada Old", ts=0)], 4)
+    profile = store.get("ada")  # one update per batch cannot compare names: until a refresh, the last batch's
+    assert profile is not None and profile.user_name == "Ada Old"
+    reconcile(store, lake_base({"chess": 3}, {3: {"chess": 2}, 4: {"chess": 1}}, name=(at(3), "e2", "Ada L.")),
+              batch=1, as_of=5)
+    route(store, [score("e-1", 1, name="Ada Older", ts=-1)], 6)  # an older event's name no longer wins
     profile = store.get("ada")
-    assert profile is not None and profile.user_name == "Ada L." and profile.total == 3
+    assert profile is not None and profile.user_name == "Ada L." and profile.total == 4
+
+
+def test_a_reconcile_that_changes_no_read_writes_nothing(tmp_path: Path) -> None:
+    usage = Usage(tmp_path / "usage.db")
+    store = LocalProfileStore(tmp_path / "profiles.db", usage)
+    route(store, [score("e1", 10, name="Ada")], 0)
+    written = usage.report()["units"]["dynamodb_write_units"]
+    # the lake holds the one routing: the profile reads the same with or without the write
+    reconcile(store, lake_base({"chess": 10}, {0: {"chess": 10}}, name=(at(0), "e1", "Ada")), batch=1, as_of=1)
+    assert usage.report()["units"]["dynamodb_write_units"] == written
+    assert usage.report()["units"]["dynamodb_read_units"] == 0.5  # its eventually consistent GetItem
+    route(store, [score("e2", 5)], 2)
+    assert points(store) == {"chess": 15}
+    # a duplicate to take back: written
+    route(store, [score("e2", 5)], 3)
+    reconcile(store, lake_base({"chess": 15}, {0: {"chess": 10}, 2: {"chess": 5}}), batch=2, as_of=60)
+    assert usage.report()["units"]["dynamodb_write_units"] > written + 2
+    assert points(store) == {"chess": 15}
 
 
 def test_the_router_pays_one_write_per_user_per_batch(tmp_path: Path) -> None:
@@ -286,3 +308,32 @@ def test_a_full_rebuild_reconciles_every_profile_and_goes_on_numbering_batches(t
     assert {u: points(pipeline.backend.profiles, u) for u in ("u0", "u1", "u2", "u3")} == oracle(events)
     profile = pipeline.backend.profiles.get("u0")
     assert profile is not None and profile.total == sum(e["points"] for e in events if e["user_id"] == "u0")
+
+
+@pytest.mark.parametrize(("shape", "requests", "ceiling"), [
+    ("requests of 100 score events of one player", {"requests": 30, "events_per_request": 100}, 0.05),
+    ("single-event requests from distinct players", {"requests": 1500, "events_per_request": 1}, 1.1),
+])
+def test_write_units_per_score_event_after_a_run_with_a_refresh(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                shape: str, requests: dict[str, int],
+                                                                ceiling: float) -> None:
+    """Issue 11's targets, from ``streamboard usage`` after the traffic, its refresh and its boards."""
+    import json
+
+    from streamboard.cli import main
+    from streamboard.synthetic import traffic_mix
+    from tests.functional.test_capacity_defaults import post
+
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data)
+    pipeline = Pipeline(settings)
+    before = Usage(data / "usage.db").report()["units"]["dynamodb_write_units"]  # the local keys' app items
+    post(pipeline, settings, traffic_mix(requests["requests"], events_per_request=requests["events_per_request"],
+                                         score_share=1.0, users=100_000_000))
+    pipeline.refresh()
+    assert main(["usage", "--data-dir", str(data), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["score_events"] == requests["requests"] * requests["events_per_request"]
+    assert report["profile_reconciles"] == requests["requests"]  # every player reconciled
+    ratio = (report["units"]["dynamodb_write_units"] - before) / report["score_events"]
+    assert ratio <= ceiling, (shape, ratio)

@@ -181,9 +181,17 @@ def test_queues_and_tables_are_encrypted(dev: Synth) -> None:
         assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"},
                                       {"AttributeName": "sk", "KeyType": "RANGE"}]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
-    ttls = [t["Properties"].get("TimeToLiveSpecification") for t in tables.values()]
-    # Only the profiles table expires items: the dedupe markers the profile store writes with expires_at.
-    assert sorted(ttls, key=str) == sorted([None, None, {"AttributeName": "expires_at", "Enabled": True}], key=str)
+    # No table expires items: the profiles keep one item per user, no dedupe marker per event.
+    assert [t["Properties"].get("TimeToLiveSpecification") for t in tables.values()] == [None, None, None]
+
+
+def test_profile_writes_are_single_item_updates_without_transactions(dev: Synth) -> None:
+    """The router and the reconcile only update profile items; the read API only gets them."""
+    actions = {a for policy in dev.resources("AWS::IAM::Policy").values()
+               for st in policy["Properties"]["PolicyDocument"]["Statement"]
+               for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+    assert not any(a.startswith("dynamodb:TransactWrite") for a in actions)
+    assert "dynamodb:UpdateItem" in actions and "dynamodb:BatchGetItem" in actions
 
 
 # --- analytics and leaderboards ------------------------------------------------------------------------------------
@@ -409,7 +417,7 @@ def test_grants_follow_the_wiring(dev: Synth) -> None:
     firehose_actions = {a for s in router for a in _as_list(s["Action"]) if a.startswith("firehose:")}
     assert firehose_actions == {"firehose:PutRecordBatch", "firehose:PutRecord"}
     ddb_actions = {a for s in router for a in _as_list(s["Action"]) if a.startswith("dynamodb:")}
-    assert ddb_actions == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+    assert ddb_actions == {"dynamodb:UpdateItem"}  # one profile update per user per batch, nothing else
     transform = _statements(dev, roles["processors.transform.handler"])
     assert {a for s in transform for a in _as_list(s["Action"])} == {"logs:CreateLogStream", "logs:PutLogEvents",
                                                                      "s3:PutObject"}
@@ -418,10 +426,13 @@ def test_grants_follow_the_wiring(dev: Synth) -> None:
     (resource,) = _as_list(put["Resource"])
     assert resource["Fn::Join"][1][-1] == "/lake/bad-events/*", resource  # that prefix of the lake only
     writer = _statements(dev, roles["processors.leaderboards.writer_handler"])
-    assert {a for s in writer for a in _as_list(s["Action"]) if a.startswith("dynamodb:")} == {"dynamodb:PutItem"}
+    # boards are put whole; profiles are read and updated by the reconcile
+    assert {a for s in writer for a in _as_list(s["Action"]) if a.startswith("dynamodb:")} == {
+        "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"}
     read_api = _statements(dev, roles["processors.read_api.handler"])
     read_api_ddb = {a for s in read_api for a in _as_list(s["Action"]) if a.startswith("dynamodb:")}
-    assert read_api_ddb == {"dynamodb:GetItem", "dynamodb:Query"}, "the read API never writes a table"
+    assert read_api_ddb == {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"}, \
+        "the read API never writes a table"
 
 
 # --- monitoring ----------------------------------------------------------------------------------------------------

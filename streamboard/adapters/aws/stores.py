@@ -26,6 +26,7 @@ from streamboard.profiles import (
     first_item,
     from_dynamo,
     live_updates,
+    needs_write,
     pending_challenges,
     reconcile_update,
     resolve,
@@ -199,7 +200,9 @@ class DynamoProfileStore:
             got = bill.add(ddb.get_item(TableName=self.table, Key=self._key(user, PROFILE_SK),
                                         ConsistentRead=False, ReturnConsumedCapacity=TOTAL)).get("Item")
             existing = None if got is None else {k: from_dynamo(v) for k, v in got.items() if k not in ("pk", "sk")}
-            self._update(user, PROFILE_SK, reconcile_update(base, existing, batch=batch, cut=cut, now=now), bill)
+            upd = reconcile_update(base, existing, batch=batch, cut=cut, now=now)
+            if base.firsts or needs_write(user, existing, upd):
+                self._update(user, PROFILE_SK, upd, bill)
 
         with _billing("profiles.reconcile", self.table) as bill, \
                 concurrent.futures.ThreadPoolExecutor(self.workers) as pool:

@@ -29,6 +29,7 @@ from streamboard.profiles import (
     dynamo_item,
     first_item,
     live_updates,
+    needs_write,
     pending_challenges,
     reconcile_update,
     resolve,
@@ -194,7 +195,10 @@ class LocalProfileStore:
                 existing = self._load(conn, user, PROFILE_SK)
                 if self.usage is not None and existing is not None:
                     reads += dynamodb_read_units(item_size(dynamo_item(user, PROFILE_SK, existing)), consistent=False)
-                item = reconcile_update(base, existing, batch=batch, cut=cut, now=now).apply(existing)
+                upd = reconcile_update(base, existing, batch=batch, cut=cut, now=now)
+                if not base.firsts and not needs_write(user, existing, upd):
+                    continue
+                item = upd.apply(existing)
                 if item is not None:
                     writes += self._save(conn, user, PROFILE_SK, item)
                 elif self.usage is not None and existing is not None:  # a failed condition is billed too
