@@ -140,3 +140,15 @@ def test_capacity_command_prints_every_stage_and_rejects_bad_input(tmp_path: Pat
     assert main(["capacity", "--peak", "5000", "--from-data-dir", str(tmp_path / "nothing")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "--score-share" in err[0] and "no usage counters" in err[1]
+
+
+def test_the_seeds_volume_costs_at_most_3000_usd_a_month_and_every_line_has_a_source() -> None:
+    """Issue 11's case: 27B events a month in requests of 100, 10% scores, 1M players, a year in."""
+    result = project(Traffic(41_667, events_per_request=100, score_share=0.1, users=1_000_000, month=12))
+    assert result["total_monthly_usd"] <= 3000
+    profiles = _stage(result, "profiles")
+    assert profiles["monthly_usd"] < 0.5 * result["total_monthly_usd"]  # no longer 93% of the bill
+    for stage in result["stages"]:
+        for line in stage["lines"]:
+            assert line["source"].split(":")[0] in ("counted", "default", "rule", "bench", "assumed"), \
+                line
