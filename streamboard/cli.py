@@ -100,6 +100,12 @@ def _json_default(value: Any) -> Any:
 
 # --- commands ---------------------------------------------------------------------------------------
 
+def _emulator_credentials() -> None:
+    """An emulator endpoint accepts any credentials; real ones from the environment still win."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from streamboard.runtime.stack import LocalStack
 
@@ -108,9 +114,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise CliError("--backend aws runs the emulated pipeline against an AWS-compatible endpoint: "
                        "give --endpoint-url (on AWS itself, deploy with the CDK app instead)")
     if settings.endpoint_url:
-        # An emulator endpoint accepts any credentials; real ones from the environment still win.
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        _emulator_credentials()
     stack = LocalStack(settings)
     print(f"streamboard {settings.backend} stack (data in {Path(settings.data_dir).resolve()})", flush=True)
     print(f"  ingest API: {stack.ingest_url}   (x-api-key from ${ENV_API_KEY}, default local-dev-key)", flush=True)
@@ -374,14 +378,18 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from streamboard.adapters.local.catalog import LocalCatalog
-    from streamboard.adapters.local.query import LocalQueryEngine
+    settings = _settings(args)
+    if args.backend == "aws":
+        columns, rows = _sql_on_aws(settings, args.query)
+    else:
+        from streamboard.adapters.local.catalog import LocalCatalog
+        from streamboard.adapters.local.query import LocalQueryEngine
 
-    data_dir = Path(_settings(args).data_dir)
-    if not (data_dir / "catalog.db").exists():
-        raise CliError(f"no streamboard lake in {data_dir} (give --data-dir)")
-    engine = LocalQueryEngine(data_dir / "lake", LocalCatalog(data_dir / "catalog.db"))
-    columns, rows = engine.run(args.query)
+        data_dir = Path(settings.data_dir)
+        if not (data_dir / "catalog.db").exists():
+            raise CliError(f"no streamboard lake in {data_dir} (give --data-dir)")
+        engine = LocalQueryEngine(data_dir / "lake", LocalCatalog(data_dir / "catalog.db"))
+        columns, rows = engine.run(args.query)
     if args.format == "json":
         for r in rows:
             sys.stdout.write(json.dumps(dict(zip(columns, r, strict=True)), default=_json_default) + "\n")
@@ -394,6 +402,40 @@ def cmd_sql(args: argparse.Namespace) -> int:
         print_table(columns, rows, max_rows=args.max_rows)
         print(f"({len(rows)} rows)")
     return 0
+
+
+def _sql_on_aws(settings: Settings, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The deployed lake through Athena (workgroup, database and result location from the settings); against
+    an AWS-compatible endpoint (moto runs no SQL), DuckDB over the local mirror of the cataloged S3 partitions
+    that ``up --backend aws`` keeps, said on stderr."""
+    from streamboard.adapters.aws.clients import Clients
+
+    clients = Clients(settings.region, settings.endpoint_url)
+    if settings.endpoint_url:
+        from streamboard.adapters.aws.catalog import GlueCatalog
+        from streamboard.adapters.aws.lake import S3Lake
+        from streamboard.runtime.aws_emulation import MirroredQueryEngine
+
+        _emulator_credentials()
+        mirror_dir = Path(settings.data_dir) / "lake-mirror"
+        print(f"{settings.endpoint_url} runs no SQL: querying the cataloged S3 partitions through a local mirror "
+              f"({mirror_dir}) with DuckDB", file=sys.stderr)
+        lake = S3Lake(clients, settings.lake_bucket, settings.lake_prefix)
+        mirror = MirroredQueryEngine(lake, GlueCatalog(clients, settings.glue_database, lake.location), mirror_dir)
+        mirror.sync()
+        return mirror.engine.run(query)
+    from streamboard.adapters.aws.query import AthenaQueryEngine
+
+    athena = AthenaQueryEngine(clients, settings.athena_workgroup, settings.glue_database, settings.athena_output)
+    waited: list[str] = []
+
+    def progress(status: Any) -> None:
+        if not waited:
+            print(f"Athena query {status.query_id} {status.state.lower()} in workgroup {settings.athena_workgroup}"
+                  "...", file=sys.stderr)
+        waited.append(status.state)
+
+    return athena.run(query, on_wait=progress)
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
@@ -471,9 +513,15 @@ def build_parser() -> argparse.ArgumentParser:
                               "boards equal to the incremental ones); offline only")
     refresh.set_defaults(func=cmd_refresh)
 
-    sql = sub.add_parser("sql", help="run Trino SQL on the local lake (tables and views of athena_sql/)")
+    sql = sub.add_parser("sql", help="run Trino SQL on the lake (tables and views of athena_sql/): the local one, "
+                                     "or with --backend aws the deployed one through Athena")
     sql.add_argument("query", help='e.g. "SELECT * FROM leaderboards LIMIT 10"')
     data_dir(sql)
+    sql.add_argument("--backend", choices=("local", "aws"), default="local",
+                     help="local: the data dir's lake (default); aws: Athena, with the workgroup, database and "
+                          "result location of the STREAMBOARD_* settings")
+    sql.add_argument("--endpoint-url", help="an AWS-compatible endpoint (moto) for --backend aws: runs no SQL, so "
+                                            "the query reads a local mirror of its lake under --data-dir")
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sql.add_argument("--max-rows", type=int, default=100, help="rows shown by --format table (default 100)")
     sql.set_defaults(func=cmd_sql)

@@ -3,6 +3,7 @@ plain-Python oracle as the local end-to-end test, the same exact boards and prof
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -64,6 +65,15 @@ def test_aws_backend_on_moto_matches_the_oracle(moto_server: str, tmp_path: Path
                 expected = oracle.profile(user)
                 assert (got["total"], got["categories"], got["user_name"]) == (
                     expected["total"], expected["categories"], expected["user_name"]), user
+        # An analyst's query on the aws backend: moto runs no SQL, so it reads the stack's mirror of the lake.
+        sql = subprocess.run(
+            [sys.executable, "-m", "streamboard.cli", "sql", "--backend", "aws", "--endpoint-url", moto_server,
+             "--data-dir", str(tmp_path / "data"), "SELECT count(DISTINCT event_id) AS n FROM score",
+             "--format", "json"],
+            cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+        assert sql.returncode == 0, sql.stderr
+        assert json.loads(sql.stdout) == {"n": len(oracle.events)}
+        assert "runs no SQL" in sql.stderr and "mirror" in sql.stderr
         assert stack.stop() == 0
         assert "stopped cleanly" in stack.output()
         assert "Traceback" not in stack.output(), stack.output()

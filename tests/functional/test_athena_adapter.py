@@ -107,3 +107,62 @@ def test_a_failed_query_raises_with_athenas_reason() -> None:
     assert engine.status("q").reason is not None
     with pytest.raises(QueryFailed, match="TABLE_NOT_FOUND"):
         engine.results("q")
+
+
+def test_sql_with_the_aws_backend_runs_on_athena_and_prints_every_page(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fake_aws_credentials: None) -> None:
+    """`streamboard sql --backend aws`: the query in the settings' workgroup and database, results in their
+    output location, polled to its end, every page printed (a stubbed Athena client)."""
+    import json
+
+    import boto3
+    from botocore.stub import Stubber
+
+    from streamboard.cli import main
+
+    client = boto3.client("athena", region_name="us-east-1")
+    stub = Stubber(client)
+    sql = "SELECT scope, count(*) AS n FROM leaderboards GROUP BY scope"
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q-1"}, {
+        "QueryString": sql, "QueryExecutionContext": {"Database": "game_db"}, "WorkGroup": "analysts",
+        "ResultConfiguration": {"OutputLocation": "s3://results-bucket/athena/"}})
+    for state in ("RUNNING", "SUCCEEDED", "SUCCEEDED"):
+        stub.add_response("get_query_execution", {"QueryExecution": {
+            "QueryExecutionId": "q-1", "Query": sql, "Status": {"State": state}}}, {"QueryExecutionId": "q-1"})
+    meta = {"ColumnInfo": [{"Name": "scope", "Type": "varchar"}, {"Name": "n", "Type": "bigint"}]}
+    stub.add_response("get_query_results", {"NextToken": "page-2", "ResultSet": {"ResultSetMetadata": meta, "Rows": [
+        {"Data": [_cell("scope"), _cell("n")]}, {"Data": [_cell("arcade"), _cell("30")]}]}},
+        {"QueryExecutionId": "q-1", "MaxResults": 1000})
+    stub.add_response("get_query_results", {"ResultSet": {"ResultSetMetadata": meta, "Rows": [
+        {"Data": [_cell("overall"), _cell("90")]}]}}, {"QueryExecutionId": "q-1", "MaxResults": 1000,
+                                                        "NextToken": "page-2"})
+    stub.activate()
+    monkeypatch.setattr(Clients, "__call__", lambda self, service: client)
+    for var, value in {"STREAMBOARD_ATHENA_WORKGROUP": "analysts", "STREAMBOARD_GLUE_DATABASE": "game_db",
+                       "STREAMBOARD_ATHENA_OUTPUT": "s3://results-bucket/athena/"}.items():
+        monkeypatch.setenv(var, value)
+    assert main(["sql", "--backend", "aws", sql, "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(line) for line in out.splitlines()] == [{"scope": "arcade", "n": 30},
+                                                              {"scope": "overall", "n": 90}]
+    assert "q-1" in err and "analysts" in err  # it said what it waits for
+    stub.assert_no_pending_responses()
+
+
+def test_sql_with_the_aws_backend_reports_a_failed_query_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fake_aws_credentials: None) -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    from streamboard.cli import main
+
+    client = boto3.client("athena", region_name="us-east-1")
+    stub = Stubber(client)
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q-2"})
+    stub.add_response("get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-2", "Status": {
+        "State": "FAILED", "StateChangeReason": "line 1:8: Column 'nope' cannot be resolved"}}})
+    stub.activate()
+    monkeypatch.setattr(Clients, "__call__", lambda self, service: client)
+    assert main(["sql", "--backend", "aws", "SELECT nope FROM score"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Column 'nope' cannot be resolved" in err and "Traceback" not in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -63,26 +64,49 @@ class AthenaQueryEngine:
         return QueryStatus(query_id, st["State"], st.get("StateChangeReason"), ex.get("Query"))
 
     def results(self, query_id: str) -> list[dict[str, Any]]:
+        names, rows = self.table(query_id)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def table(self, query_id: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """A finished query's column names and typed rows (every page of them)."""
         status = self.status(query_id)
         if status.state != "SUCCEEDED":
             raise QueryFailed(f"query {query_id} {status.state}: {status.reason}")
         athena = self.clients("athena")
-        rows: list[dict[str, Any]] = []
+        names: list[str] = []
+        rows: list[tuple[Any, ...]] = []
         kwargs: dict[str, Any] = {"QueryExecutionId": query_id, "MaxResults": 1000}
         first_page = True
         while True:
             page = athena.get_query_results(**kwargs)
             columns = page["ResultSet"].get("ResultSetMetadata", {}).get("ColumnInfo", [])
-            names = [c["Name"] for c in columns]
+            names = [c["Name"] for c in columns] or names
             types = [c.get("Type", "varchar") for c in columns]
             data = page["ResultSet"].get("Rows", [])
             for i, row in enumerate(data):
                 values = [cell.get("VarCharValue") for cell in row["Data"]]
                 if first_page and i == 0 and values == names:
                     continue  # a SELECT's first row is the header
-                rows.append({n: convert(v, t) for n, v, t in zip(names, values, types, strict=False)})
+                rows.append(tuple(convert(v, t) for v, t in zip(values, types, strict=False)))
             first_page = False
             token = page.get("NextToken")
             if not token:
-                return rows
+                return names, rows
             kwargs["NextToken"] = token
+
+    def run(self, sql: str, poll_seconds: float = 0.5, timeout: float = 1800,
+            on_wait: Callable[[QueryStatus], None] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one query to its end (an analyst's, from the CLI): its column names and rows."""
+        query_id = self.start_query(sql)
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(query_id)
+            if status.state == "SUCCEEDED":
+                return self.table(query_id)
+            if status.state in ("FAILED", "CANCELLED"):
+                raise QueryFailed(f"Athena query {query_id} {status.state}: {status.reason}")
+            if time.monotonic() > deadline:
+                raise QueryFailed(f"Athena query {query_id} still {status.state} after {timeout:g} s")
+            if on_wait is not None:
+                on_wait(status)
+            time.sleep(poll_seconds)
