@@ -211,8 +211,12 @@ def build_server(app: Any, *, host: str, port: int, limits: ConnectionLimits, gr
                  proxy_headers: bool = False, handle_signals: bool = False) -> Server:
     """A uvicorn server for ``app`` with the connection hygiene of :class:`ConnectionLimits`."""
     config = uvicorn.Config(
+        # httptools parses HTTP (AutoHTTPProtocol picks it when installed). The loop stays asyncio's: uvloop
+        # (libuv) accepts until the backlog is empty, so a flood of idle connections holds every descriptor it
+        # can get before the cap above can close one (tests/e2e/test_abuse.py: 14,000 of 20,000 under uvloop;
+        # asyncio accepts at most the backlog per turn of the loop).
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="on", backlog=BACKLOG,
-        http=hygienic_protocol(AutoHTTPProtocol, limits), ws="none",
+        loop="asyncio", http=hygienic_protocol(AutoHTTPProtocol, limits), ws="none",
         timeout_keep_alive=max(1, round(limits.keep_alive_s)), timeout_graceful_shutdown=int(graceful_s),
         proxy_headers=proxy_headers, log_config=None,
     )
