@@ -283,6 +283,12 @@ def table(doc: dict[str, Any]) -> str:
             lines.append(f"| {shape} | {LABELS[mode]} | {e['events_per_s']:,.0f} ({e['requests_per_s']:,.0f}) "
                          f"| {e['p50_ms']:g} / {e['p99_ms']:g} ms | {e['rss_mb']} MB ({e['peak_rss_mb']} MB) "
                          f"| {e['server_cpus']}, {e['load_generator_cpus']} | {ratio} | {target} |")
+    starved = [f"{shape} {mode} ({r[mode]['server_cpus']})" for shape, r in doc["results"].items()
+               for mode in ("full", "bare_asgi", "bare_aiohttp") if mode in r and r[mode]["server_cpus"] < 0.9]
+    if starved:
+        lines += ["", f"Warning: in these median rounds the server used under 0.9 of its CPU, so something else "
+                      f"limited them (a busy machine, or the load generator): {', '.join(starved)}. Run again on "
+                      "a quiet machine before trusting the ratios."]
     return "\n".join(lines) + "\n"
 
 
