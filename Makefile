@@ -48,7 +48,12 @@ infra-test: install tools
 synth: install tools
 	$(BIN)/python infra/app.py
 
+# wrk drives the ingest benchmark too; without it (no Debian package to be had) it falls back to its Python
+# load generator and says so in the results.
 bench: install
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (for bench)"; \
+	  (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || \
+	  echo "could not install wrk: the ingest benchmark falls back to its Python load generator"; }
 	$(BIN)/python -m bench.ingest
 
 # wrk drives the stack's keep-alive latency benchmark; install it from Debian if the machine lacks it.

@@ -1,15 +1,23 @@
-"""Ingest benchmark: our ingest service against a ceiling measured in the same run.
+"""Ingest benchmark ("server stack", issue 13): our ingest server against the fastest bare Python endpoint
+that reads and decodes the same bodies, measured in the same run.
 
-Two servers, one at a time, on 127.0.0.1 with the same server (uvicorn) and worker count (1):
-  full: the ingest app (auth, body limits, per-event validation, group commit) with a null stream sink;
-  bare: an endpoint that only reads and JSON-decodes the body.
-For batched requests (100 events) and single-event requests it measures, with a closed loop of concurrent
-keep-alive connections, the peak events/s (and requests/s) and p50/p99 latency; then, with an open loop at
-70% of our peak, the p99 latency (measured from each request's scheduled send time, so queueing counts).
-Bare and ours alternate for a few rounds and the median round counts; with two CPUs or more the server is
-pinned to one CPU and this load generator to the others.
+Servers (bench/ingest_server.py), one at a time, each on 127.0.0.1 in its own process:
+  full:         OUR ingest server as ``python -m ingest`` builds it (create_app under
+                streamboard.serving.build_server: uvicorn + httptools on asyncio's loop, our hygiene;
+                auth, body limits, per-event validation, group commit) with a null stream sink;
+  bare_asgi:    a plain ASGI callable that reads the body, msgspec-decodes it and answers 202, under plain
+                uvicorn with uvloop and httptools (the fastest uvicorn, nothing of ours);
+  bare_aiohttp: the same handler in aiohttp (C parser) on uvloop.
+The ceiling of a shape is the best bare endpoint's median; the ratio is ours / that ceiling.
 
-Results go to bench/results/ingest.json and bench/results/ingest.md. Usage: python -m bench.ingest
+Load: wrk (C; ``-t1 -cN -dS --latency``) POSTing pre-built bodies from a Lua script, for two shapes: 100
+events a request and one event a request. Without wrk (or with ``--generator python``), a Python asyncio
+closed loop of keep-alive connections instead; the results say which ran. The server is pinned to one CPU
+and the load generator to the other. Rounds alternate (ours, bare_asgi, bare_aiohttp, ours, ...), each
+measurement on a freshly started server after a warm-up, and the median round of each server counts.
+
+Results go to bench/results/ingest.json and bench/results/ingest.md.
+Usage: python -m bench.ingest [--seconds 5] [--rounds 5] [--connections 32] [--generator auto|wrk|python]
 """
 
 from __future__ import annotations
@@ -17,13 +25,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
-import socket
+import shutil
+import signal
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,15 +41,28 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+from bench.common import (
+    CLIENT_CPU,
+    CPUS,
+    RESULTS,
+    SERVER_CPU,
+    cpu_seconds,
+    free_port,
+    pinned,
+    pinning_text,
+    rss_kb,
+    run_wrk,
+    server,
+    wrk_version,
+)
+
 KEY = "bench-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+SHAPES = {"batched_100": 100, "single_event": 1}
+TARGETS = {"batched_100": 0.7, "single_event": 0.75}  # issue 13: ours / best bare, events/s
+BODIES = {100: 16, 1: 64}  # distinct pre-built bodies per shape, cycled through
+WARM_UP_S = 1.0
+LABELS = {"full": "ours", "bare_asgi": "bare ASGI (uvicorn + uvloop + httptools)",
+          "bare_aiohttp": "bare aiohttp (uvloop)"}
 
 
 def _event(i: int) -> dict[str, Any]:
@@ -49,16 +72,41 @@ def _event(i: int) -> dict[str, Any]:
             "user_name": f"Player {i % 5000}"}
 
 
-def build_requests(port: int, batch: int, count: int = 200) -> list[bytes]:
-    """``count`` distinct raw HTTP/1.1 requests of ``batch`` events each (single events are posted bare)."""
+def build_bodies(batch: int, count: int) -> list[bytes]:
+    """``count`` distinct request bodies of ``batch`` events each (a single event is posted bare)."""
     out = []
     for r in range(count):
         events = [_event(r * batch + i) for i in range(batch)]
-        body = json.dumps({"events": events} if batch > 1 else events[0]).encode()
-        head = (f"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-                f"x-api-key: {KEY}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
-        out.append(head + body)
+        out.append(json.dumps({"events": events} if batch > 1 else events[0]).encode())
     return out
+
+
+def lua_script(bodies: list[bytes]) -> str:
+    """A wrk script that POSTs ``bodies`` in turn with our API key. The requests are formatted once per
+    thread in ``init`` (when wrk knows the host), so ``request()`` only hands the next one out."""
+    for body in bodies:
+        if b"]==]" in body:
+            raise ValueError("a body contains the Lua long-string terminator ]==]")
+    lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"',
+             f'wrk.headers["x-api-key"] = "{KEY}"', "local bodies = {"]
+    lines += [f"[==[{body.decode()}]==]," for body in bodies]
+    lines += ["}", "wrk.body = bodies[1]", "local requests = {}", "local i = 0",
+              "function init(args)",
+              "  for n, body in ipairs(bodies) do requests[n] = wrk.format(nil, nil, nil, body) end",
+              "end",
+              "function request()",
+              "  i = i % #requests + 1",
+              "  return requests[i]",
+              "end"]
+    return "\n".join(lines) + "\n"
+
+
+# --- the Python load generator (the fallback without wrk) -------------------------------------------------
+
+def raw_requests(port: int, bodies: list[bytes]) -> list[bytes]:
+    head = (f"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"x-api-key: {KEY}\r\n")
+    return [(head + f"Content-Length: {len(b)}\r\n\r\n").encode() + b for b in bodies]
 
 
 async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: bytes) -> None:
@@ -75,194 +123,221 @@ async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: 
         raise RuntimeError(f"the server answered {status}")
 
 
-async def closed_loop(port: int, requests: list[bytes], connections: int, seconds: float) -> dict[str, float]:
+async def closed_loop(port: int, requests: list[bytes], connections: int, seconds: float) -> dict[str, Any]:
     """Every connection sends its next request as soon as the previous answer is in."""
     latencies: list[float] = []
-    done = 0
     stop_at = time.perf_counter() + seconds
 
     async def worker(offset: int) -> None:
-        nonlocal done
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         i = offset
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
             await _one(reader, writer, requests[i % len(requests)])
             latencies.append(time.perf_counter() - t0)
-            done += 1
             i += connections
         writer.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in range(connections)))
     elapsed = time.perf_counter() - started
-    return _summary(done / elapsed, latencies)
-
-
-async def open_loop(port: int, requests: list[bytes], rate: float, seconds: float, connections: int
-                    ) -> dict[str, float]:
-    """Requests are scheduled at a fixed rate over a pool of connections; latency counts from the schedule."""
-    latencies: list[float] = []
-    total = int(rate * seconds)
-    started = time.perf_counter()
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for n in range(total):
-        queue.put_nowait(n)
-
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        while True:
-            try:
-                n = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                break
-            scheduled = started + n / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await _one(reader, writer, requests[n % len(requests)])
-            latencies.append(time.perf_counter() - scheduled)
-        writer.close()
-
-    await asyncio.gather(*(worker() for _ in range(connections)))
-    elapsed = time.perf_counter() - started
-    return _summary(total / elapsed, latencies)
-
-
-def _summary(rps: float, latencies: list[float]) -> dict[str, float]:
     qs = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [0.0] * 99
-    return {"requests_per_s": round(rps, 1), "p50_ms": round(qs[49] * 1000, 2), "p99_ms": round(qs[98] * 1000, 2),
-            "requests": len(latencies)}
+    return {"requests_per_s": round(len(latencies) / elapsed, 1), "p50_ms": round(qs[49] * 1000, 3),
+            "p90_ms": round(qs[89] * 1000, 3), "p99_ms": round(qs[98] * 1000, 3),
+            "max_ms": round(max(latencies, default=0.0) * 1000, 3), "requests": len(latencies)}
 
 
-# With two or more CPUs the server gets its own CPU and the load generator the others, so they do not take
-# turns on one core (ours also runs its PutRecords thread on the server's CPU).
-CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-SERVER_CPUS = set(CPUS[-1:]) if len(CPUS) >= 2 else set()
-CLIENT_CPUS = set(CPUS[:-1]) if len(CPUS) >= 2 else set()
+def python_load(port: int, bodies: list[bytes], connections: int, seconds: float) -> dict[str, Any]:
+    """The Python closed loop, in this process (pinned to the load generator's CPU by ``main``)."""
+    requests = raw_requests(port, bodies)
+    cpu, started = time.process_time(), time.perf_counter()
+    figures = asyncio.run(closed_loop(port, requests, connections, seconds))
+    figures["load_generator_cpus"] = round((time.process_time() - cpu) / (time.perf_counter() - started), 2)
+    return {"command": f"python asyncio closed loop, {connections} keep-alive connections, {seconds:g} s",
+            **figures}
 
 
-class Server:
-    def __init__(self, mode: str) -> None:
-        self.mode, self.port = mode, free_port()
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.ingest_server", "--mode", mode,
-                                      "--port", str(self.port)], cwd=ROOT)
-        if SERVER_CPUS:
-            os.sched_setaffinity(self.proc.pid, SERVER_CPUS)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.post(f"http://127.0.0.1:{self.port}/v1/events", content=b"{}", timeout=1, trust_env=False)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"the {mode} server did not start") from None
-                time.sleep(0.1)
+# --- one measurement --------------------------------------------------------------------------------------
 
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time of the server process so far (Linux /proc; 0 elsewhere)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-def measure(mode: str, batch: int, seconds: float, connections: int) -> dict[str, Any]:
-    """One server: its peak (closed loop), and for ours the p99 at 70% of that peak (open loop)."""
-    server = Server(mode)
+def check(port: int, bodies: list[bytes], batch: int) -> bool:
+    """Every body is answered 202 with all its events accepted (so ours measures its valid path). False while
+    the server does not listen yet."""
     try:
-        reqs = build_requests(server.port, batch)
-        asyncio.run(closed_loop(server.port, reqs, connections, 1.0))  # warm-up
-        server_cpu, client_cpu, started = server.cpu_seconds(), time.process_time(), time.perf_counter()
-        peak = asyncio.run(closed_loop(server.port, reqs, connections, seconds))
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            for body in bodies:
+                resp = client.post(f"http://127.0.0.1:{port}/v1/events", content=body,
+                                   headers={"x-api-key": KEY, "content-type": "application/json"})
+                answer = resp.json() if resp.status_code == 202 else None
+                if answer != {"accepted": batch, "rejected": []}:
+                    raise RuntimeError(f"the server answered {resp.status_code}: {resp.text[:500]}")
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def measure(mode: str, batch: int, bodies: list[bytes], script: Path, generator: str, seconds: float,
+            connections: int, tmp: Path) -> dict[str, Any]:
+    """Start one server, check it, warm it up, measure it under load; stop it whatever happens."""
+    port, info = free_port(), tmp / f"{mode}.info.json"
+    info.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "bench.ingest_server", "--mode", mode, "--port", str(port), "--info", str(info)]
+    url = f"http://127.0.0.1:{port}/v1/events"
+
+    def load(duration: float) -> dict[str, Any]:
+        if generator == "wrk":
+            cmd = pinned(CLIENT_CPU, ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+                                      "--latency", "--timeout", "10s", "-s", str(script), url])
+            return run_wrk(cmd, duration)
+        return python_load(port, bodies, connections, duration)
+
+    with server(argv, lambda: check(port, bodies, batch), tmp / f"{mode}.log") as proc:
+        load(WARM_UP_S)
+        cpu, started = cpu_seconds(proc.pid), time.perf_counter()
+        figures = load(seconds)
         elapsed = time.perf_counter() - started
-        # CPUs busy during the peak: a server near 1.0 is the limit, not the load generator.
-        peak["server_cpus"] = round((server.cpu_seconds() - server_cpu) / elapsed, 2)
-        peak["load_generator_cpus"] = round((time.process_time() - client_cpu) / elapsed, 2)
-        entry: dict[str, Any] = {"peak": peak, "events_per_s": round(peak["requests_per_s"] * batch, 1)}
-        if mode == "full":
-            rate = 0.7 * peak["requests_per_s"]
-            entry["at_70pct"] = {"offered_requests_per_s": round(rate, 1),
-                                 **asyncio.run(open_loop(server.port, reqs, rate, seconds, connections))}
-        return entry
-    finally:
-        server.stop()
+        rss, peak = rss_kb(proc.pid), rss_kb(proc.pid, "VmHWM")
+        server_cpus = round((cpu_seconds(proc.pid) - cpu) / elapsed, 2)
+        stack = json.loads(info.read_text()) if info.exists() else {}
+    if "command" in figures:  # the same command for every server of a shape, whatever port and temp dir
+        figures["command"] = figures["command"].replace(str(script), script.name).replace(f":{port}/", ":PORT/")
+    return {**figures, "events_per_s": round(figures["requests_per_s"] * batch, 1), "server_cpus": server_cpus,
+            "rss_mb": round(rss / 1024, 1) if rss else None, "peak_rss_mb": round(peak / 1024, 1) if peak else None,
+            "stack": stack}
 
 
-def run(seconds: float, connections: int, rounds: int) -> dict[str, Any]:
-    """Bare and ours alternate, ``rounds`` times each, so drift on the machine hits both; medians count."""
+def _median(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median events/s (the upper middle one for an even count), with every round's."""
+    median = sorted(entries, key=lambda e: e["events_per_s"])[len(entries) // 2]
+    return {**median, "rounds_events_per_s": [e["events_per_s"] for e in entries]}
+
+
+def summarise(shape: str, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """One shape's result from every server's rounds (``full`` is ours, the others bare): each server's
+    median round, the ceiling (the best bare median), ours / ceiling in events/s and per round."""
+    bares = [m for m in runs if m != "full"]
+    result: dict[str, Any] = {"events_per_request": SHAPES[shape], **{m: _median(e) for m, e in runs.items()}}
+    ceiling = max(bares, key=lambda m: result[m]["events_per_s"])
+    ratio = result["full"]["events_per_s"] / result[ceiling]["events_per_s"]
+    result.update(ceiling=ceiling, ratio_events_per_s=round(ratio, 3), target=TARGETS[shape],
+                  meets_target=ratio >= TARGETS[shape],
+                  rounds_ratio=[round(ours["events_per_s"] / max(runs[m][i]["events_per_s"] for m in bares), 3)
+                                for i, ours in enumerate(runs["full"])])
+    return result
+
+
+def run(seconds: float, connections: int, rounds: int, generator: str, modes: tuple[str, ...]) -> dict[str, Any]:
+    """Per shape, ``rounds`` rounds of every server in turn, so drift on the machine hits them all."""
     results: dict[str, Any] = {}
-    for label, batch in (("batched_100", 100), ("single_event", 1)):
-        runs: dict[str, list[dict[str, Any]]] = {"bare": [], "full": []}
-        for n in range(rounds):
-            for mode in ("bare", "full"):
-                runs[mode].append(measure(mode, batch, seconds, connections))
-                print(f"{label} round {n + 1}/{rounds} {mode}: {runs[mode][-1]['events_per_s']:,.0f} events/s",
-                      file=sys.stderr)
-        per_mode: dict[str, Any] = {}
-        for mode, entries in runs.items():
-            median = sorted(entries, key=lambda e: e["events_per_s"])[len(entries) // 2]
-            per_mode[mode] = {**median, "rounds_events_per_s": [e["events_per_s"] for e in entries]}
-        per_mode["full"]["rounds_p99_at_70pct_ms"] = [e["at_70pct"]["p99_ms"] for e in runs["full"]]
-        per_mode["ratio_events_per_s"] = round(per_mode["full"]["events_per_s"] / per_mode["bare"]["events_per_s"], 3)
-        per_mode["rounds_ratio"] = [round(f["events_per_s"] / b["events_per_s"], 3)
-                                    for b, f in zip(runs["bare"], runs["full"], strict=True)]
-        results[label] = per_mode
+    with tempfile.TemporaryDirectory(prefix="streamboard-bench-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        for shape, batch in SHAPES.items():
+            bodies = build_bodies(batch, BODIES[batch])
+            script = tmp / f"{shape}.lua"
+            script.write_text(lua_script(bodies))
+            runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+            for n in range(rounds):
+                for mode in modes:
+                    entry = measure(mode, batch, bodies, script, generator, seconds, connections, tmp)
+                    runs[mode].append(entry)
+                    print(f"{shape} round {n + 1}/{rounds} {mode}: {entry['events_per_s']:,.0f} events/s, "
+                          f"p50 {entry['p50_ms']} ms, p99 {entry['p99_ms']} ms, RSS {entry['rss_mb']} MB",
+                          file=sys.stderr)
+            results[shape] = summarise(shape, runs)
     return results
 
 
-def _cpus(peak: dict[str, Any]) -> str:
-    return f"{peak['server_cpus']}, {peak['load_generator_cpus']}"
+# --- results ----------------------------------------------------------------------------------------------
 
-
-def write(results: dict[str, Any], seconds: float, connections: int, rounds: int) -> Path:
+def write(results: dict[str, Any], method: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {"measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-           "method": {"seconds_per_point": seconds, "connections": connections, "rounds": rounds,
-                      "server": "uvicorn, 1 worker" + (f", pinned to CPU {sorted(SERVER_CPUS)}" if SERVER_CPUS else ""),
-                      "client": "asyncio keep-alive connections in one process on the same machine"
-                                + (f", pinned to CPUs {sorted(CLIENT_CPUS)}" if CLIENT_CPUS else ""),
-                      "summary": "bare and ours alternate; the median round of each counts"},
-           "results": results}
+           "machine": {"nproc": len(CPUS) or os.cpu_count(), "cpu_count": os.cpu_count(),
+                       "python": platform.python_version(), "platform": platform.platform()},
+           "method": method, "results": results}
     (RESULTS / "ingest.json").write_text(json.dumps(doc, indent=2) + "\n")
-    pinning = (f" Server pinned to CPU {sorted(SERVER_CPUS)}, load generator to CPUs {sorted(CLIENT_CPUS)}."
-               if SERVER_CPUS else "")
-    lines = ["# Ingest benchmark", "", f"Measured {doc['measured_at']} on {os.cpu_count()} CPUs "
-             f"({seconds:g} s per point, {connections} connections, {rounds} alternating rounds, medians)."
-             f"{pinning} Ceiling = bare endpoint (read + decode only), same server and worker count, same run.", "",
-             "| requests | bare events/s | ours events/s | ratio (rounds) | ours p50 / p99 at peak "
-             "| ours p99 at 70% (rounds) | CPUs busy at peak: server, load generator (bare; ours) |",
-             "|---|---|---|---|---|---|---|"]
-    for label, r in results.items():
-        rounds_ratio = ", ".join(f"{x:.2f}" for x in r["rounds_ratio"])
-        rounds_p99 = ", ".join(f"{x:g}" for x in r["full"]["rounds_p99_at_70pct_ms"])
-        lines.append(f"| {label} | {r['bare']['events_per_s']:,.0f} | {r['full']['events_per_s']:,.0f} | "
-                     f"{r['ratio_events_per_s']:.2f} ({rounds_ratio}) | {r['full']['peak']['p50_ms']} / "
-                     f"{r['full']['peak']['p99_ms']} ms | {max(r['full']['rounds_p99_at_70pct_ms']):g} ms max "
-                     f"({rounds_p99}) | {_cpus(r['bare']['peak'])}; {_cpus(r['full']['peak'])} |")
-    (RESULTS / "ingest.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "ingest.md").write_text("# Ingest benchmark (server stack)\n\n" + table(doc))
     return RESULTS / "ingest.md"
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The results as Markdown: a line about the method, then one row per shape and server."""
+    m = doc["method"]
+    lines = [f"Measured {doc['measured_at']} on {doc['machine']['nproc']} CPUs, Python {doc['machine']['python']}; "
+             f"load generator: {m['load_generator']}; {m['connections']} connections, {m['seconds_per_point']:g} s "
+             f"per point, {m['rounds']} alternating rounds, medians; {m['pinning']}. Ratio = ours / the best bare "
+             "endpoint of the shape (events/s), same run.", "",
+             "| requests | server | events/s (requests/s) | p50 / p99 | RSS after (peak) | CPUs busy: server, "
+             "load generator | ratio to best bare (rounds) | target |",
+             "|---|---|---|---|---|---|---|---|"]
+    for shape, r in doc["results"].items():
+        for mode in ("full", "bare_asgi", "bare_aiohttp"):
+            if mode not in r:
+                continue
+            e = r[mode]
+            if mode == "full":
+                rounds = ", ".join(f"{x:.2f}" for x in r["rounds_ratio"])
+                verdict = "met" if r["meets_target"] else "NOT met"
+                ratio, target = f"**{r['ratio_events_per_s']:.2f}** ({rounds})", f">= {r['target']} ({verdict})"
+            else:
+                ratio, target = ("ceiling" if r["ceiling"] == mode else ""), ""
+            lines.append(f"| {shape} | {LABELS[mode]} | {e['events_per_s']:,.0f} ({e['requests_per_s']:,.0f}) "
+                         f"| {e['p50_ms']:g} / {e['p99_ms']:g} ms | {e['rss_mb']} MB ({e['peak_rss_mb']} MB) "
+                         f"| {e['server_cpus']}, {e['load_generator_cpus']} | {ratio} | {target} |")
+    starved = [f"{shape} {mode} ({r[mode]['server_cpus']})" for shape, r in doc["results"].items()
+               for mode in ("full", "bare_asgi", "bare_aiohttp") if mode in r and r[mode]["server_cpus"] < 0.9]
+    if starved:
+        lines += ["", f"Warning: in these median rounds the server used under 0.9 of its CPU, so something else "
+                      f"limited them (a busy machine, or the load generator): {', '.join(starved)}. Run again on "
+                      "a quiet machine before trusting the ratios."]
+    return "\n".join(lines) + "\n"
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=5.0, help="seconds per measurement (default 5)")
-    p.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
-    p.add_argument("--rounds", type=int, default=5, help="alternating rounds of bare and ours (default 5)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections (default 32)")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds of every server (default 5)")
+    p.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
+                   help="load generator: wrk when installed (auto, the default), or the Python fallback")
     args = p.parse_args()
-    if CLIENT_CPUS:
-        os.sched_setaffinity(0, CLIENT_CPUS)
-    results = run(args.seconds, args.connections, args.rounds)
-    path = write(results, args.seconds, args.connections, args.rounds)
+    have_wrk = shutil.which("wrk") is not None
+    if args.generator == "wrk" and not have_wrk:
+        sys.exit("wrk is not installed: apt-get install wrk (make bench does it)")
+    generator = "wrk" if args.generator == "wrk" or (args.generator == "auto" and have_wrk) else "python"
+    modes: tuple[str, ...] = ("full", "bare_asgi", "bare_aiohttp")
+    notes = []
+    if importlib.util.find_spec("aiohttp") is None:
+        modes = ("full", "bare_asgi")
+        notes.append("aiohttp is not installed (pip install -e '.[dev]'): no bare aiohttp endpoint in this run")
+    if generator == "python":
+        notes.append("wrk not found: the Python load generator ran" if args.generator == "auto"
+                     else "--generator python")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if generator == "python" and CLIENT_CPU is not None:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    results = run(args.seconds, args.connections, args.rounds, generator, modes)
+    method = {
+        "load_generator": f"wrk ({wrk_version()}), -t1, Lua script POSTing pre-built bodies" if generator == "wrk"
+        else "Python asyncio closed loop (fallback)",
+        "generator": generator, "seconds_per_point": args.seconds, "connections": args.connections,
+        "rounds": args.rounds, "warm_up_s": WARM_UP_S, "bodies_per_shape": {s: BODIES[b] for s, b in SHAPES.items()},
+        "pinning": pinning_text(), "server_cpu": SERVER_CPU, "load_generator_cpu": CLIENT_CPU,
+        "servers": {m: LABELS[m] for m in modes},
+        "summary": "servers alternate within each round, each freshly started, checked (every body answered 202 "
+                   "with all its events accepted) and warmed up; the median round of each counts; the ceiling "
+                   "of a shape is its best bare endpoint",
+        "latency": "closed loop: measured from each request's send, so queueing behind a slow answer is not "
+                   "counted (see streamboard loadtest --rate for open-loop latency)",
+        "notes": notes,
+        "commands": sorted({e["command"] for r in results.values() for m in modes for e in [r[m]]}),
+    }
+    path = write(results, method)
     print(path.read_text())
 
 

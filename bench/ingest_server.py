@@ -1,31 +1,44 @@
-"""The server side of bench/ingest.py: our ingest app with a null stream sink, or a bare endpoint that only
-reads and decodes the body; same server (uvicorn), same worker count, same port handling."""
+"""The server side of bench/ingest.py, one process per measurement, each on 127.0.0.1:PORT:
+
+- ``full``: OUR ingest server, as ``python -m ingest`` builds it (``create_app`` under
+  ``streamboard.serving.build_server``: uvicorn with our connection hygiene, on httptools and asyncio's loop
+  by uvicorn's ``auto``), with a null stream sink and rate limiting off;
+- ``bare_asgi``: a plain ASGI callable (no framework, no middleware) that reads the body, decodes it with
+  msgspec and answers 202, under plain uvicorn with uvloop and httptools;
+- ``bare_aiohttp``: the same handler in aiohttp (its C HTTP parser) on uvloop.
+
+Each bare endpoint answers the same JSON as ours (``{"accepted": N, "rejected": []}``). Once it serves,
+each writes what it runs on (event loop class, HTTP parser) to ``--info`` as JSON, for the results.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
+import json
 import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from ingest.app import IngestSinks, create_app, json_response
+from ingest.app import IngestSinks, create_app
 from streamboard.adapters.local.lake import LocalLake
 from streamboard.adapters.local.queue import LocalQueue
 from streamboard.adapters.local.stores import LocalAppRegistry
 from streamboard.ports import PutResult, ReadRecord, StreamRecord
+from streamboard.serving import build_server, connection_limits
 from streamboard.settings import Settings
 
 KEY = "bench-key"
 OK = PutResult("shardId-000000000000", "1")
+MODES = ("full", "bare_asgi", "bare_aiohttp")
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
 
 
 class NullStream:
@@ -44,37 +57,120 @@ class NullStream:
         return None
 
 
-def bare_app() -> Starlette:
-    decoder = msgspec.json.Decoder()
-
-    async def events(request: Request) -> Response:
-        body = await request.body()
-        doc = decoder.decode(body)
-        n = len(doc["events"]) if isinstance(doc, dict) and "events" in doc else 1
-        return json_response({"accepted": n, "rejected": []}, 202)  # the same response helper as ours
-
-    return Starlette(routes=[Route("/v1/events", events, methods=["POST"])])
+def _answer(body: bytes) -> bytes:
+    """Decode the body as JSON (a batch ``{"events": [...]}`` or one event) and say how many it held."""
+    doc = _decode(body)
+    n = len(doc["events"]) if isinstance(doc, dict) and "events" in doc else 1
+    return _encode({"accepted": n, "rejected": []})
 
 
-def full_app(data: Path) -> Starlette:
+_HEADERS = [(b"content-type", b"application/json")]
+
+
+async def bare_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Read the whole body, decode it, answer 202: uvicorn's own cost per request plus the decode."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    chunks = []
+    more = True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    payload = _answer(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+    await send({"type": "http.response.start", "status": 202,
+                "headers": [*_HEADERS, (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _write_info(path: Path, mode: str, http: str, server: str) -> None:
+    loop = type(asyncio.get_running_loop())
+    path.write_text(json.dumps({"mode": mode, "server": server, "loop": f"{loop.__module__}.{loop.__qualname__}",
+                                "http": http}))
+
+
+def _uvicorn_http(protocol: type) -> str:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    return "httptools" if issubclass(protocol, HttpToolsProtocol) else "h11"
+
+
+def serve_uvicorn(server: uvicorn.Server, mode: str, info: Path, label: str) -> None:
+    """Run a uvicorn server, writing the info file from inside its loop once it listens."""
+    startup = server.startup
+
+    async def startup_then_info(sockets: Any = None) -> None:
+        await startup(sockets)
+        protocol = server.config.http if isinstance(server.config.http, type) else server.config.http_protocol_class
+        _write_info(info, mode, _uvicorn_http(protocol), label)
+
+    server.startup = startup_then_info  # type: ignore[method-assign]
+    server.run()
+
+
+def serve_full(port: int, info: Path, data: Path) -> None:
     apps = LocalAppRegistry(data / "apps.db")
     apps.create("bench", key=KEY)
     settings = Settings(data_dir=data, rate_limit_events_per_s=0)
     sinks = IngestSinks(NullStream(), LocalQueue(data / "queues.db", "dlq"), apps, LocalLake(data / "lake"))
-    return create_app(settings, sinks)
+    server = build_server(create_app(settings, sinks), host="127.0.0.1", port=port,
+                          limits=connection_limits(settings, servers=1), handle_signals=True)
+    _freeze()
+    serve_uvicorn(server, "full", info, f"uvicorn {uvicorn.__version__} via streamboard.serving.build_server")
+
+
+def serve_bare_asgi(port: int, info: Path) -> None:
+    config = uvicorn.Config(bare_asgi, host="127.0.0.1", port=port, loop="uvloop", http="httptools", ws="none",
+                            log_level="warning", access_log=False, lifespan="on")
+    _freeze()
+    serve_uvicorn(uvicorn.Server(config), "bare_asgi", info, f"uvicorn {uvicorn.__version__}, plain ASGI callable")
+
+
+def serve_bare_aiohttp(port: int, info: Path) -> None:
+    import aiohttp
+    import uvloop
+    from aiohttp import http_parser, web
+
+    async def events(request: web.Request) -> web.Response:
+        return web.Response(status=202, body=_answer(await request.read()), content_type="application/json")
+
+    async def on_startup(app: web.Application) -> None:
+        c_parser = http_parser.HttpRequestParser.__module__ == "aiohttp._http_parser"
+        # on_startup runs before the site listens; the info file is read only after an answer, so it is in time
+        _write_info(info, "bare_aiohttp", "llhttp (C)" if c_parser else "pure Python",
+                    f"aiohttp {aiohttp.__version__}")
+
+    app = web.Application()
+    app.router.add_post("/v1/events", events)
+    app.on_startup.append(on_startup)
+    _freeze()
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop())
+
+
+def _freeze() -> None:
+    # As python -m ingest does, in every mode: the same process set-up for ours and the bare ones.
+    gc.collect()
+    gc.freeze()
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--mode", choices=("full", "bare"), required=True)
+    p.add_argument("--mode", choices=MODES, required=True)
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--info", type=Path, required=True, help="where to write what the server runs on (JSON)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        app = full_app(Path(tmp)) if args.mode == "full" else bare_app()
-        gc.collect()
-        gc.freeze()  # as python -m ingest does (both modes: the same server set-up)
-        uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, log_level="warning", access_log=False)
+    if args.mode == "full":
+        with tempfile.TemporaryDirectory() as tmp:
+            serve_full(args.port, args.info, Path(tmp))
+    elif args.mode == "bare_asgi":
+        serve_bare_asgi(args.port, args.info)
+    else:
+        serve_bare_aiohttp(args.port, args.info)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -36,7 +35,8 @@ from typing import Any
 
 import httpx
 
-from bench.ingest import free_port
+from bench.common import CLIENT_CPU as WRK_CPU
+from bench.common import CPUS, SERVER_CPU, free_port, parse_wrk, pinned, rss_kb, wrk_version
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -45,17 +45,6 @@ CONNECTIONS = (1, 16)  # -c1: the per-request latency of one keep-alive client; 
 WARM_UP_S = 1
 LEADERBOARD = "/v1/leaderboards/overall?limit=10"
 SEED_EVENTS = 2000  # enough distinct users that the top-10 board is full
-
-# The server gets the first CPU and wrk the second, so they never take turns on one core; with a single CPU
-# nothing is pinned (and the figures say less).
-CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-SERVER_CPU = CPUS[0] if len(CPUS) >= 2 else None
-WRK_CPU = CPUS[1] if len(CPUS) >= 2 else None
-
-
-def pinned(cpu: int | None, argv: list[str]) -> list[str]:
-    return ["taskset", "-c", str(cpu), *argv] if cpu is not None else argv
-
 
 # --- the ceiling ------------------------------------------------------------------------------------------
 
@@ -83,15 +72,6 @@ def serve_bare(port: int) -> None:
 
 
 # --- servers under test -----------------------------------------------------------------------------------
-
-
-def rss_kb(pid: int) -> int | None:
-    """Resident memory from /proc (Linux only), to see whether serving the runs grew the process."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return None
 
 
 @contextlib.contextmanager
@@ -159,26 +139,8 @@ def seed(ingest_url: str, api_url: str) -> int:
 
 # --- wrk --------------------------------------------------------------------------------------------------
 
-_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-_PERCENTILE = re.compile(r"^\s*(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
-
-
 def wrk_command(url: str, connections: int, seconds: int) -> list[str]:
     return pinned(WRK_CPU, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url])
-
-
-def parse_wrk(text: str) -> dict[str, Any]:
-    """The figures of ``wrk --latency`` output; raises when they are missing (say, wrk could not connect)."""
-    quantiles = {f"p{q}_ms": round(float(v) * _UNITS_MS[unit], 3) for q, v, unit in _PERCENTILE.findall(text)}
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.MULTILINE)
-    total = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", text, re.MULTILINE)
-    if not rps or not total or not {"p50_ms", "p90_ms", "p99_ms"} <= quantiles.keys():
-        raise ValueError(f"unexpected wrk output:\n{text}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    return {"requests_per_s": round(float(rps.group(1)), 1), **quantiles, "requests": int(total.group(1)),
-            "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-            "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0}
 
 
 def run_wrk(url: str, connections: int, seconds: int) -> dict[str, Any]:
@@ -244,12 +206,6 @@ def run(seconds: int) -> dict[str, Any]:
     return {"bare": bare, "stack": ours, "rss": {"bare": bare_rss, "stack": stack_rss}}
 
 
-def _wrk_version() -> str:
-    done = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
-    lines = (done.stdout or done.stderr).splitlines()
-    return lines[0].strip() if lines else "unknown"
-
-
 def write(results: dict[str, Any], seconds: int) -> str:
     RESULTS.mkdir(parents=True, exist_ok=True)
     pinning = (f"server pinned to CPU {SERVER_CPU}, wrk to CPU {WRK_CPU} (taskset)" if SERVER_CPU is not None
@@ -257,7 +213,7 @@ def write(results: dict[str, Any], seconds: int) -> str:
     doc: dict[str, Any] = {
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"nproc": len(CPUS) or os.cpu_count(), "cpu_count": os.cpu_count(),
-                    "python": platform.python_version(), "platform": platform.platform(), "wrk": _wrk_version()},
+                    "python": platform.python_version(), "platform": platform.platform(), "wrk": wrk_version()},
         "method": {"duration_s": seconds, "warm_up": f"wrk -t1 -c1 -d{WARM_UP_S}s per endpoint, not recorded",
                    "pinning": pinning,
                    "ceiling": "a plain ASGI callable returning {\"status\":\"ok\"} under uvicorn.run(host=127.0.0.1, "

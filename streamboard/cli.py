@@ -270,7 +270,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
-    """Synthetic traffic against a running ingest API, bounded in events and seconds."""
+    """Synthetic traffic against a running ingest API, bounded in events and seconds: a closed loop of
+    ``--concurrency`` clients, or with ``--rate`` an open loop on a fixed schedule."""
     import statistics
     from urllib.parse import urlparse
 
@@ -279,20 +280,91 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     host = urlparse(args.url).hostname or ""
     if host not in ("127.0.0.1", "localhost", "::1") and not args.allow_remote:
         raise CliError(f"{args.url} is not on this machine; pass --allow-remote to load a remote deployment")
+    if args.events <= 0 or args.batch <= 0 or args.seconds <= 0:
+        raise CliError("--events, --batch and --seconds must be above 0")
+    key = load_settings().api_key if args.key is None else args.key
+    if args.rate is not None:
+        return _open_loop(args, key)
+    if args.spike is not None:
+        raise CliError("--spike shapes an open loop: give --rate too (e.g. --rate 50 --spike 5@10)")
     events = generate(args.events, invalid_every=10**9, duplicate_every=10**9, seed=args.seed)
     latencies: list[float] = []
     started = time.monotonic()
-    totals = _post_all(args.url, load_settings().api_key if args.key is None else args.key, events,
-                       batch=args.batch, workers=args.concurrency, label="load",
+    totals = _post_all(args.url, key, events, batch=args.batch, workers=args.concurrency or 8, label="load",
                        deadline=started + args.seconds, latencies=latencies)
     elapsed = time.monotonic() - started
     qs = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    if args.format == "json":
+        print(json.dumps({"mode": "closed", "events_accepted": totals["accepted"], "requests": totals["requests"],
+                          "events_per_s": round(totals["accepted"] / elapsed, 1),
+                          "latency_ms": {"p50": round(qs[49] * 1000, 2), "p99": round(qs[98] * 1000, 2)},
+                          "seconds": round(elapsed, 2)}, indent=2))
+        return 0
     print_table(["measure", "value"], [
         ["events accepted", totals["accepted"]], ["requests", totals["requests"]],
         ["events/s", f"{totals['accepted'] / elapsed:,.0f}"],
         ["latency p50", f"{qs[49] * 1000:.1f} ms"], ["latency p99", f"{qs[98] * 1000:.1f} ms"],
         ["seconds", f"{elapsed:.1f}"],
     ])
+    return 0
+
+
+def _open_loop(args: argparse.Namespace, key: str) -> int:
+    """``loadtest --rate``: requests on a fixed schedule, latency from each one's scheduled time."""
+    import asyncio
+
+    from streamboard.loadgen import parse_spike, phases, run_open_loop, schedule, summarize
+    from streamboard.synthetic import generate
+
+    try:
+        spike = parse_spike(args.spike) if args.spike is not None else None
+        plan = phases(args.rate, args.seconds, spike)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.timeout <= 0:
+        raise CliError("--timeout must be above 0")
+    planned = schedule(plan)
+    max_requests = args.events // args.batch
+    if max_requests == 0:
+        raise CliError(f"--events {args.events} is fewer than one request of --batch {args.batch}")
+    scheduled = planned[:max_requests]
+    if len(scheduled) < len(planned):
+        print(f"note: --events {args.events} allows {max_requests:,} requests of {args.batch}; the schedule stops "
+              f"after {scheduled[-1][0]:.1f} s of its {args.seconds:g} s (raise --events to run all of it)",
+              file=sys.stderr)
+    events = generate(len(scheduled) * args.batch, invalid_every=10**9, duplicate_every=10**9, seed=args.seed)
+    encode = json.JSONEncoder(separators=(",", ":")).encode
+    bodies = [encode({"events": events[i:i + args.batch]}).encode() for i in range(0, len(events), args.batch)]
+    connections = args.concurrency or 64
+    progress = Progress(len(scheduled), "load")
+    run = asyncio.run(run_open_loop(f"{args.url.rstrip('/')}/v1/events", key, bodies, plan, scheduled,
+                                    connections=connections, timeout=args.timeout,
+                                    on_done=lambda: progress.advance(1)))
+    rows = summarize(run)
+    if run.max_send_lag > 0.05:
+        run.notes.append(f"the load generator fell behind its schedule by up to {run.max_send_lag * 1000:,.0f} ms "
+                         "(the latencies include that)")
+    if run.not_sent:
+        run.notes.append(f"{run.not_sent} scheduled requests were not sent: the run reached --seconds + --timeout")
+    if args.format == "json":
+        print(json.dumps({"mode": "open", "url": args.url, "rate": args.rate,
+                          "spike": None if spike is None else {"factor": spike.factor, "seconds": spike.seconds},
+                          "batch": args.batch, "connections": connections, "timeout_s": args.timeout,
+                          "elapsed_s": round(run.elapsed, 2), "max_send_lag_ms": round(run.max_send_lag * 1000, 2),
+                          "phases": rows, "notes": run.notes}, indent=2))
+        return 0
+    shape = f"{args.rate:g} requests/s for {args.seconds:g} s" + (
+        f", {spike.factor:g}x for {spike.seconds:g} s in the middle" if spike else "")
+    print(f"open loop: {shape}; {args.batch} events a request, up to {connections} connections; "
+          "latency from each request's scheduled time")
+    print_table(["phase", "seconds", "req/s offered", "sent", "2xx", "429", "503", "other", "errors",
+                 "p50 ms", "p90 ms", "p99 ms", "max ms", "events accepted"],
+                [[r["phase"], f"{r['seconds']:g}", f"{r['offered_rate']:g}",
+                  r["sent"], r["2xx"], r["429"], r["503"], r["other"], r["errors"],
+                  *(f"{r['latency_ms'][q]:,.1f}" for q in ("p50", "p90", "p99", "max")), r["events_accepted"]]
+                 for r in rows])
+    for note in run.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -538,12 +610,23 @@ def build_parser() -> argparse.ArgumentParser:
     lt = sub.add_parser("loadtest", help="synthetic load against a running ingest API (bounded)")
     lt.add_argument("--url", default="http://127.0.0.1:8080", help="ingest API (default http://127.0.0.1:8080)")
     lt.add_argument("--events", type=int, default=20_000, help="events to send at most (default 20000)")
-    lt.add_argument("--seconds", type=float, default=60, help="stop after this long at most (default 60)")
+    lt.add_argument("--seconds", type=float, default=60,
+                    help="stop sending after this long (default 60); with --rate, the schedule's length")
     lt.add_argument("--batch", type=int, default=100, help="events per request (default 100)")
-    lt.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
+    lt.add_argument("--concurrency", type=int,
+                    help="closed loop: concurrent clients (default 8); with --rate: connections at most (default 64)")
+    lt.add_argument("--rate", type=float, metavar="R",
+                    help="open loop: R requests/s on a fixed schedule whatever the answers, latency counted from "
+                         "each request's scheduled time (queueing included)")
+    lt.add_argument("--spike", metavar="FACTOR@SECONDS",
+                    help="with --rate: FACTOR times the rate for SECONDS in the middle of the run (e.g. 5@10)")
+    lt.add_argument("--timeout", type=float, default=10.0,
+                    help="with --rate: seconds a request may take, and how long after --seconds the run may "
+                         "wait for the last answers (default 10)")
     lt.add_argument("--key", help="API key (default $STREAMBOARD_API_KEY or local-dev-key)")
     lt.add_argument("--seed", type=int, default=11)
     lt.add_argument("--allow-remote", action="store_true", help="allow a URL that is not on this machine")
+    lt.add_argument("--format", choices=("table", "json"), default="table")
     lt.set_defaults(func=cmd_loadtest)
 
     cap = sub.add_parser("capacity", help="throughput and cost projection at every stage for a peak load")

@@ -582,3 +582,13 @@ def test_loadtest_is_bounded_and_reports(start_stack: StartStack, tmp_path: Path
     assert "events accepted" in out.stdout and "2000" in out.stdout and "latency p99" in out.stdout
     refused = cli("loadtest", "--url", "http://192.0.2.1:8080", "--events", "10")
     assert refused.returncode == 1 and "--allow-remote" in refused.stderr  # nothing was sent anywhere
+    refused = cli("loadtest", "--url", "http://192.0.2.1:8080", "--rate", "10")
+    assert refused.returncode == 1 and "--allow-remote" in refused.stderr
+    # open loop: 20 requests/s for 2 s with 3x in the middle second: 10 + 60 + 10 requests of 10 events
+    out = cli("loadtest", "--url", stack.ingest_url, "--rate", "20", "--seconds", "2", "--spike", "3@1",
+              "--batch", "10")
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()[3:]}
+    assert rows.keys() >= {"before", "spike", "after", "all"}, out.stdout
+    sent, by_status = int(rows["all"][3]), [int(n) for n in rows["all"][4:9]]  # 2xx 429 503 other errors
+    assert sent == 80 and int(rows["spike"][3]) == 60 and sum(by_status) == sent and by_status[0] > 0, out.stdout

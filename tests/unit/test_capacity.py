@@ -106,6 +106,31 @@ def test_router_duration_takes_the_benchmarked_cpu_per_event(tmp_path: Path,
     assert line["per_month"] - _line(missing, "router", "GB-seconds")["per_month"] == pytest.approx(extra, rel=1e-3)
 
 
+def test_ingest_tasks_take_our_benchmarked_events_per_s_from_the_file_the_benchmark_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import ingest as bench_ingest
+
+    monkeypatch.setattr(bench_ingest, "RESULTS", tmp_path)
+    monkeypatch.setattr(capacity, "INGEST_BENCH", tmp_path / "ingest.json")
+    assert capacity.ingest_task_events_per_s().source.startswith("assumed")
+
+    def entry(requests_per_s: float, batch: int) -> dict[str, Any]:
+        return {"requests_per_s": requests_per_s, "events_per_s": requests_per_s * batch, "p50_ms": 1.0,
+                "p99_ms": 2.0, "server_cpus": 1.0, "load_generator_cpus": 0.3, "rss_mb": 40.0, "peak_rss_mb": 41.0}
+
+    results = {shape: bench_ingest.summarise(shape, {"full": [entry(ours, batch)], "bare_asgi": [entry(5000, batch)],
+                                                     "bare_aiohttp": [entry(4000, batch)]})
+               for shape, batch, ours in (("batched_100", 100, 3000), ("single_event", 1, 4000))}
+    method = {"load_generator": "wrk", "connections": 32, "seconds_per_point": 5.0, "rounds": 1, "pinning": "none"}
+    bench_ingest.write(results, method)
+    # ours over the best bare endpoint of each shape, against the targets
+    assert results["batched_100"]["ceiling"] == "bare_asgi" and results["batched_100"]["ratio_events_per_s"] == 0.6
+    assert not results["batched_100"]["meets_target"] and results["single_event"]["meets_target"]
+    figure = capacity.ingest_task_events_per_s()
+    assert figure.value == pytest.approx(0.7 * 300_000) and figure.source.startswith("bench: ingest.json")
+    assert "**0.60**" in (tmp_path / "ingest.md").read_text()
+
+
 def test_units_from_a_run_replace_the_defaults() -> None:
     report = {"events_accepted": 1000, "score_events": 500, "refreshes": 1, "profile_updates": 400,
               "profile_reconciles": 100,
