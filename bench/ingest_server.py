@@ -2,7 +2,7 @@
 
 - ``full``: OUR ingest server, as ``python -m ingest`` builds it (``create_app`` under
   ``streamboard.serving.build_server``: uvicorn with our connection hygiene, on httptools and asyncio's loop
-  by uvicorn's ``auto``), with a null stream sink and rate limiting off;
+  ), with a null stream sink and rate limiting off;
 - ``bare_asgi``: a plain ASGI callable (no framework, no middleware) that reads the body, decodes it with
   msgspec and answers 202, under plain uvicorn with uvloop and httptools;
 - ``bare_aiohttp``: the same handler in aiohttp (its C HTTP parser) on uvloop.
