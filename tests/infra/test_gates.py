@@ -107,7 +107,8 @@ def test_checkov_finds_nothing_unacknowledged(templates: dict[str, Path], probe:
     results = checkov["results"]
     assert PROBE_FINDINGS["checkov"] in {c["check_id"] for c in _by_file(results["failed_checks"], probe)}
     for name, path in templates.items():
-        assert _by_file(results["passed_checks"] + results["skipped_checks"], path), f"checkov checked nothing in {name}"
+        checked = _by_file(results["passed_checks"] + results["skipped_checks"], path)
+        assert checked, f"checkov checked nothing in {name}"
         failed = [(c["check_id"], c["resource"], c["check_name"]) for c in _by_file(results["failed_checks"], path)]
         assert not failed, (name, failed)
         for check in _by_file(results["skipped_checks"], path):
