@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# checkov (a template scanner of the infra tests) pins a boto3 the project cannot use: it has a virtualenv of its own.
+CHECKOV_VENV := $(VENV)/checkov
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .PHONY: install tools demo test lint typecheck unit functional e2e infra-test synth bench bench-stack bench-refresh bench-router clean
@@ -13,9 +15,11 @@ tools:
 	  (apt-get update -qq && apt-get install -y -qq nodejs >/dev/null) || \
 	  { echo "Node.js is required for the CDK tests: install nodejs"; exit 1; }; }
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt constraints-checkov.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,infra]'
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints-checkov.txt checkov
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -91,7 +91,7 @@ def alarm_specs(r: PipelineResources) -> list[AlarmSpec]:
     for purpose, queue in r.dead_letter_queues.items():
         specs.append(AlarmSpec(
             f"Dlq-{purpose}", f"The {purpose} dead-letter queue is not empty: something could not go on "
-                              "(see the README: redrive)",
+                              f"(infra/README.md, Dead letters: how to replay the {purpose} queue)",
             queue.metric_approximate_number_of_messages_visible(period=MINUTE, statistic="Maximum"), 0))
     specs.append(AlarmSpec(
         "RouterIteratorAge", f"The router is more than {r.iterator_age_seconds} s behind the stream",

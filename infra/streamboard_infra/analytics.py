@@ -18,7 +18,7 @@ from constructs import Construct
 
 from streamboard.refresh import STATE_PREFIX, athena_state_ddl
 from streamboard.sql import View
-from streamboard_infra import assets, nag
+from streamboard_infra import assets, nag, scan
 from streamboard_infra.catalog import Catalog
 from streamboard_infra.functions import PipelineFunction
 from streamboard_infra.lake import Lake, grant_list_prefixes, secure_bucket
@@ -39,6 +39,10 @@ class Analytics(Construct):
             lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(results_days),
                                               abort_incomplete_multipart_upload_after=cdk.Duration.days(1))],
         )
+        scan.skip_checkov(self.results_bucket, {
+            "CKV_AWS_21": "Query results are rewritten by running the query again and expire after "
+                          "athena_results_days; versions would keep every expired result as well.",
+        })
         self.workgroup = self._workgroup("Analysts", name, "Streamboard: ad hoc analysis and the view definitions",
                                          bytes_scanned_limit)
         self.refresh_workgroup = self._workgroup("Refresh", f"{name}-leaderboards",
@@ -49,6 +53,12 @@ class Analytics(Construct):
             runtime=assets.HANDLERS_RUNTIME, timeout=cdk.Duration.minutes(10), log_retention_days=log_retention_days,
             description="Streamboard: CloudFormation custom resource that creates the Athena views",
         )
+        scan.skip_checkov(self.views_function.function, {
+            "CKV_AWS_116": "A CloudFormation custom resource: the handler always answers CloudFormation, and a "
+                           "failure fails the stack operation where the deployer sees it.",
+            "CKV_AWS_115": "It runs only when a deployment changes the views, once per change; a reservation "
+                           "would take account concurrency for nothing.",
+        })
         self.grant_queries(self.views_function.role, self.workgroup)
         # Views are tables in the Glue catalog: the DDL creates, replaces and drops exactly these.
         self.views_function.role.add_to_policy(iam.PolicyStatement(

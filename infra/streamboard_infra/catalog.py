@@ -11,7 +11,7 @@ from constructs import Construct
 
 from glue.tables import event_table_input
 from streamboard.registry import Registry
-from streamboard_infra import nag
+from streamboard_infra import nag, scan
 from streamboard_infra.lake import Lake
 
 # The crawler only adds partitions to the tables the registry defines; it never changes their schema.
@@ -86,6 +86,11 @@ class Catalog(Construct):
         nag.acknowledge(self.crawler, {
             "AwsSolutions-GL1": "The crawler's log holds table and partition names only, no event data; "
                                 "CloudWatch Logs encrypts it at rest with service-managed keys.",
+        })
+        scan.skip_checkov(self.crawler, {
+            "CKV_AWS_195": "The crawler writes nothing to S3 (catalog targets only) and its log holds table and "
+                           "partition names; a security configuration's KMS log encryption would move the log "
+                           "group and need a customer key for no data worth it.",
         })
 
     @property

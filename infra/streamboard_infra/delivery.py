@@ -18,7 +18,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from streamboard.registry import PARTITION_KEYS, Registry
-from streamboard_infra import nag
+from streamboard_infra import nag, scan
 from streamboard_infra.catalog import Catalog
 from streamboard_infra.functions import PipelineFunction, retention
 from streamboard_infra.lake import Lake
@@ -42,8 +42,15 @@ class Delivery(Construct):
             description="Streamboard: shape packed Firehose records for the Parquet conversion",
             timeout=cdk.Duration.minutes(1), memory_mb=512, log_retention_days=log_retention_days,
         )
+        scan.skip_checkov(self.transform.function, {
+            "CKV_AWS_116": "Firehose invokes the transform synchronously and retries it; records it still cannot "
+                           "process are kept under the lake's errors prefix, not dropped.",
+            "CKV_AWS_115": "Firehose sets the transform's concurrency by its streams' throughput; a reservation "
+                           "would throttle delivery instead of bounding anything we pay for.",
+        })
         self.log_group = logs.LogGroup(self, "Logs", retention=retention(log_retention_days),
                                        removal_policy=cdk.RemovalPolicy.DESTROY)
+        scan.skip_checkov(self.log_group, {"CKV_AWS_158": scan.LOG_GROUP_KMS})
         self.streams: dict[str, firehose.CfnDeliveryStream] = {}
         self.metrics: dict[str, firehose.IDeliveryStream] = {}
         self.roles: dict[str, iam.Role] = {}

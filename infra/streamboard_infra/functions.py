@@ -1,4 +1,5 @@
-"""One Lambda function of the pipeline: its own role, its own log group, nothing granted by default."""
+"""One Lambda function of the pipeline: its own role, its own log group, active X-Ray tracing, nothing else
+granted by default."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from streamboard_infra import assets, nag
+from streamboard_infra import assets, nag, scan
 
 
 class PipelineFunction(Construct):
-    """A Python Lambda with a dedicated role that may only write its own logs until a stage grants more."""
+    """A Python Lambda with a dedicated role that may only write its own logs and traces until a stage grants
+    more. Tracing is active: Lambda records a segment per invocation (its init, its duration, its errors) and
+    continues the caller's trace where the caller sends one."""
 
     def __init__(
         self,
@@ -35,6 +38,7 @@ class PipelineFunction(Construct):
             retention=retention(log_retention_days),
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
+        scan.skip_checkov(self.log_group, {"CKV_AWS_158": scan.LOG_GROUP_KMS})
         # No AWSLambdaBasicExecutionRole: that managed policy may write to every log group of the account.
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                              description=f"{description} (Lambda)")
@@ -52,7 +56,11 @@ class PipelineFunction(Construct):
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             environment=environment or {},
+            tracing=lambda_.Tracing.ACTIVE,  # the CDK grants the role xray:PutTraceSegments/PutTelemetryRecords
         )
+        nag.acknowledge(self.role, {"AwsSolutions-IAM5[Resource::*]": nag.XRAY})
+        scan.skip_checkov(self.function, {"CKV_AWS_117": scan.NO_VPC, "CKV_AWS_173": scan.ENVIRONMENT_NAMES})
+        scan.ignore_serverless(self.function, {"WS1004": scan.LOG_GROUP_NAME})
         # The log group exists before the function runs, so only stream creation and writes are needed.
         self.role.add_to_policy(iam.PolicyStatement(
             actions=["logs:CreateLogStream", "logs:PutLogEvents"],

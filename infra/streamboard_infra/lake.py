@@ -9,7 +9,7 @@ from constructs import Construct
 
 from streamboard.badevents import BAD_EVENTS_PREFIX
 from streamboard.overflow import OVERFLOW_PREFIX
-from streamboard_infra import nag
+from streamboard_infra import nag, scan
 
 ERRORS_PREFIX = "errors"
 
@@ -50,6 +50,12 @@ class Lake(Construct):
         )
         nag.acknowledge(self.access_logs, {
             "AwsSolutions-S1": "This is the access-log bucket itself; logging its own access would loop.",
+        })
+        scan.skip_checkov(self.access_logs, {
+            "CKV_AWS_18": "This is the access-log bucket itself; logging its own access would log every delivery "
+                          "of a log, in a loop.",
+            "CKV_AWS_21": "Logs are written once and expire after logs_expiry_days; versions would keep every "
+                          "expired log as well, with nothing to recover.",
         })
         self.bucket = secure_bucket(
             self, "Bucket", retain=retain, access_logs=self.access_logs, access_logs_prefix="s3/lake/",

@@ -2,6 +2,9 @@
 
 query  <- every ``refresh_minutes``, after each successful crawl, and on demand (the read API's admin route)
 writer <- EventBridge "Athena Query State Change" of the refresh workgroup (SUCCEEDED, FAILED, CANCELLED)
+
+Both are invoked asynchronously by their rules: an event EventBridge cannot deliver, or that the function fails
+on every attempt, ends in the function's failure queue (``dead_letter.async_failures``), which alarms.
 """
 
 from __future__ import annotations
@@ -9,10 +12,11 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from streamboard_infra import scan
+from streamboard_infra.dead_letter import MAX_ASYNC_EVENT_AGE_MINUTES, DeadLetterQueue, async_failures, rule_target
 from streamboard_infra.functions import PipelineFunction
 from streamboard_infra.tables import grant_items, store_table
 
@@ -20,7 +24,7 @@ from streamboard_infra.tables import grant_items, store_table
 class Leaderboards(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, code: lambda_.Code,
                  refresh_workgroup: athena.CfnWorkGroup, crawler_name: str, refresh_minutes: int, retain: bool,
-                 log_retention_days: int) -> None:
+                 query_failures: DeadLetterQueue, writer_failures: DeadLetterQueue, log_retention_days: int) -> None:
         super().__init__(scope, construct_id)
         self.boards_table = store_table(self, "Boards", retain=retain)
         # One item per user (streamboard.profiles), and one per challenge first completion: nothing expires.
@@ -40,8 +44,15 @@ class Leaderboards(Construct):
         )
         grant_items(self.boards_table, self.writer.role, "PutItem")
         grant_items(self.profiles_table, self.writer.role, "GetItem", "UpdateItem")  # the profiles' reconcile
-        query_target = targets.LambdaFunction(self.query.function, retry_attempts=2,
-                                              max_event_age=cdk.Duration.minutes(30))
+        scan.skip_checkov(self.query.function, {
+            "CKV_AWS_115": "Invoked by the refresh schedule, a crawl's end and rare manual runs: a few times an "
+                           "hour; a reservation would take account concurrency from the functions that need it.",
+        })
+        self.query_failures, self.writer_failures = query_failures, writer_failures
+        # Starting a batch takes seconds: an attempt that failed is tried twice more within half an hour.
+        query_age = cdk.Duration.minutes(30)
+        async_failures(self.query, query_failures, retry_attempts=2, max_event_age=query_age)
+        query_target = rule_target(self.query, query_failures, retry_attempts=2, max_event_age=query_age)
         self.schedule = events.Rule(
             self, "Schedule", schedule=events.Schedule.rate(cdk.Duration.minutes(refresh_minutes)),
             description="Refresh the leaderboards on schedule", targets=[query_target],
@@ -54,6 +65,11 @@ class Leaderboards(Construct):
                 detail={"crawlerName": [crawler_name], "state": ["Succeeded"]}),
             targets=[query_target],
         )
+        # Every step is idempotent (README, The incremental refresh), so a failed write is tried twice more: three
+        # 15-minute attempts and Lambda's backoff fit in an hour. An event still not written after an hour (or
+        # the refresh interval, if longer) goes to the queue, which alarms; the next refresh resumes the batch.
+        writer_age = cdk.Duration.minutes(min(max(refresh_minutes, 60), MAX_ASYNC_EVENT_AGE_MINUTES))
+        async_failures(self.writer, writer_failures, retry_attempts=2, max_event_age=writer_age)
         self.on_query_done = events.Rule(
             self, "OnQueryDone",
             description="Write the boards when a refresh query ends (a failure is logged; boards stay as they were)",
@@ -61,6 +77,5 @@ class Leaderboards(Construct):
                 source=["aws.athena"], detail_type=["Athena Query State Change"],
                 detail={"workgroupName": [refresh_workgroup.name],
                         "currentState": ["SUCCEEDED", "FAILED", "CANCELLED"]}),
-            targets=[targets.LambdaFunction(self.writer.function, retry_attempts=2,
-                                            max_event_age=cdk.Duration.hours(1))],
+            targets=[rule_target(self.writer, writer_failures, retry_attempts=2, max_event_age=writer_age)],
         )

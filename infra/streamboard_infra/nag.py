@@ -14,6 +14,8 @@ LAMBDA_RUNTIME = ("The pipeline Lambdas run the Python of the virtualenv the ass
 OBJECT_PREFIX = ("S3 object ARNs can only be scoped by key prefix: the wildcard covers the objects under one "
                  "prefix of one bucket, never the bucket or other prefixes.")
 LOG_STREAMS = "CloudWatch Logs names log streams at run time; the wildcard stays within one log group."
+XRAY = ("Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level "
+        "permissions, only Resource '*' (the statement has these two actions and nothing else).")
 
 
 def acknowledge(construct: IConstruct, findings: Mapping[str, str]) -> None:

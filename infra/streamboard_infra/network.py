@@ -8,6 +8,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from streamboard_infra import scan
+
 
 class Network(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, max_azs: int, nat_gateways: int) -> None:
@@ -27,5 +29,6 @@ class Network(Construct):
         )
         self.flow_logs_group = logs.LogGroup(self, "FlowLogs", retention=logs.RetentionDays.ONE_MONTH,
                                              removal_policy=cdk.RemovalPolicy.DESTROY)
+        scan.skip_checkov(self.flow_logs_group, {"CKV_AWS_158": scan.LOG_GROUP_KMS})
         self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_logs_group),
                               traffic_type=ec2.FlowLogTrafficType.REJECT)

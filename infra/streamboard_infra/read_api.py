@@ -14,7 +14,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from streamboard.settings import ENV_REFRESH_SECONDS
-from streamboard_infra import nag
+from streamboard_infra import nag, scan
 from streamboard_infra.functions import PipelineFunction, retention
 
 # Every route the handler serves (processors.read_api.route); anything else is API Gateway's 404. Each GET
@@ -47,6 +47,12 @@ class ReadApi(Construct):
             environment={ENV_REFRESH_SECONDS: str(refresh_minutes * 60)},
         )
         self.function = self.handler.function
+        scan.skip_checkov(self.function, {
+            "CKV_AWS_116": "Invoked synchronously by the HTTP API: a failure is the client's 5xx answer at once, "
+                           "and the read API 5xx alarm fires; there is no event to keep.",
+            "CKV_AWS_115": "The stage's rate and burst limits bound the read API; a reservation would cap reads "
+                           "below them and take account concurrency from the pipeline.",
+        })
         self.api = apigw.HttpApi(self, "Api", description="Streamboard read API", create_default_stage=False)
         integration = integrations.HttpLambdaIntegration("Handler", self.function,
                                                          payload_format_version=apigw.PayloadFormatVersion.VERSION_2_0)
@@ -61,6 +67,7 @@ class ReadApi(Construct):
                 })
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=retention(log_retention_days),
                                          removal_policy=cdk.RemovalPolicy.DESTROY)
+        scan.skip_checkov(self.access_logs, {"CKV_AWS_158": scan.LOG_GROUP_KMS})
         self.stage = apigw.HttpStage(
             self, "Stage", http_api=self.api, stage_name="$default", auto_deploy=True,
             throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),

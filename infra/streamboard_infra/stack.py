@@ -56,6 +56,10 @@ class StreamboardStack(cdk.Stack):
                              retention_hours=c.stream_retention_hours, retain=retain)
         ingest_dlq = DeadLetterQueue(self, "IngestDlq", purpose="ingest", retain=retain)
         router_failures = DeadLetterQueue(self, "RouterFailures", purpose="router", retain=retain)
+        # What the asynchronously invoked functions could not run (dead_letter.async_failures): one queue each.
+        refresh_failures = DeadLetterQueue(self, "RefreshFailures", purpose="refresh", retain=retain)
+        writer_failures = DeadLetterQueue(self, "WriterFailures", purpose="writer", retain=retain)
+        redrive_failures = DeadLetterQueue(self, "RedriveFailures", purpose="redrive", retain=retain)
         catalog = Catalog(self, "Catalog", database_name=c.glue_database, registry=registry, lake=lake,
                           crawler_schedule=c.crawler_schedule)
         delivery = Delivery(self, "Delivery", registry=registry, lake=lake, catalog=catalog,
@@ -75,7 +79,8 @@ class StreamboardStack(cdk.Stack):
                         log_retention_days=logs_days)
         leaderboards = Leaderboards(self, "Leaderboards", code=code, refresh_workgroup=analytics.refresh_workgroup,
                                     crawler_name=catalog.crawler_name, refresh_minutes=c.refresh_schedule_minutes,
-                                    retain=retain, log_retention_days=logs_days)
+                                    retain=retain, query_failures=refresh_failures,
+                                    writer_failures=writer_failures, log_retention_days=logs_days)
         read_api = ReadApi(self, "ReadApi", code=code, rate_limit=c.api_rate_limit, burst_limit=c.api_burst_limit,
                            log_retention_days=logs_days, refresh_minutes=c.refresh_schedule_minutes)
         if web_acl_arn is None:
@@ -85,7 +90,7 @@ class StreamboardStack(cdk.Stack):
                   price_class=c.cdn_price_class, access_logs=lake.access_logs, retain=retain,
                   logs_expiry_days=c.logs_expiry_days)
         redrive = Redrive(self, "Redrive", code=code, every_minutes=c.redrive_every_minutes,
-                          log_retention_days=logs_days)
+                          failures=redrive_failures, log_retention_days=logs_days)
         ingest = IngestService(
             self, "Ingest", vpc=network.vpc, image=ingest_image or assets.ingest_image(), cpu=c.ingest_cpu,
             memory_mib=c.ingest_memory_mib, min_tasks=c.ingest_min_tasks, max_tasks=c.ingest_max_tasks,
@@ -156,7 +161,8 @@ class StreamboardStack(cdk.Stack):
                                      resources=PipelineResources(
             stream=stream.stream,
             provisioned_shards=stream.provisioned_shards,
-            dead_letter_queues={"ingest": ingest_dlq.queue, "router": router_failures.queue},
+            dead_letter_queues={q.purpose: q.queue for q in (ingest_dlq, router_failures, refresh_failures,
+                                                              writer_failures, redrive_failures)},
             router=router.function,
             functions={**{n: f.function for n, f in functions.items()},
                        "athena-views": analytics.views_function.function},
@@ -179,6 +185,8 @@ class StreamboardStack(cdk.Stack):
         self.router, self.leaderboards, self.read_api, self.redrive, self.ingest = (
             router, leaderboards, read_api, redrive, ingest)
         self.cdn = cdn
+        self.refresh_failures, self.writer_failures, self.redrive_failures = (
+            refresh_failures, writer_failures, redrive_failures)
         self.functions = functions
 
         cdk.CfnOutput(self, "IngestUrl", value=ingest.url, description="POST /v1/events here (x-api-key)")

@@ -168,7 +168,9 @@ def test_buckets_are_private_encrypted_ssl_only_and_logged(dev: Synth) -> None:
 
 def test_queues_and_tables_are_encrypted(dev: Synth) -> None:
     queues = dev.resources("AWS::SQS::Queue")
-    assert len(queues) == 2  # the ingest DLQ and the router's on-failure destination
+    # the ingest DLQ, the router's on-failure destination, and one failure queue per asynchronously invoked
+    # function (refresh query, board writer, redrive: their rules' DLQ and their on-failure destination)
+    assert len(queues) == 5
     for queue in queues.values():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
         assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
@@ -404,8 +406,10 @@ def test_no_wildcard_actions_and_star_resources_only_where_aws_requires_them(dev
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             for action in _as_list(statement["Action"]):
                 assert "*" not in action, f"{logical_id}: wildcard action {action}"
-            if "*" in _as_list(statement["Resource"]):
-                assert _as_list(statement["Action"]) == ["ecr:GetAuthorizationToken"], (logical_id, statement)
+            if "*" in _as_list(statement["Resource"]):  # actions that support no resource-level permissions
+                assert _as_list(statement["Action"]) in (
+                    ["ecr:GetAuthorizationToken"], ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                ), (logical_id, statement)
     for role in dev.resources("AWS::IAM::Role").values():
         assert "ManagedPolicyArns" not in role["Properties"], "no AWS managed policies: every grant is explicit"
 
@@ -420,7 +424,8 @@ def test_grants_follow_the_wiring(dev: Synth) -> None:
     assert ddb_actions == {"dynamodb:UpdateItem"}  # one profile update per user per batch, nothing else
     transform = _statements(dev, roles["processors.transform.handler"])
     assert {a for s in transform for a in _as_list(s["Action"])} == {"logs:CreateLogStream", "logs:PutLogEvents",
-                                                                     "s3:PutObject"}
+                                                                     "xray:PutTraceSegments",  # active tracing
+                                                                     "xray:PutTelemetryRecords", "s3:PutObject"}
     (put,) = [s for s in transform if "s3:PutObject" in _as_list(s["Action"])]
     assert _as_list(put["Action"]) == ["s3:PutObject"]  # writes bad events, never reads the lake
     (resource,) = _as_list(put["Resource"])
@@ -454,8 +459,8 @@ def test_alarms_cover_dlqs_iterator_age_throttles_errors_firehose_and_alb(dev: S
                 if a["Properties"].get("Namespace") == namespace and a["Properties"].get("MetricName") == metric]
 
     dlq = metric_alarms("AWS/SQS", "ApproximateNumberOfMessagesVisible")
-    assert len(dlq) == 2 and all(a["Threshold"] == 0 and a["ComparisonOperator"] == "GreaterThanThreshold"
-                                 for a in dlq)
+    assert len(dlq) == len(dev.resources("AWS::SQS::Queue")) == 5  # one per queue: each holds what could not go on
+    assert all(a["Threshold"] == 0 and a["ComparisonOperator"] == "GreaterThanThreshold" for a in dlq)
     (age,) = metric_alarms("AWS/Lambda", "IteratorAge")
     assert age["Threshold"] == 300_000 and age["Period"] == 60
     (throttled,) = metric_alarms("AWS/Kinesis", "PutRecords.ThrottledRecords")
@@ -488,3 +493,99 @@ def test_dashboard_shows_the_pipeline(dev: Synth) -> None:
         assert metric in UNITS and metric in body, metric
     assert NAMESPACE in body and '\\"Service\\",\\"ingest\\"' in body
 
+
+
+# --- no silent drops, tracing --------------------------------------------------------------------------------------
+
+def _queue_of(synth: Synth, arn: Any) -> str:
+    """The logical id of the SQS queue an ``Fn::GetAtt [queue, Arn]`` names."""
+    logical_id = arn["Fn::GetAtt"][0]
+    assert arn == {"Fn::GetAtt": [logical_id, "Arn"]}
+    assert synth.template_json["Resources"][logical_id]["Type"] == "AWS::SQS::Queue"
+    return logical_id  # type: ignore[no-any-return]
+
+
+def _async_functions(synth: Synth) -> set[str]:
+    """The functions EventBridge rules invoke (asynchronously, as EventBridge invokes every Lambda target)."""
+    return {t["Arn"]["Fn::GetAtt"][0] for rule in synth.resources("AWS::Events::Rule").values()
+            for t in rule["Properties"]["Targets"]
+            if synth.template_json["Resources"][t["Arn"]["Fn::GetAtt"][0]]["Type"] == "AWS::Lambda::Function"}
+
+
+@pytest.mark.parametrize("app", ["dev", "prod"])
+def test_every_rule_target_retries_then_keeps_what_it_could_not_deliver(app: str,
+                                                                        request: pytest.FixtureRequest) -> None:
+    synth: Synth = request.getfixturevalue(app)
+    rules = synth.resources("AWS::Events::Rule")
+    assert len(rules) == 4  # hourly refresh, refresh after a crawl, query done -> writer, redrive schedule
+    policies = list(synth.resources("AWS::SQS::QueuePolicy").values())
+    for rule_id, rule in rules.items():
+        for target in rule["Properties"]["Targets"]:
+            retry = target["RetryPolicy"]
+            assert 0 <= retry["MaximumRetryAttempts"] <= 185 and 60 <= retry["MaximumEventAgeInSeconds"] <= 86400
+            queue = _queue_of(synth, target["DeadLetterConfig"]["Arn"])
+            # EventBridge may send to the queue for this rule only (the queue policy the CDK adds)
+            statements = [st for p in policies if p["Properties"]["Queues"] == [{"Ref": queue}]
+                          for st in p["Properties"]["PolicyDocument"]["Statement"] if st["Effect"] == "Allow"]
+            assert {"Action": "sqs:SendMessage", "Effect": "Allow",
+                    "Principal": {"Service": "events.amazonaws.com"},
+                    "Condition": {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}},
+                    "Resource": {"Fn::GetAtt": [queue, "Arn"]}} in [
+                {k: v for k, v in st.items() if k != "Sid"} for st in statements]
+
+
+@pytest.mark.parametrize("app", ["dev", "prod"])
+def test_every_async_function_retries_then_sends_its_failures_to_an_alarmed_queue(
+        app: str, request: pytest.FixtureRequest) -> None:
+    synth: Synth = request.getfixturevalue(app)
+    functions = synth.resources("AWS::Lambda::Function")
+    handlers = {functions[f]["Properties"]["Handler"] for f in _async_functions(synth)}
+    assert handlers == {"processors.leaderboards.query_handler", "processors.leaderboards.writer_handler",
+                        "processors.redrive.handler"}
+    configs = {c["Properties"]["FunctionName"]["Fn::GetAtt"][0]: c["Properties"]
+               for c in synth.resources("AWS::Lambda::EventInvokeConfig").values()}
+    alarmed = {json.dumps(a["Properties"]["Dimensions"]) for a in synth.resources("AWS::CloudWatch::Alarm").values()
+               if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"}
+    roles = {f: p["Properties"]["Role"]["Fn::GetAtt"][0] for f, p in functions.items()}
+    for function in _async_functions(synth):
+        config = configs[function]
+        assert config["Qualifier"] == "$LATEST"
+        assert 0 <= config["MaximumRetryAttempts"] <= 2 and 60 <= config["MaximumEventAgeInSeconds"] <= 6 * 3600
+        queue = _queue_of(synth, config["DestinationConfig"]["OnFailure"]["Destination"])
+        assert json.dumps([{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]) in alarmed
+        # the function's own role sends its failure records (Lambda destinations), to that queue only
+        sends = [st for st in _statements(synth, roles[function]) if "sqs:SendMessage" in _as_list(st["Action"])]
+        assert [st["Resource"] for st in sends] == [{"Fn::GetAtt": [queue, "Arn"]}], sends
+        # and the function's rules keep what EventBridge could not deliver in that same queue
+        for rule in synth.resources("AWS::Events::Rule").values():
+            for target in rule["Properties"]["Targets"]:
+                if target["Arn"] == {"Fn::GetAtt": [function, "Arn"]}:
+                    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [queue, "Arn"]}
+
+
+def test_a_failed_board_write_is_retried_then_alarms(dev: Synth) -> None:
+    """The writer's "query done" events: tried 3 times within the hour, then kept in a queue that alarms."""
+    writer = next(k for k, v in dev.resources("AWS::Lambda::Function").items()
+                  if v["Properties"]["Handler"] == "processors.leaderboards.writer_handler")
+    dev.template.has_resource_properties("AWS::Lambda::EventInvokeConfig", {
+        "FunctionName": {"Fn::GetAtt": [writer, "Arn"]}, "MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 3600,
+        "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}}})
+    dev.template.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "AlarmDescription": Match.string_like_regexp("writer dead-letter queue is not empty"),
+        "Threshold": 0, "ComparisonOperator": "GreaterThanThreshold"})
+
+
+def test_every_failure_queue_is_on_the_dashboard(dev: Synth) -> None:
+    (dashboard,) = dev.resources("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for queue in dev.resources("AWS::SQS::Queue"):
+        assert json.dumps({"Fn::GetAtt": [queue, "QueueName"]}) in body, queue
+
+
+@pytest.mark.parametrize("app", ["dev", "prod"])
+def test_every_function_is_traced(app: str, request: pytest.FixtureRequest) -> None:
+    synth: Synth = request.getfixturevalue(app)
+    functions = synth.resources("AWS::Lambda::Function")
+    assert len(functions) == 7
+    for logical_id, function in functions.items():
+        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, logical_id
