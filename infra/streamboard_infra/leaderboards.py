@@ -38,7 +38,8 @@ class Leaderboards(Construct):
             timeout=cdk.Duration.minutes(15), memory_mb=1024, log_retention_days=log_retention_days,
             reserved_concurrency=2,  # snapshots replace whole boards: two writers at most, never a stampede
         )
-        grant_items(self.boards_table, self.writer.role, "PutItem")
+        # a board's current head, its new version's pages and head copies, then the old pages (streamboard.boards)
+        grant_items(self.boards_table, self.writer.role, "GetItem", "PutItem", "BatchWriteItem")
         grant_items(self.profiles_table, self.writer.role, "GetItem", "UpdateItem")  # the profiles' reconcile
         query_target = targets.LambdaFunction(self.query.function, retry_attempts=2,
                                               max_event_age=cdk.Duration.minutes(30))
