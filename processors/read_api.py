@@ -8,9 +8,11 @@ leaks a trace to the client.
 Caching (DESIGN section 5): a board changes only when a refresh lands, so its response carries an ``ETag`` of
 its snapshot and a max-age that ends at the next scheduled refresh (at most :data:`BOARD_MAX_AGE`, so an
 on-demand refresh shows up soon); profiles change with every event, so they get a few seconds. Health and
-admin answers are ``no-store``. Reads allow CORS from any origin, without credentials; the admin route does
-not. API Gateway's HTTP API has no CORS configuration (infra/streamboard_infra/read_api.py): these headers,
-and the preflight answers, are this handler's alone, on AWS and locally.
+admin answers are ``no-store``. The board store keeps a board's head in this container for a second or so
+(``streamboard.boards``): a board served from there is that much older, and its max-age that much shorter.
+Reads allow CORS from any origin, without credentials; the admin route does not. API Gateway's HTTP API has
+no CORS configuration (infra/streamboard_infra/read_api.py): these headers, and the preflight answers, are
+this handler's alone, on AWS and locally.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 from typing import Any
@@ -92,13 +95,17 @@ def board_max_age(board: dict[str, Any], refresh_seconds: float, now: float) -> 
     return int(max(0.0, min(float(BOARD_MAX_AGE), remaining)))
 
 
-def _cache_headers(path: str, body: Any, params: dict[str, str], backend: Backend, now: float) -> dict[str, str]:
-    """The validator and freshness of a 200 answer on ``path`` (see the module docstring)."""
+def _cache_headers(path: str, body: Any, params: dict[str, str], backend: Backend, now: float,
+                   age: float = 0.0) -> dict[str, str]:
+    """The validator and freshness of a 200 answer on ``path`` (see the module docstring); ``age``: seconds
+    since the board store read the board (it keeps a head for a second or so)."""
     payload = json.dumps(body, separators=(",", ":"))
     if path.startswith("/v1/leaderboards/") and path != "/v1/leaderboards/":  # that one lists the scopes
         # The body names the snapshot (refreshed_at) and the window; the limit is named too, so each
-        # variant of a board has its own tag even when their entries coincide.
-        max_age = board_max_age(body, backend.settings.refresh_seconds, now)
+        # variant of a board has its own tag even when their entries coincide. A board the store had kept
+        # for a while is that much older: the cap counts from when it was read.
+        max_age = min(board_max_age(body, backend.settings.refresh_seconds, now),
+                      max(0, BOARD_MAX_AGE - math.ceil(age)))
         return {"etag": _etag("board", params.get("limit", "10"), payload),
                 "cache-control": f"public, max-age={max_age}"}
     if path in NO_STORE_PATHS:
@@ -126,6 +133,11 @@ def _limit(params: dict[str, str]) -> int:
 
 
 def get_leaderboard(backend: Backend, scope: str, params: dict[str, str]) -> dict[str, Any]:
+    return _leaderboard(backend, scope, params)[0]
+
+
+def _leaderboard(backend: Backend, scope: str, params: dict[str, str]) -> tuple[dict[str, Any], float]:
+    """The board's body, and its age (seconds since the store read it)."""
     window = params.get("window", "all")
     if window not in WINDOWS:
         raise BadRequest(f"window must be one of {', '.join(WINDOWS)}, not {window!r}")
@@ -136,7 +148,7 @@ def get_leaderboard(backend: Backend, scope: str, params: dict[str, str]) -> dic
     if board is None:
         if scope != "overall":
             raise NotFound(f"no leaderboard for scope {scope!r} (no scores in that category yet)")
-        return {"scope": scope, "window": window, "as_of": None, "refreshed_at": None, "entries": []}
+        return {"scope": scope, "window": window, "as_of": None, "refreshed_at": None, "entries": []}, 0.0
     return {
         "scope": board.scope,
         "window": board.window,
@@ -146,7 +158,7 @@ def get_leaderboard(backend: Backend, scope: str, params: dict[str, str]) -> dic
             {"rank": e.rank, "user_id": e.user_id, "user_name": e.user_name, "score": e.score}
             for e in board.entries
         ],
-    }
+    }, board.age
 
 
 def get_user(backend: Backend, user_id: str) -> dict[str, Any]:
@@ -185,29 +197,32 @@ def get_health(backend: Backend) -> dict[str, Any]:
     return health_report(figures, backend.boards.get_board("overall", "all", 1), dt.datetime.now(dt.UTC))
 
 
-def route(method: str, path: str, params: dict[str, str], headers: dict[str, str], backend: Backend) -> tuple[int, Any]:
-    """The status and body of a request; :class:`Preflight` for an OPTIONS request on a read route."""
+def route(method: str, path: str, params: dict[str, str], headers: dict[str, str],
+          backend: Backend) -> tuple[int, Any, float]:
+    """The status, body and age (seconds since the store read a board; 0 for other answers) of a request;
+    :class:`Preflight` for an OPTIONS request on a read route."""
     if path == "/healthz":
         _require(method, "GET")
-        return 200, {"status": "ok"}
+        return 200, {"status": "ok"}, 0.0
     if path in ("/v1/leaderboards", "/v1/leaderboards/"):
         _require(method, "GET")
-        return 200, {"scopes": backend.boards.scopes() or ["overall"], "windows": list(WINDOWS)}
+        return 200, {"scopes": backend.boards.scopes() or ["overall"], "windows": list(WINDOWS)}, 0.0
     if path.startswith("/v1/leaderboards/"):
         _require(method, "GET")
-        return 200, get_leaderboard(backend, path[len("/v1/leaderboards/"):], params)
+        body, age = _leaderboard(backend, path[len("/v1/leaderboards/"):], params)
+        return 200, body, age
     if path.startswith("/v1/users/"):
         _require(method, "GET")
-        return 200, get_user(backend, path[len("/v1/users/"):])
+        return 200, get_user(backend, path[len("/v1/users/"):]), 0.0
     if path == "/v1/admin/refresh":
         _require(method, "POST")
-        return 200, admin_refresh(backend, headers, params)
+        return 200, admin_refresh(backend, headers, params), 0.0
     if path == "/openapi.json":
         _require(method, "GET")
-        return 200, OPENAPI
+        return 200, OPENAPI, 0.0
     if path == HEALTH_PATH:
         _require(method, "GET")
-        return 200, get_health(backend)
+        return 200, get_health(backend), 0.0
     raise NotFound(f"no route {method} {path}")
 
 
@@ -234,9 +249,9 @@ def handle(event: dict[str, Any], backend: Backend, now: float | None = None) ->
     try:
         if event.get("body") and len(event["body"]) > MAX_BODY:
             raise PayloadTooLarge(f"this API takes no request body (at most {MAX_BODY} bytes, ignored)")
-        status, body = route(method, path, params, headers, backend)
+        status, body, age = route(method, path, params, headers, backend)
         response = _response(status, body, _cache_headers(path, body, params, backend,
-                                                          time.time() if now is None else now))
+                                                          time.time() if now is None else now, age))
         if method in ("GET", "HEAD") and "etag" in response["headers"] and \
                 none_match(headers.get("if-none-match"), response["headers"]["etag"]):
             # The client's copy is current: validators and freshness again, no body (RFC 9110 15.4.5).

@@ -18,8 +18,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamboard.adapters.aws.items import HEAD_BYTES, HEAD_MAX_ENTRIES, HEAD_RESERVE, PAGE_BYTES
 from streamboard.packing import MAX_BATCH_RECORDS, MAX_RECORD_BYTES
-from streamboard.usage import ATHENA_MINIMUM, FIREHOSE_STEP, KINESIS_PUT_UNIT
+from streamboard.settings import Settings
+from streamboard.usage import (
+    ATHENA_MINIMUM,
+    DYNAMODB_READ_UNIT,
+    DYNAMODB_WRITE_UNIT,
+    FIREHOSE_STEP,
+    KINESIS_PUT_UNIT,
+    dynamodb_read_units,
+)
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results"
 INGEST_BENCH = RESULTS / "ingest.json"
@@ -55,6 +64,14 @@ PRICES: dict[str, float] = {
     "fargate_gb_hour": 0.004445,
     "alb_hour": 0.0225,
     "alb_lcu_hour": 0.008,  # 1 LCU = 1 GB processed an hour (the dimension that decides for ingest)
+    # the read path (aws.amazon.com/cloudfront/pricing, .../api-gateway/pricing, .../waf/pricing; free tiers left
+    # out: CloudFront's 1 TB and 10 million requests a month would make a small deployment's edge almost free)
+    "cloudfront_https_requests_per_10k": 0.0100,  # North America
+    "cloudfront_transfer_out_per_gb": 0.085,  # to the internet, first 10 TB a month, North America and Europe
+    "api_gateway_http_requests_per_million": 1.00,  # HTTP API, first 300 million a month
+    "waf_requests_per_million": 0.60,  # every request CloudFront receives, cache hits included
+    "waf_web_acl_month": 5.0,
+    "waf_rule_month": 1.0,  # a managed rule group counts as one rule
 }
 
 
@@ -108,12 +125,22 @@ ASSUMED = {
     "window_total_row_bytes": (48.0, "state_window_totals row: user, scope, three totals"),
     "ledger_row_bytes": (40.0, "state_contributions row: user, category, points, ts"),
     "categories": (4, "score categories (boards: one per category and overall, three windows each)"),
-    "board_entry_bytes": (60.0, "one board entry in the board's DynamoDB item"),
+    "board_entry_bytes": (36.0, "packed (zlib JSON) bytes of one board entry: 34 for uuid ids and numbered names"
+                                " (tests/functional/test_usage.py's board)"),
+    "read_response_bytes": (1500.0, "bytes CloudFront sends for a board read: a limit=10 board's JSON (about 1.1 KB"
+                                    " with uuid ids) and the response headers, uncompressed"),
+    "read_api_ms": (20.0, "read API Lambda duration a request: one DynamoDB GetItem in the region and the JSON"),
+    "read_api_memory_gb": (0.5, "read API Lambda memory (infra read_api.py: 512 MB)"),
     "firehose_buffer_seconds": (300, "Firehose buffer interval (infra's production config): S3 objects"),
     "ingest_task_events_per_s": (50_000.0, "events/s one ingest task takes, when bench/results/ingest.json is"
                                            " missing"),
 }
 PROFILE_ITEM_BYTES = 300  # a profile item: base categories, name, a few live slots (streamboard.profiles)
+HEAD_OVERHEAD_BYTES = 250  # a board head's keys, stamps, version, digest and counts (streamboard.adapters.aws.items)
+PAGE_OVERHEAD_BYTES = 60  # a page's keys
+BOARD_ENTRIES = 1000  # the top a board keeps
+DYNAMODB_ITEM_READ_UNITS_PER_S = 3000  # the most one item serves (rule)
+WAF_RULES = 2  # the CDN's web ACL: a per-IP rate limit and the AWS common rule set (infra cdn.py)
 DEDUPE_HORIZON_DAYS = 30  # settings default; the refresh keeps the ids of horizon + 14 days (README)
 DEDUPE_STATE_DAYS = DEDUPE_HORIZON_DAYS + 14
 
@@ -134,6 +161,8 @@ class Traffic:
     players_per_request: int = 1  # whose events one request carries (a game client posts its own player's)
     average_share_of_peak: float = ASSUMED["average_share_of_peak"][0]
     router_batch_records: int = int(ASSUMED["router_batch_records"][0])
+    reads_per_second: float = 0.0  # board reads at peak (0: no read path); a month at the average share
+    cache_hit_ratio: float = 0.9  # share of reads the CDN answers without the origin
 
     def __post_init__(self) -> None:
         if self.peak_events_per_s <= 0:
@@ -148,6 +177,10 @@ class Traffic:
             raise PlanError("--users and --month must be at least 1")
         if not 0 < self.average_share_of_peak <= 1:
             raise PlanError("--average-share must be in (0, 1]")
+        if self.reads_per_second < 0:
+            raise PlanError("--reads-per-second must not be negative")
+        if not 0 <= self.cache_hit_ratio <= 1:
+            raise PlanError("--cache-hit-ratio must be between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -268,6 +301,20 @@ def units_per_event(traffic: Traffic, rates: Rates) -> dict[str, Figure]:
     }
     out.update(rates.counted)
     return out
+
+
+def board_units_per_refresh(entries: int, entry_bytes: float, copies: int) -> tuple[float, float]:
+    """Write and read units of replacing one board of ``entries`` (``streamboard.boards``, rule): a strongly
+    consistent GetItem of its head, its pages, a PutItem of each head copy, and the deletes of the pages of
+    the version before (each item in whole KB)."""
+    top = min(HEAD_MAX_ENTRIES, entries, int((HEAD_BYTES - HEAD_RESERVE) / entry_bytes))
+    head = top * entry_bytes + HEAD_OVERHEAD_BYTES
+    per_page = max(1, int(PAGE_BYTES / entry_bytes))
+    rest = entries - top
+    pages = [min(per_page, rest - i) * entry_bytes + PAGE_OVERHEAD_BYTES for i in range(0, rest, per_page)]
+    page_wru = sum(math.ceil(b / DYNAMODB_WRITE_UNIT) for b in pages)
+    return (copies * math.ceil(head / DYNAMODB_WRITE_UNIT) + 2 * page_wru,
+            float(math.ceil(head / DYNAMODB_READ_UNIT)))
 
 
 def _line(unit: str, quantity: float, source: str, usd: float = 0.0) -> dict[str, Any]:
@@ -400,7 +447,12 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
     wru = events * per_event["dynamodb_write_units"].value
     rru = events * per_event["dynamodb_read_units"].value
     boards = (cats + 1) * 3
-    board_wru = HOURS_PER_MONTH * boards * math.ceil(min(traffic.users, 1000) * ASSUMED["board_entry_bytes"][0] / 1024)
+    copies = Settings().board_copies
+    entry_bytes = _assumed("board_entry_bytes")
+    per_board_wru, per_board_rru = board_units_per_refresh(min(traffic.users, BOARD_ENTRIES), entry_bytes.value,
+                                                           copies)
+    board_wru = HOURS_PER_MONTH * boards * per_board_wru
+    board_rru = HOURS_PER_MONTH * boards * per_board_rru
     profile_bytes = PROFILE_ITEM_BYTES + 100
     ddb_gb = traffic.users * profile_bytes / GB
     # the reconcile of each hourly refresh: a GetItem (eventually consistent) and an UpdateItem per player who
@@ -424,12 +476,21 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
                              reconcile_rru / 1e6 * p["dynamodb_read_request_units_per_million"]),
                        _line("read request units", rru, per_event["dynamodb_read_units"].source,
                              rru / 1e6 * p["dynamodb_read_request_units_per_million"]),
-                       _line("board write units", board_wru, f"rule: {boards} boards a refresh, 1 unit per KB "
-                             "(assumed 60 bytes an entry)", board_wru / 1e6
+                       _line("board write units", board_wru, f"rule: {boards} boards a refresh, each its pages, "
+                             f"{copies} head copies and the deletes of the pages of the version before, 1 unit per "
+                             f"KB of each item; {entry_bytes.source}", board_wru / 1e6
                              * p["dynamodb_write_request_units_per_million"]),
+                       _line("board read units (refresh)", board_rru, "rule: a strongly consistent GetItem of each "
+                             "board's head before its replace", board_rru / 1e6
+                             * p["dynamodb_read_request_units_per_million"]),
                        _line("GB-months", ddb_gb, f"rule: a profile item per user (assumed {PROFILE_ITEM_BYTES} "
                              "bytes, +100 bytes an item); no item per event",
                              ddb_gb * p["dynamodb_gb_month"])]})
+
+    read_path = None
+    if traffic.reads_per_second > 0:
+        stage, read_path = _read_path(traffic, copies)
+        stages.append(stage)
 
     for s in stages:
         s["monthly_usd"] = round(sum(line["monthly_usd"] for line in s["lines"]), 2)
@@ -438,8 +499,73 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
             line["monthly_usd"] = round(line["monthly_usd"], 2)
     total = round(sum(s["monthly_usd"] for s in stages), 2)
     return {"traffic": asdict(traffic), "monthly_events": round(events), "monthly_events_source": avg_src,
+            **({"read_path": read_path} if read_path is not None else {}),
             "units_from": rates.origin,
             "units_per_event": {k: {"value": f.value, "source": f.source} for k, f in per_event.items()},
             "stages": stages, "total_monthly_usd": total, "usd_per_billion_events": round(total / events * 1e9, 2),
             "prices": {"source": "us-east-1 list prices, streamboard/capacity.py PRICES; verify before budgeting",
                        **PRICES}}
+
+
+ORIGIN = ("API Gateway", "Lambda", "DynamoDB")
+
+
+def _read_path(traffic: Traffic, copies: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The read path's stage (CloudFront and WAF for every read, the origin for the CDN's misses only) and its
+    cost per million reads, the origin's share apart."""
+    p = PRICES
+    peak, hit = traffic.reads_per_second, traffic.cache_hit_ratio
+    reads = peak * traffic.average_share_of_peak * SECONDS_PER_MONTH
+    misses = reads * (1 - hit)
+    response, ms, memory = (_assumed(k) for k in ("read_response_bytes", "read_api_ms", "read_api_memory_gb"))
+    out_gb = reads * response.value / GB
+    gb_s = misses * ms.value / 1000 * memory.value
+    rru_per_read = dynamodb_read_units(HEAD_BYTES, consistent=False)
+    rru = misses * rru_per_read
+    share = f"assumed: average reads {traffic.average_share_of_peak:.0%} of the peak"
+    miss = f"rule: the CDN's misses, {1 - hit:.1%} of the reads (--cache-hit-ratio {hit:g})"
+    lines = {
+        "CloudFront": [
+            _line("CloudFront HTTPS requests", reads, f"rule: every read; {share}",
+                  reads / 10_000 * p["cloudfront_https_requests_per_10k"]),
+            _line("CloudFront GB out", out_gb, f"{response.source}; {share}",
+                  out_gb * p["cloudfront_transfer_out_per_gb"])],
+        "WAF": [
+            _line("WAF requests", reads, "rule: WAF inspects every request CloudFront receives, cache hits too",
+                  reads / 1e6 * p["waf_requests_per_million"]),
+            _line("WAF web ACL and rules", 1, f"rule: one web ACL with {WAF_RULES} rules (per-IP rate limit, AWS"
+                  " common rule set; infra cdn.py), monthly",
+                  p["waf_web_acl_month"] + WAF_RULES * p["waf_rule_month"])],
+        "API Gateway": [
+            _line("API Gateway HTTP API requests", misses, miss,
+                  misses / 1e6 * p["api_gateway_http_requests_per_million"])],
+        "Lambda": [
+            _line("read API Lambda requests", misses, miss, misses / 1e6 * p["lambda_requests_per_million"]),
+            _line("read API Lambda GB-seconds", gb_s, f"{ms.source}; {memory.source}", gb_s * p["lambda_gb_second"])],
+        "DynamoDB": [
+            _line("board read units", rru, f"rule: an eventually consistent GetItem of a head within 4 KB"
+                  f" ({rru_per_read:g} unit) a miss: limit <= 100 reads nothing else; a longer read's pages come from"
+                  " the container's cache after its first", rru / 1e6 * p["dynamodb_read_request_units_per_million"])],
+    }
+    per_million = {service: sum(line["monthly_usd"] for line in ls if line["unit"] != "WAF web ACL and rules")
+                   / reads * 1e6 for service, ls in lines.items()}
+    origin = sum(per_million[s] for s in ORIGIN)
+    origin_peak = peak * (1 - hit)
+    concurrency = origin_peak * ms.value / 1000
+    hot_item = origin_peak * rru_per_read / copies
+    stage = {"stage": "read path (CloudFront, WAF, API Gateway, Lambda, DynamoDB)",
+             "needs": f"{peak:,.0f} board reads/s at peak, {origin_peak:,.0f}/s at the origin: about"
+                      f" {concurrency:,.0f} concurrent read API Lambdas at {ms.value:g} ms; were they all one board's,"
+                      f" {hot_item:,.0f} read units/s on each of its {copies} head copies (an item serves"
+                      f" {DYNAMODB_ITEM_READ_UNITS_PER_S:,}; each container also keeps a head 1 s)"
+                      + ("; MORE COPIES NEEDED (board_copies)" if hot_item > DYNAMODB_ITEM_READ_UNITS_PER_S else ""),
+             "lines": [line for ls in lines.values() for line in ls]}
+    summary = {"reads_per_month": round(reads), "cache_hit_ratio": hit,
+               "usd_per_million_reads": round(sum(per_million.values()), 6),
+               "origin_usd_per_million_reads": round(origin, 6),
+               "origin_share": round(origin / sum(per_million.values()), 4) if sum(per_million.values()) else 0.0,
+               "usd_per_million_reads_by_service": {k: round(v, 6) for k, v in per_million.items()},
+               "fixed_monthly_usd": p["waf_web_acl_month"] + WAF_RULES * p["waf_rule_month"],
+               "source": "per million reads: the lines that grow with reads (the web ACL's monthly fee apart); origin"
+                         " = " + ", ".join(ORIGIN) + ", for the CDN's misses only"}
+    return stage, summary

@@ -389,7 +389,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         traffic = Traffic(args.peak, events_per_request=args.events_per_request or 100,
                           score_share=0.1 if args.score_share is None else args.score_share, users=args.users,
                           month=args.month, average_share_of_peak=args.average_share,
-                          players_per_request=args.players_per_request)
+                          players_per_request=args.players_per_request, reads_per_second=args.reads_per_second,
+                          cache_hit_ratio=args.cache_hit_ratio)
         result = project(traffic, rates)
     except PlanError as exc:
         raise CliError(str(exc)) from None
@@ -413,6 +414,14 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         print(f"  {s['stage']}: {s['needs']}")
     print(f"\ntotal about USD {result['total_monthly_usd']:,.2f} a month, USD {result['usd_per_billion_events']:,.2f}"
           f" per billion events ({result['prices']['source']})")
+    reads = result.get("read_path")
+    if reads:
+        by = reads["usd_per_million_reads_by_service"]
+        print(f"read path: USD {reads['usd_per_million_reads']:.4f} per million reads "
+              f"({', '.join(f'{k} {v:.4f}' for k, v in by.items())}), of which the origin (API Gateway, Lambda, "
+              f"DynamoDB, for the {1 - reads['cache_hit_ratio']:.0%} the CDN misses) USD "
+              f"{reads['origin_usd_per_million_reads']:.4f} ({reads['origin_share']:.1%}); plus USD "
+              f"{reads['fixed_monthly_usd']:,.2f} a month for the web ACL")
     return 0
 
 
@@ -645,6 +654,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "then (default 1)")
     cap.add_argument("--average-share", type=float, default=0.25,
                      help="average load as a share of the peak (default 0.25)")
+    cap.add_argument("--reads-per-second", type=float, default=0.0,
+                     help="board reads per second at peak (GET /v1/leaderboards/...), a month at --average-share "
+                          "of it; adds the read path: CloudFront, WAF, and the origin for the misses (default 0: "
+                          "no read path)")
+    cap.add_argument("--cache-hit-ratio", type=float, default=0.9,
+                     help="share of reads the CDN answers from its cache (default 0.9)")
     cap.add_argument("--format", choices=("table", "json"), default="table")
     cap.set_defaults(func=cmd_capacity)
 

@@ -131,6 +131,9 @@ class Board:
     as_of: str | None
     refreshed_at: str | None
     entries: tuple[BoardEntry, ...] = ()
+    # Seconds since the store read this snapshot from its table, when it served it from its cache (0 when read
+    # for this call): a response built from it is that much older. Not part of the snapshot.
+    age: float = field(default=0.0, compare=False)
 
 
 class BoardStore(Protocol):

@@ -41,6 +41,8 @@ ENV_REFRESH_MEMORY_MB = "STREAMBOARD_REFRESH_MEMORY_MB"
 ENV_HEADER_TIMEOUT = "STREAMBOARD_HEADER_TIMEOUT_S"
 ENV_KEEP_ALIVE = "STREAMBOARD_KEEP_ALIVE_S"
 ENV_MAX_CONNECTIONS = "STREAMBOARD_MAX_CONNECTIONS"
+ENV_BOARD_COPIES = "STREAMBOARD_BOARD_COPIES"
+ENV_BOARD_CACHE_SECONDS = "STREAMBOARD_BOARD_CACHE_S"
 
 # The aws backend: resource names, set by the CDK on AWS (or by `streamboard up --backend aws`).
 ENV_REGION = "AWS_REGION"
@@ -105,6 +107,12 @@ class Settings:
     header_timeout_s: float = 10.0  # to receive a whole request head, then 408
     keep_alive_s: float = 5.0  # idle keep-alive; behind an ALB set it above the ALB's idle timeout
     max_connections: int = 4096  # per server; at the cap the longest-idle connection makes room
+    # Board reads (streamboard.boards): head copies per board, spreading a hot board's reads over that many
+    # items (one item serves about 3,000 read units/s; writer and readers take the same value), and how long a
+    # process keeps a board's head before reading it again (0: every read; a cached board's age comes off its
+    # max-age, so no response outlives the next refresh or the 300 s cap).
+    board_copies: int = 2
+    board_cache_seconds: float = 1.0
     # aws backend
     region: str = "us-east-1"
     endpoint_url: str | None = None
@@ -181,6 +189,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         header_timeout_s=_num(env, ENV_HEADER_TIMEOUT, d.header_timeout_s),
         keep_alive_s=_num(env, ENV_KEEP_ALIVE, d.keep_alive_s),
         max_connections=max(1, int(_num(env, ENV_MAX_CONNECTIONS, d.max_connections, int))),
+        board_copies=max(1, int(_num(env, ENV_BOARD_COPIES, d.board_copies, int))),
+        board_cache_seconds=_num(env, ENV_BOARD_CACHE_SECONDS, d.board_cache_seconds),
         region=env.get(ENV_REGION) or env.get("AWS_DEFAULT_REGION") or d.region,
         endpoint_url=env.get(ENV_ENDPOINT_URL) or None,
         stream_name=env.get(ENV_STREAM_NAME, d.stream_name),

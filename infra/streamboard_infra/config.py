@@ -79,6 +79,8 @@ class DeploymentConfig:
     # CDN in front of the read API: WAF blocks an IP above this many requests per 5 minutes (cache hits count too)
     cdn_rate_limit_per_ip: int = 2000
     cdn_price_class: str = "PriceClass_100"  # edge locations: PriceClass_100 (NA, EU), _200, or _All
+    # head copies per board (streamboard.boards): one DynamoDB item serves about 3,000 read units/s
+    board_copies: int = 2
     # DLQ redrive into the stream (0: only on demand)
     redrive_every_minutes: int = 15
     # monitoring
@@ -130,6 +132,7 @@ PRESETS: dict[str, DeploymentConfig] = {
 
 WAF_RATE_LIMIT_MIN, WAF_RATE_LIMIT_MAX = 10, 2_000_000_000
 CDN_PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
+BOARD_COPIES_MAX = 16
 _FIELDS = {f.name: f for f in dataclasses.fields(DeploymentConfig)}
 _NOT_FROM_CONTEXT = {"env_name", "extra", "prescale"}
 
@@ -174,6 +177,8 @@ def config_from_context(get: Any) -> DeploymentConfig:
     if not WAF_RATE_LIMIT_MIN <= config.cdn_rate_limit_per_ip <= WAF_RATE_LIMIT_MAX:
         raise ValueError(f"cdn_rate_limit_per_ip must be from {WAF_RATE_LIMIT_MIN} to {WAF_RATE_LIMIT_MAX} "
                          "(requests per IP per 5 minutes, WAF's range for a rate-based rule)")
+    if not 1 <= config.board_copies <= BOARD_COPIES_MAX:
+        raise ValueError(f"board_copies must be from 1 to {BOARD_COPIES_MAX} (head items per board)")
     if config.cdn_price_class not in CDN_PRICE_CLASSES:
         raise ValueError(f"context cdn_price_class={config.cdn_price_class!r}: expected one of "
                          f"{', '.join(CDN_PRICE_CLASSES)}")

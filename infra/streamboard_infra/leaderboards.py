@@ -42,7 +42,8 @@ class Leaderboards(Construct):
             timeout=cdk.Duration.minutes(15), memory_mb=1024, log_retention_days=log_retention_days,
             reserved_concurrency=2,  # snapshots replace whole boards: two writers at most, never a stampede
         )
-        grant_items(self.boards_table, self.writer.role, "PutItem")
+        # a board's current head, its new version's pages and head copies, then the old pages (streamboard.boards)
+        grant_items(self.boards_table, self.writer.role, "GetItem", "PutItem", "BatchWriteItem")
         grant_items(self.profiles_table, self.writer.role, "GetItem", "UpdateItem")  # the profiles' reconcile
         scan.skip_checkov(self.query.function, {
             "CKV_AWS_115": "Invoked by the refresh schedule, a crawl's end and rare manual runs: a few times an "

@@ -116,7 +116,7 @@ class StreamboardStack(cdk.Stack):
         analytics.grant_refresh(leaderboards.writer.role)
 
         read_api_role = read_api.handler.role
-        grant_items(leaderboards.boards_table, read_api_role, "GetItem", "Query")
+        grant_items(leaderboards.boards_table, read_api_role, "GetItem", "Query", "BatchGetItem")  # heads, pages
         grant_items(leaderboards.profiles_table, read_api_role, "GetItem", "BatchGetItem")
         app_keys.grant_authenticate(read_api_role)
         analytics.grant_refresh(read_api_role)  # POST /v1/admin/refresh plans and starts a batch
@@ -143,6 +143,7 @@ class StreamboardStack(cdk.Stack):
             env.ENV_BOARDS_TABLE: leaderboards.boards_table.table_name,
             env.ENV_PROFILES_TABLE: leaderboards.profiles_table.table_name,
             env.ENV_APPS_TABLE: app_keys.table.table_name,
+            env.ENV_BOARD_COPIES: str(c.board_copies),  # the writer writes them, the read API spreads over them
         }
         functions: dict[str, PipelineFunction] = {
             "router": router.handler, "transform": delivery.transform, "leaderboard-query": leaderboards.query,

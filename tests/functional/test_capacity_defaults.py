@@ -82,3 +82,32 @@ def test_a_data_dir_without_events_is_a_one_line_error(tmp_path: Path, capsys: p
     assert main(["capacity", "--peak", "1000", "--from-data-dir", str(data)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no events counted" in err[0]
+
+
+def test_the_planners_board_rule_matches_what_the_board_store_counts(tmp_path: Path) -> None:
+    """capacity.board_units_per_refresh (the planner's board lines) against the local store's counts of a steady
+    replace (a board that had two snapshots before: pages, head copies, and the deletes of the version before)."""
+    import random
+    import uuid
+
+    from streamboard.adapters.aws.items import pack
+    from streamboard.adapters.local.stores import LocalBoardStore
+    from streamboard.capacity import board_units_per_refresh
+    from streamboard.ports import Board, BoardEntry
+
+    usage = Usage(tmp_path / "usage.db")
+    store = LocalBoardStore(tmp_path / "boards.db", usage, copies=2, cache_seconds=0)
+    rng = random.Random(9)
+    boards = [Board("overall", "all", "2026-03-01T12:00:00.000Z", "2026-03-01T12:00:07.000Z",
+                    tuple(BoardEntry(i + 1, str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                                     f"player_{rng.randrange(10**8)}", 10**6 - i) for i in range(1000)))
+              for _ in range(3)]
+    for board in boards[:2]:
+        store.replace_boards([board])
+    before = usage.report()["units"]
+    store.replace_boards(boards[2:])
+    after = usage.report()["units"]
+    entry_bytes = len(pack(boards[2].entries[:100])) / 100  # the planner's assumed board_entry_bytes is this
+    wru, rru = board_units_per_refresh(1000, entry_bytes, copies=2)
+    assert wru == pytest.approx(after["dynamodb_write_units"] - before["dynamodb_write_units"], rel=0.1)
+    assert rru == after["dynamodb_read_units"] - before["dynamodb_read_units"]

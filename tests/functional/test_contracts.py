@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
+import sqlite3
+import string
 import uuid
+import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from moto import mock_aws
 
+from streamboard.adapters.aws.items import layout, page_entries
 from streamboard.backend import Backend, build_aws_backend, build_local_backend
+from streamboard.boards import PagedBoards
 from streamboard.errors import BadRequest, NotFound
 from streamboard.packing import MAX_RECORD_BYTES
 from streamboard.ports import Board, BoardEntry, Partition, StreamRecord
@@ -199,6 +206,190 @@ def test_board_snapshot_replace_get_limit_and_ranks(any_backend: Backend) -> Non
     assert store.get_board("overall", "all", 1000) == again
     store.replace_boards([Board("arcade", "30d", "2026-01-02T00:00:00Z", None, ())])  # emptied board
     assert store.get_board("arcade", "30d", 10).entries == ()  # type: ignore[union-attr]
+
+
+# --- board store: paged snapshots (streamboard.boards) -------------------------------------------------
+
+def _tied_board(ids: str, n: int = 1000, tag: str = "") -> Board:
+    """Entries tie in threes (places 99-101 share rank 99, and ties straddle the page boundaries),
+    in board order (score descending, then user_id) with competition ranks; ``ids`` short (the head holds
+    exactly 100 entries) or long (uuid ids and 30-letter names: it holds fewer)."""
+    rng = random.Random(7)
+    users = [(f"p{i:04d}", f"{tag}{i}") if ids == "short" else
+             (str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+              tag + "".join(rng.choice(string.ascii_letters) for _ in range(30))) for i in range(n)]
+    ordered = sorted(((100_000 - ((i + 1) // 3) * 7, u, name) for i, (u, name) in enumerate(users)),
+                     key=lambda p: (-p[0], p[1]))
+    entries, rank = [], 0
+    for i, (score, user, name) in enumerate(ordered):
+        if i == 0 or score != ordered[i - 1][0]:
+            rank = i + 1
+        entries.append(BoardEntry(rank, user, name, score))
+    return Board("overall", "all", "2026-01-01T00:00:00Z", "2026-01-01T00:00:05.000Z", tuple(entries))
+
+
+@pytest.mark.parametrize("ids", ["short", "long"])
+def test_board_pages_agree_with_the_whole_board(any_backend: Backend, ids: str) -> None:
+    store = any_backend.boards
+    board = _tied_board(ids)
+    assert [e.rank for e in board.entries[98:102]] == [99, 99, 99, 102]  # places 100 and 101 tie
+    store.replace_boards([board])
+    top = layout(board.entries).top  # short: the head ends inside the tie of places 99-101; long: sooner
+    assert top == 100 if ids == "short" else 10 < top < 100
+    ends = range(top, 1000, layout(board.entries).per_page)  # where the head and each page end
+    assert any(board.entries[i - 1].rank == board.entries[i].rank for i in ends)  # a tie across a boundary
+    edges = {i + d for i in ends for d in (-1, 0, 1)}
+    for limit in sorted({1, 10, 99, 100, 101, 102, 199, 200, 201, 202, 555, 999, 1000} | edges):
+        got = store.get_board("overall", "all", limit)
+        assert got is not None and got.entries == board.entries[:limit], limit
+    assert store.get_board("overall", "all", 1000) == board
+    for i in (0, 99, 100, 101, top, ends[1] if len(ends) > 1 else 500, 640, 999):  # head, its edges, pages
+        e = board.entries[i]
+        assert store.ranks_for(e.user_id) == [{"scope": "overall", "window": "all", "rank": e.rank, "score": e.score}]
+    assert store.ranks_for("nobody") == []
+
+
+def _paged(store: Any, **options: Any) -> PagedBoards:
+    """Another process's board store over the same table (its own cache, its own copy count)."""
+    options.setdefault("copies", store.copies)
+    options.setdefault("cache_seconds", 0)
+    return PagedBoards(store.table, **options)
+
+
+def _page_versions(table: Any, scope: str = "overall", window: str = "all") -> set[str]:
+    return {i["sk"]["S"].split("#")[0] for i in table.query(f"page#{scope}#{window}", consistent=True)}
+
+
+def _head_versions(table: Any, scope: str = "overall", window: str = "all") -> set[str]:
+    """The current version of a board's head and the previous one it names."""
+    head = table.get(("board", f"{scope}#{window}"), consistent=True)
+    return {head["version"]["S"], *([head["previous"]["S"]] if "previous" in head else [])}
+
+
+@pytest.mark.parametrize("replaces", [1, 2])
+def test_a_read_during_replaces_never_mixes_two_versions(any_backend: Backend, monkeypatch: pytest.MonkeyPatch,
+                                                         replaces: int) -> None:
+    """A reader gets a head; before it fetches that version's pages, another writer replaces the board once (the
+    old version's pages are kept: the reader gets the old board whole) or twice (they are gone: it starts again
+    from the newest head and gets that board whole)."""
+    versions = [_tied_board("long", tag=f"v{i}-") for i in (1, 2, 3)]
+    table = any_backend.boards.table  # type: ignore[attr-defined]
+    writer = _paged(any_backend.boards)
+    writer.replace_boards(versions[:1])
+    pending = list(versions[1:1 + replaces])
+    real_get = table.get
+
+    def get(key: tuple[str, str], *, consistent: bool) -> Any:
+        item = real_get(key, consistent=consistent)
+        if pending and key[0].startswith("board") and not consistent:  # the reader's first head, not the writer's
+            for board in pending:
+                writer.replace_boards([board])
+            pending.clear()
+        return item
+
+    monkeypatch.setattr(table, "get", get)
+    got = _paged(any_backend.boards).get_board("overall", "all", 1000)
+    monkeypatch.undo()
+    assert got == versions[0 if replaces == 1 else replaces]
+    # storage holds the pages of the current version and of the one before it, no more
+    assert _page_versions(table) == _head_versions(table) and len(_page_versions(table)) == 2
+
+
+def test_writers_at_once_take_turns_and_orphan_no_pages(any_backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two writers replace a board at once (the writer Lambda may run twice): the one whose head lands second
+    reads again, names the other's version as the previous, and the pages of no version are left behind."""
+    old, first, second = (_tied_board("long", tag=f"{t}-") for t in ("old", "first", "second"))
+    table = any_backend.boards.table  # type: ignore[attr-defined]
+    slow, fast = _paged(any_backend.boards), _paged(any_backend.boards)
+    slow.replace_boards([old])
+    fast.replace_boards([_tied_board("long", tag="older-")])  # so that the first head names a previous version
+    racing = [first]
+    real_get = table.get
+
+    def get(key: tuple[str, str], *, consistent: bool) -> Any:
+        item = real_get(key, consistent=consistent)
+        while racing:  # the slow writer has read the head: the fast one replaces the board meanwhile
+            fast.replace_boards([racing.pop()])
+        return item
+
+    monkeypatch.setattr(table, "get", get)
+    slow.replace_boards([second])
+    monkeypatch.undo()
+    assert _paged(any_backend.boards).get_board("overall", "all", 1000) == second
+    head = table.get(("board", "overall#all"), consistent=True)
+    # the head names first's version as the previous, whose pages a reader holding first's head still finds;
+    # the pages of the versions before are gone
+    assert _page_versions(table) == _head_versions(table) == {head["version"]["S"], head["previous"]["S"]}
+    page = table.get(("page#overall#all", f"{head['previous']['S']}#1"), consistent=True)
+    lay = layout(first.entries)
+    assert page_entries(page) == first.entries[lay.top:lay.top + lay.per_page]
+
+
+def test_hot_board_reads_spread_over_head_copies_of_one_version(any_backend: Backend,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    store = any_backend.boards
+    table = store.table  # type: ignore[attr-defined]
+    one = _tied_board("short", n=300, tag="one-")
+    _paged(store, copies=4).replace_boards([one])
+    heads: list[str] = []
+    real_get = table.get
+
+    def get(key: tuple[str, str], *, consistent: bool) -> Any:
+        heads.append(key[0])
+        return real_get(key, consistent=consistent)
+
+    monkeypatch.setattr(table, "get", get)
+    reader = _paged(store, copies=4, rng=random.Random(3))
+    assert {reader.get_board("overall", "all", 300) for _ in range(40)} == {one}
+    assert set(heads) == {"board", "board#1", "board#2", "board#3"}  # four items share the load
+    # a reader configured with more copies than were written falls back to copy 0
+    assert {_paged(store, copies=8).get_board("overall", "all", 10) for _ in range(20)} == {
+        replace(one, entries=one.entries[:10])}
+    # a writer with fewer copies removes the rest: a reader still on four never reads a stale copy
+    two = _tied_board("short", n=300, tag="two-")
+    _paged(store, copies=2).replace_boards([two])
+    assert {_paged(store, copies=4).get_board("overall", "all", 300) for _ in range(20)} == {two}
+
+
+def test_a_board_in_the_one_item_layout_is_read_until_its_first_replace(any_backend: Backend) -> None:
+    """Deployed over a table written before pages: each board is one item holding every entry."""
+    store = any_backend.boards
+    table = store.table  # type: ignore[attr-defined]
+    old = _board("overall", "all", 1000, tag="old")
+    table.put({"pk": {"S": "board"}, "sk": {"S": "overall#all"}, "scope": {"S": "overall"}, "window": {"S": "all"},
+               "entries": {"B": zlib.compress(json.dumps([[e.rank, e.user_id, e.user_name, e.score]
+                                                          for e in old.entries]).encode())},
+               "as_of": {"S": old.as_of}, "refreshed_at": {"S": old.refreshed_at}})
+    assert store.get_board("overall", "all", 1000) == old
+    assert store.get_board("overall", "all", 5) == replace(old, entries=old.entries[:5])
+    assert store.scopes() == ["overall"] and store.ranks_for("u0500")[0]["rank"] == 501
+    new = _board("overall", "all", 1000, tag="new")
+    store.replace_boards([new])
+    assert _paged(store).get_board("overall", "all", 1000) == new
+
+
+def test_local_boards_of_a_data_dir_made_before_pages_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "boards.db"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as conn:  # the tables of the layout before pages, with one board
+        conn.executescript("""
+            CREATE TABLE snapshots (snapshot_id INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL,
+              win TEXT NOT NULL, as_of TEXT, refreshed_at TEXT);
+            CREATE TABLE boards (scope TEXT NOT NULL, win TEXT NOT NULL, snapshot_id INTEGER NOT NULL,
+              PRIMARY KEY (scope, win));
+            CREATE TABLE entries (snapshot_id INTEGER NOT NULL, rank INTEGER NOT NULL, user_id TEXT NOT NULL,
+              user_name TEXT, score INTEGER NOT NULL);
+            CREATE TABLE board_items (scope TEXT NOT NULL, win TEXT NOT NULL, bytes INTEGER NOT NULL,
+              PRIMARY KEY (scope, win));
+            INSERT INTO snapshots VALUES (7, 'arcade', '30d', '2026-01-01T00:00:00Z', '2026-01-01T00:00:05.000Z');
+            INSERT INTO boards VALUES ('arcade', '30d', 7);
+        """)
+        conn.executemany("INSERT INTO entries VALUES (7, ?, ?, ?, ?)",
+                         [(i + 1, f"u{i:04d}", f"name{i}", 1000 - i) for i in range(250)])
+    backend = build_local_backend(Settings(data_dir=tmp_path / "data"))
+    assert backend.boards.get_board("arcade", "30d", 1000) == _board("arcade", "30d", 250)
+    assert backend.usage is not None and backend.usage.report()["units"]["dynamodb_write_units"] == 0  # not billed
+    assert build_local_backend(Settings(data_dir=tmp_path / "data")).boards.scopes() == ["arcade"]  # moved once
 
 
 # --- profile store ------------------------------------------------------------------------------------

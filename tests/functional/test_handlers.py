@@ -19,6 +19,7 @@ from moto import mock_aws
 
 from processors import deployed, leaderboards, read_api, router, transform
 from streamboard.backend import Backend, build_aws_backend, build_local_backend
+from streamboard.boards import PagedBoards
 from streamboard.packing import MAX_RECORD_BYTES
 from streamboard.ports import Board, BoardEntry
 from streamboard.registry import REGISTRY, format_ts, parse_ts
@@ -595,6 +596,32 @@ def test_board_etag_changes_exactly_when_a_refresh_lands_and_304_until_then(eith
     assert body_of(after)["entries"][0]["score"] == 490
     assert read_api.handle(api_event("/v1/leaderboards/chess", headers={"If-None-Match": after["headers"]["etag"]}),
                            either)["statusCode"] == 304
+
+
+def test_a_board_kept_by_a_reader_process_is_served_at_most_its_cache_time_with_that_much_less_max_age(
+        either: Backend) -> None:
+    """The read API's container keeps a board's head a second (settings.board_cache_seconds): a refresh landed by
+    the writer shows there within that second, and what it serves meanwhile is that much older, so no cache
+    keeps it beyond the 300 s cap."""
+    start = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    land_refresh(either, start, 100)
+    clock = [0.0]
+    store = PagedBoards(either.boards.table, copies=either.settings.board_copies,  # type: ignore[attr-defined]
+                        cache_seconds=1.0, clock=lambda: clock[0])
+    reader = dataclasses.replace(either, boards=store)
+    now = start.timestamp() + 60
+    first = read_api.handle(api_event("/v1/leaderboards/chess"), reader, now=now)
+    assert max_age(first) == read_api.BOARD_MAX_AGE
+    land_refresh(either, start, 500)  # the writer, another process
+    clock[0] = 0.6
+    kept = read_api.handle(api_event("/v1/leaderboards/chess"), reader, now=now + 0.6)
+    assert kept["headers"]["etag"] == first["headers"]["etag"] and body_of(kept) == body_of(first)
+    assert max_age(kept) == read_api.BOARD_MAX_AGE - 1
+    clock[0] = 1.0
+    fresh = read_api.handle(api_event("/v1/leaderboards/chess", headers={"If-None-Match": first["headers"]["etag"]}),
+                            reader, now=now + 1)
+    assert fresh["statusCode"] == 200 and fresh["headers"]["etag"] != first["headers"]["etag"]
+    assert body_of(fresh)["entries"][0]["score"] == 490 and max_age(fresh) == read_api.BOARD_MAX_AGE
 
 
 def test_each_window_and_limit_of_a_board_has_its_own_etag(either: Backend) -> None:

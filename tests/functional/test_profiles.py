@@ -312,7 +312,7 @@ def test_a_full_rebuild_reconciles_every_profile_and_goes_on_numbering_batches(t
 
 @pytest.mark.parametrize(("shape", "requests", "ceiling"), [
     ("requests of 100 score events of one player", {"requests": 30, "events_per_request": 100}, 0.05),
-    ("single-event requests from distinct players", {"requests": 1500, "events_per_request": 1}, 1.1),
+    ("single-event requests from distinct players", {"requests": 3000, "events_per_request": 1}, 1.1),
 ])
 def test_write_units_per_score_event_after_a_run_with_a_refresh(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                                 shape: str, requests: dict[str, int],

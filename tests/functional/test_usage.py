@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 import uuid
 import warnings
 from pathlib import Path
@@ -18,7 +19,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from ingest.app import IngestSinks, create_app
-from streamboard.adapters.aws.items import board_item
+from streamboard.adapters.aws.items import head_item, layout
 from streamboard.adapters.local.stores import LocalProfileStore
 from streamboard.cli import main
 from streamboard.profiles import Base
@@ -136,12 +137,16 @@ def test_usage_of_a_small_run_matches_what_was_sent(tmp_path: Path, capsys: pyte
     assert "kinesis_put_units" in table and "per 1,000 events" in table
     assert usage_json(data, capsys) == report
 
-    # the boards' first snapshots: one PutItem each, by the item the aws store writes (and the profiles' writes)
+    # the boards' first snapshots: a PutItem of each copy of each board's head, by the items the aws store
+    # writes (small boards: no pages), and the profiles' writes
     boards = [b.boards.get_board(s, w, 1000) for s in ("overall", "arcade") for w in ("all", "30d", "365d")]
-    board_units = sum(dynamodb_write_units(item_size(board_item(x))) for x in boards if x is not None)
-    assert len([x for x in boards if x is not None]) == 6
+    copies = settings.board_copies
+    board_units = sum(dynamodb_write_units(item_size(head_item(x, layout(x.entries), c, version="0" * 16,
+                                                               previous=None, previous_pages=0, copies=copies)))
+                      for x in boards if x is not None for c in range(copies))
+    assert len([x for x in boards if x is not None]) == 6 and copies == 2
     assert units["dynamodb_write_units"] - before["units"]["dynamodb_write_units"] > board_units
-    # each of those reads is an eventually consistent GetItem of a board item under 4 KB: half a unit
+    # each of those reads is an eventually consistent GetItem of a head under 4 KB: half a unit
     assert usage_json(data, capsys)["units"]["dynamodb_read_units"] == units["dynamodb_read_units"] + 6 * 0.5
 
 
@@ -192,6 +197,56 @@ def test_a_query_is_billed_by_the_column_chunks_it_reads(tmp_path: Path) -> None
     assert Usage(data / "usage.db").report()["units"]["athena_bytes_scanned"] - before == ATHENA_MINIMUM
 
 
+def _read_units(usage: Usage) -> float:
+    return float(usage.report()["units"]["dynamodb_read_units"])
+
+
+def test_a_short_board_read_bills_one_small_item_and_a_long_one_its_pages_once(tmp_path: Path) -> None:
+    """limit=10 is an eventually consistent GetItem of a head under 4 KB: 0.5 units (the issue's target: at most
+    1). limit=1000 adds a BatchGetItem of the pages, each under 4 KB; this process keeps them (a version's
+    pages never change), so the next long read, and a profile's ranks, read only heads."""
+    from streamboard.adapters.aws.items import HEAD_BYTES, page_item
+    from streamboard.backend import build_local_backend
+    from streamboard.ports import Board, BoardEntry
+
+    backend = build_local_backend(Settings(data_dir=tmp_path / "data", board_cache_seconds=0))
+    store, usage = backend.boards, backend.usage
+    assert usage is not None
+    rng = random.Random(5)  # random uuids for ids, numbered names: about 34 packed bytes an entry
+    entries = tuple(BoardEntry(i + 1, str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                               f"player_{rng.randrange(10**8)}", 10**6 - i) for i in range(1000))
+    board = Board("overall", "all", "2026-03-01T12:00:00.000Z", "2026-03-01T12:00:07.000Z", entries)
+    lay = layout(entries)
+    version = "0" * 16  # a version id's length (each replace draws a new one)
+    heads = [head_item(board, lay, c, version=version, previous=None, previous_pages=0, copies=2) for c in range(2)]
+    pages = [page_item("overall", "all", version, n, blob) for n, blob in enumerate(lay.pages, start=1)]
+    assert lay.top == 100 and len(pages) == 9 and all(item_size(i) <= HEAD_BYTES for i in heads + pages)
+
+    writes = usage.report()["units"]["dynamodb_write_units"]
+    store.replace_boards([board])
+    # a strongly consistent GetItem of the current head (none yet: the minimum), the pages, each head copy
+    assert _read_units(usage) == 1
+    assert usage.report()["units"]["dynamodb_write_units"] - writes == sum(
+        dynamodb_write_units(item_size(i)) for i in pages + heads)
+
+    def cost(call: Any) -> float:
+        before = _read_units(usage)
+        call()
+        return _read_units(usage) - before
+
+    assert cost(lambda: store.get_board("overall", "all", 10)) == 0.5
+    assert cost(lambda: store.get_board("overall", "all", 100)) == 0.5
+    assert cost(lambda: store.get_board("overall", "all", 101)) == 0.5 + 0.5  # and page 1
+    assert cost(lambda: store.get_board("overall", "all", 1000)) == 0.5 + 8 * 0.5  # pages 2..9
+    assert cost(lambda: store.get_board("overall", "all", 1000)) == 0.5  # every page kept
+    # a profile's ranks: one eventually consistent Query of the heads (copy 0), the pages kept
+    assert cost(lambda: store.ranks_for(entries[700].user_id)) == 0.5
+    # the same snapshot again (a retried writer): the head read, nothing written
+    writes = usage.report()["units"]["dynamodb_write_units"]
+    assert cost(lambda: store.replace_boards([board])) == 1
+    assert usage.report()["units"]["dynamodb_write_units"] == writes
+
+
 def test_usage_of_a_missing_data_dir_is_one_line_and_nonzero(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["usage", "--data-dir", str(tmp_path / "nothing")]) == 1
@@ -226,8 +281,10 @@ def test_the_aws_stores_log_the_capacity_dynamodb_reports(tmp_path: Path, fake_a
         backend.profiles.reconcile({"u1": Base(categories={"arcade": 4})}, batch=1, cut=0, now="now")
     lines = [json.loads(r.getMessage())["dynamodb_consumed"] for r in caplog.records]
     boards, live, reconciled, late = lines
-    assert boards == {"operation": "boards.replace", "table": settings.boards_table, "calls": 2,
-                      "capacity_units": 2.0, "unreported_calls": 0}  # moto's 1.0 per PutItem
+    # per board (one entry: no pages) a GetItem of its current head, then a PutItem of each of its 2 head copies:
+    # moto's 0.5 and 1.0 each
+    assert boards == {"operation": "boards.replace", "table": settings.boards_table, "calls": 6,
+                      "capacity_units": 5.0, "unreported_calls": 0}
     # one UpdateItem per user, no transaction
     assert live["operation"] == "profiles.apply" and live["calls"] == 2 and live["unreported_calls"] == 0
     # the reconcile reads the item, then updates it

@@ -38,6 +38,7 @@ def test_prescale_from_json_context() -> None:
     ({"retain_data": "maybe"}, "expected true or false"),
     ({"cdn_rate_limit_per_ip": "5"}, "cdn_rate_limit_per_ip must be from 10"),
     ({"cdn_price_class": "PriceClass_42"}, "expected one of PriceClass_100, PriceClass_200, PriceClass_All"),
+    ({"board_copies": "0"}, "board_copies must be from 1 to 16"),
 ])
 def test_bad_context_is_one_clear_error(context: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -431,14 +431,36 @@ def test_grants_follow_the_wiring(dev: Synth) -> None:
     assert _as_list(put["Action"]) == ["s3:PutObject"]  # writes bad events, never reads the lake
     (resource,) = _as_list(put["Resource"])
     assert resource["Fn::Join"][1][-1] == "/lake/bad-events/*", resource  # that prefix of the lake only
+    variables = {f["Properties"]["Handler"]: f["Properties"].get("Environment", {}).get("Variables", {})
+                 for f in dev.resources("AWS::Lambda::Function").values()}
+    read_env = variables["processors.read_api.handler"]
+    tables = {read_env[name]["Ref"]: table for name, table in ((env.ENV_BOARDS_TABLE, "boards"),
+                                                               (env.ENV_PROFILES_TABLE, "profiles"),
+                                                               (env.ENV_APPS_TABLE, "apps"))}
+
+    def ddb_actions(statements: list[dict[str, Any]]) -> dict[str, set[str]]:
+        """The DynamoDB actions of a role's statements, by the table they are granted on."""
+        out: dict[str, set[str]] = {}
+        for s in statements:
+            actions = {a for a in _as_list(s["Action"]) if a.startswith("dynamodb:")}
+            for resource in _as_list(s["Resource"]) if actions else []:
+                out.setdefault(tables[resource["Fn::GetAtt"][0]], set()).update(actions)
+        return out
+
     writer = _statements(dev, roles["processors.leaderboards.writer_handler"])
-    # boards are put whole; profiles are read and updated by the reconcile
-    assert {a for s in writer for a in _as_list(s["Action"]) if a.startswith("dynamodb:")} == {
-        "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"}
+    # a board's head read (the current version), the new version's pages and head copies, the old pages deleted;
+    # profiles are read and updated by the reconcile
+    assert ddb_actions(writer) == {
+        "boards": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"},
+        "profiles": {"dynamodb:GetItem", "dynamodb:UpdateItem"}}
     read_api = _statements(dev, roles["processors.read_api.handler"])
-    read_api_ddb = {a for s in read_api for a in _as_list(s["Action"]) if a.startswith("dynamodb:")}
-    assert read_api_ddb == {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"}, \
-        "the read API never writes a table"
+    # heads, the pages of longer reads, the heads of every board (scopes, ranks); profiles and their firsts
+    assert ddb_actions(read_api) == {
+        "boards": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"},
+        "profiles": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
+        "apps": {"dynamodb:GetItem"}}, "the read API never writes a table"
+    assert variables["processors.leaderboards.writer_handler"][env.ENV_BOARD_COPIES] == \
+        read_env[env.ENV_BOARD_COPIES] == "2"  # the copies one writes, the other reads
     # GET /v1/health: the ingest DLQ's depth (no other queue, no receive or delete) and CloudWatch metric reads
     queues = [s for s in read_api if any(a.startswith("sqs:") for a in _as_list(s["Action"]))]
     assert [set(_as_list(s["Action"])) for s in queues] == [{"sqs:GetQueueAttributes", "sqs:GetQueueUrl"}]

@@ -177,3 +177,54 @@ def test_the_seeds_volume_costs_at_most_3000_usd_a_month_and_every_line_has_a_so
         for line in stage["lines"]:
             assert line["source"].split(":")[0] in ("counted", "default", "rule", "bench", "assumed"), \
                 line
+
+
+def test_the_read_path_prices_every_read_at_the_edge_and_only_the_misses_at_the_origin() -> None:
+    result = project(Traffic(41_667, reads_per_second=1000, cache_hit_ratio=0.95))
+    reads = result["read_path"]
+    assert reads["origin_usd_per_million_reads"] <= 0.10  # issue 12's target
+    by = reads["usd_per_million_reads_by_service"]
+    # CloudFront: $0.0100 per 10,000 HTTPS requests and 1.5 KB a read at $0.085/GB; WAF $0.60 per million
+    assert by["CloudFront"] == pytest.approx(1e6 / 10_000 * PRICES["cloudfront_https_requests_per_10k"]
+                                             + 1e6 * 1500 / 1e9 * PRICES["cloudfront_transfer_out_per_gb"], rel=1e-3)
+    assert by["WAF"] == pytest.approx(PRICES["waf_requests_per_million"], rel=1e-3)
+    # the origin sees 5% of the reads: 50,000 a million, each an API call, a Lambda request and half a read unit
+    assert by["API Gateway"] == pytest.approx(0.05 * PRICES["api_gateway_http_requests_per_million"], rel=1e-3)
+    assert by["DynamoDB"] == pytest.approx(0.05 * 0.5 * PRICES["dynamodb_read_request_units_per_million"], rel=1e-3)
+    assert reads["origin_usd_per_million_reads"] == pytest.approx(
+        by["API Gateway"] + by["Lambda"] + by["DynamoDB"], abs=1e-3)
+    assert reads["usd_per_million_reads"] == pytest.approx(sum(by.values()), abs=1e-3)
+    stage = _stage(result, "read path")
+    assert all(line["source"].startswith(SOURCES) for line in stage["lines"])
+    assert _line(result, "read path", "CloudFront HTTPS requests")["per_month"] == pytest.approx(
+        1000 * 0.25 * capacity.SECONDS_PER_MONTH)  # the peak at the average share, as for events
+    assert "50/s at the origin" in stage["needs"]
+    # a worse hit ratio doubles the origin's share; the edge's cost per read stays; no reads, no read path
+    worse = project(Traffic(41_667, reads_per_second=1000, cache_hit_ratio=0.9))["read_path"]
+    assert worse["origin_usd_per_million_reads"] == pytest.approx(2 * reads["origin_usd_per_million_reads"], rel=1e-2)
+    assert worse["usd_per_million_reads_by_service"]["CloudFront"] == pytest.approx(by["CloudFront"])
+    none = project(Traffic(41_667))
+    assert "read_path" not in none and not any(s["stage"].startswith("read path") for s in none["stages"])
+    assert result["total_monthly_usd"] == pytest.approx(none["total_monthly_usd"] + stage["monthly_usd"], abs=0.05)
+    with pytest.raises(capacity.PlanError, match="cache-hit-ratio"):
+        Traffic(1000, reads_per_second=10, cache_hit_ratio=1.5)
+
+
+def test_board_writes_follow_the_paged_layout() -> None:
+    # a board of 40 players fits its head: an item of about 1.7 KB per copy, no pages, read once before the replace
+    assert capacity.board_units_per_refresh(40, 36.0, copies=2) == (2 * 2, 1.0)
+    # 1,000 players at 36 bytes: a head of 99 (within 4 KB: 4 units a copy), 10 pages written and 10 deleted
+    wru, rru = capacity.board_units_per_refresh(1000, 36.0, copies=2)
+    assert (wru, rru) == (2 * 4 + 2 * (9 * 4 + 1), 1.0)
+    assert _line(project(Traffic(10_000)), "profiles", "board write units")["per_month"] == pytest.approx(
+        capacity.HOURS_PER_MONTH * 15 * wru)
+
+
+def test_capacity_command_prints_the_read_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["capacity", "--peak", "41667", "--reads-per-second", "1000", "--cache-hit-ratio", "0.95"]) == 0
+    out = capsys.readouterr().out
+    assert "read path (CloudFront, WAF, API Gateway, Lambda, DynamoDB)" in out and "CloudFront GB out" in out
+    summary = next(line for line in out.splitlines() if line.startswith("read path: USD"))
+    assert "per million reads" in summary and "of which the origin" in summary
+    assert main(["capacity", "--peak", "41667", "--reads-per-second", "-1"]) == 1
+    assert "--reads-per-second" in capsys.readouterr().err

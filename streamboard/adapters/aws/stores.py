@@ -7,17 +7,19 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import random
 import re
 import threading
-import zlib
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from streamboard.adapters.aws.clients import Clients
-from streamboard.adapters.aws.items import BOARD_PK, app_items, board_item
-from streamboard.errors import BadRequest
+from streamboard.adapters.aws.items import app_items
+from streamboard.boards import PagedBoards
+from streamboard.errors import BadRequest, SinkError
 from streamboard.keys import hash_key, new_key
-from streamboard.ports import App, Board, BoardEntry, Profile
+from streamboard.ports import App, Profile
 from streamboard.profiles import (
     CHALLENGE_SK,
     PROFILE_SK,
@@ -78,57 +80,117 @@ def _billing(operation: str, table: str, level: int = logging.INFO) -> Iterator[
             log.log(level, bill.line())
 
 
-class DynamoBoardStore:
-    """One item per board holding its whole top-K snapshot (compressed): a PutItem replaces it atomically."""
+class DynamoItems:
+    """The boards table through boto3: each call asks for its consumed capacity, and the calls of one store
+    operation (``operation``) are logged as one line."""
 
     def __init__(self, clients: Clients, table: str) -> None:
         self.clients = clients
         self.table = table
+        self._bill = threading.local()
 
-    def replace_boards(self, boards: Sequence[Board]) -> None:
-        ddb = self.clients("dynamodb")
-        with _billing("boards.replace", self.table) as bill:
-            for b in boards:
-                bill.add(ddb.put_item(TableName=self.table, Item=board_item(b), ReturnConsumedCapacity=TOTAL))
+    @contextlib.contextmanager
+    def operation(self, name: str, write: bool = False) -> Iterator[None]:
+        if getattr(self._bill, "current", None) is not None:  # inside another operation: its line counts these
+            yield
+            return
+        with _billing(name, self.table, logging.INFO if write else logging.DEBUG) as bill:
+            self._bill.current = bill
+            try:
+                yield
+            finally:
+                self._bill.current = None
+
+    def _add(self, response: dict[str, Any]) -> dict[str, Any]:
+        bill: _Billing | None = getattr(self._bill, "current", None)
+        return response if bill is None else bill.add(response)
 
     @staticmethod
-    def _board(item: dict[str, Any], limit: int | None = None) -> Board:
-        entries = json.loads(zlib.decompress(item["entries"]["B"]))
-        if limit is not None:
-            entries = entries[:limit]
-        return Board(item["scope"]["S"], item["window"]["S"], item.get("as_of", {}).get("S"),
-                     item.get("refreshed_at", {}).get("S"), tuple(BoardEntry(*e) for e in entries))
+    def _key(key: tuple[str, str]) -> dict[str, Any]:
+        return {"pk": {"S": key[0]}, "sk": {"S": key[1]}}
 
-    def get_board(self, scope: str, window: str, limit: int) -> Board | None:
-        with _billing("boards.get", self.table, logging.DEBUG) as bill:
-            resp = bill.add(self.clients("dynamodb").get_item(
-                TableName=self.table, Key={"pk": {"S": BOARD_PK}, "sk": {"S": f"{scope}#{window}"}},
-                ReturnConsumedCapacity=TOTAL))
-        item = resp.get("Item")
-        return None if item is None else self._board(item, limit)
+    def get(self, key: tuple[str, str], *, consistent: bool) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self._add(self.clients("dynamodb").get_item(
+            TableName=self.table, Key=self._key(key), ConsistentRead=consistent,
+            ReturnConsumedCapacity=TOTAL)).get("Item")
+        return item
 
-    def _all(self) -> list[dict[str, Any]]:
+    def get_many(self, keys: Sequence[tuple[str, str]], *, consistent: bool) -> dict[tuple[str, str], dict[str, Any]]:
+        ddb = self.clients("dynamodb")
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for i in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
+            pending: dict[str, Any] = {self.table: {"Keys": [self._key(k) for k in keys[i:i + 100]],
+                                                    "ConsistentRead": consistent}}
+            for attempt in range(_BATCH_ATTEMPTS):
+                resp = self._add(ddb.batch_get_item(RequestItems=pending, ReturnConsumedCapacity=TOTAL))
+                for item in resp.get("Responses", {}).get(self.table, []):
+                    found[(item["pk"]["S"], item["sk"]["S"])] = item
+                pending = resp.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(_backoff(attempt))
+            else:
+                raise SinkError(f"DynamoDB left keys of {self.table} unread after {_BATCH_ATTEMPTS} attempts")
+        return found
+
+    def query(self, pk: str, *, consistent: bool) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         pages = self.clients("dynamodb").get_paginator("query").paginate(
-            TableName=self.table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": BOARD_PK}},
-            ConsistentRead=True, ReturnConsumedCapacity=TOTAL)
-        with _billing("boards.query", self.table, logging.DEBUG) as bill:
-            for page in pages:
-                items.extend(bill.add(page)["Items"])
+            TableName=self.table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": pk}},
+            ConsistentRead=consistent, ReturnConsumedCapacity=TOTAL)
+        for page in pages:
+            items.extend(self._add(page)["Items"])
         return items
 
-    def scopes(self) -> list[str]:
-        return sorted({i["scope"]["S"] for i in self._all()})
+    def put(self, item: dict[str, Any]) -> None:
+        self._add(self.clients("dynamodb").put_item(TableName=self.table, Item=item, ReturnConsumedCapacity=TOTAL))
 
-    def ranks_for(self, user_id: str) -> list[dict[str, Any]]:
-        out = []
-        for item in self._all():
-            board = self._board(item)
-            for e in board.entries:
-                if e.user_id == user_id:
-                    out.append({"scope": board.scope, "window": board.window, "rank": e.rank, "score": e.score})
+    def put_if(self, item: dict[str, Any], version: str | None) -> bool:
+        ddb = self.clients("dynamodb")
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(#v)"} if version is None else {
+            "ConditionExpression": "#v = :v", "ExpressionAttributeValues": {":v": {"S": version}}}
+        try:
+            self._add(ddb.put_item(TableName=self.table, Item=item, ExpressionAttributeNames={"#v": "version"},
+                                   ReturnConsumedCapacity=TOTAL, **condition))
+            return True
+        except ddb.exceptions.ConditionalCheckFailedException:
+            bill: _Billing | None = getattr(self._bill, "current", None)
+            if bill is not None:
+                bill.failed()
+            return False
+
+    def write_many(self, puts: Sequence[dict[str, Any]], deletes: Sequence[tuple[str, str]]) -> None:
+        ddb = self.clients("dynamodb")
+        requests = [{"PutRequest": {"Item": i}} for i in puts] + \
+                   [{"DeleteRequest": {"Key": self._key(k)}} for k in deletes]
+        for i in range(0, len(requests), 25):  # BatchWriteItem takes 25 requests
+            pending: dict[str, Any] = {self.table: requests[i:i + 25]}
+            for attempt in range(_BATCH_ATTEMPTS):
+                resp = self._add(ddb.batch_write_item(RequestItems=pending, ReturnConsumedCapacity=TOTAL))
+                pending = resp.get("UnprocessedItems") or {}
+                if not pending:
                     break
-        return sorted(out, key=lambda r: (r["scope"], r["window"]))
+                time.sleep(_backoff(attempt))
+            else:
+                raise SinkError(f"DynamoDB left writes to {self.table} undone after {_BATCH_ATTEMPTS} attempts")
+
+
+_BATCH_ATTEMPTS = 8
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds before retrying a batch's unprocessed part (throttled): exponential, jittered, under 2 s."""
+    return float(min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.0))
+
+
+class DynamoBoardStore(PagedBoards):
+    """The paged boards (``streamboard.boards``) in DynamoDB: a head item per board (and copy) with its top
+    entries, pages of the rest under a version, the previous version kept for readers in flight."""
+
+    def __init__(self, clients: Clients, table: str, *, copies: int = 2, cache_seconds: float = 1.0,
+                 **options: Any) -> None:
+        super().__init__(DynamoItems(clients, table), copies=copies, cache_seconds=cache_seconds, **options)
+        self.clients = clients
 
 
 class DynamoProfileStore:

@@ -9,6 +9,8 @@ removes attributes); a transaction cancelled by a condition is billed for all it
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime as dt
 import json
 import re
@@ -17,8 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from streamboard.adapters.aws.items import app_items, board_item
+from streamboard.adapters.aws.items import Item, Key, app_items
 from streamboard.adapters.local.sqlite import SqliteDB
+from streamboard.boards import PagedBoards, no_operation
 from streamboard.errors import BadRequest
 from streamboard.keys import hash_key, new_key
 from streamboard.ports import App, Board, BoardEntry, Profile
@@ -36,110 +39,136 @@ from streamboard.profiles import (
 )
 from streamboard.usage import Usage, dynamodb_read_units, dynamodb_write_units, item_size
 
-_BOARDS = """
-CREATE TABLE IF NOT EXISTS snapshots (
-  snapshot_id INTEGER PRIMARY KEY AUTOINCREMENT,
-  scope TEXT NOT NULL, win TEXT NOT NULL, as_of TEXT, refreshed_at TEXT
+_BOARD_ITEMS = """
+CREATE TABLE IF NOT EXISTS board_table (
+  pk TEXT NOT NULL, sk TEXT NOT NULL, item TEXT NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (pk, sk)
 );
-CREATE TABLE IF NOT EXISTS boards (
-  scope TEXT NOT NULL, win TEXT NOT NULL, snapshot_id INTEGER NOT NULL, PRIMARY KEY (scope, win)
-);
-CREATE TABLE IF NOT EXISTS entries (
-  snapshot_id INTEGER NOT NULL, rank INTEGER NOT NULL, user_id TEXT NOT NULL, user_name TEXT, score INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS entries_by_snapshot ON entries(snapshot_id, rank, user_id);
-CREATE INDEX IF NOT EXISTS entries_by_user ON entries(user_id);
-CREATE TABLE IF NOT EXISTS board_items (scope TEXT NOT NULL, win TEXT NOT NULL, bytes INTEGER NOT NULL,
-  PRIMARY KEY (scope, win));
 """
+# The tables of the layout before paged items (a snapshot's rows per board): a data dir that has them is moved
+# to the items once, when a store opens it.
+_OLD_BOARDS = ("boards", "snapshots", "entries", "board_items")
 
 
-class LocalBoardStore:
-    """Each board points at one snapshot; a replace writes the new snapshot and swaps the pointer in one
-    transaction, so a reader sees the old snapshot or the new one, never a mix."""
+def _encode(item: Item) -> str:
+    """An item as JSON text (binary attributes in base64)."""
+    return json.dumps({k: {"B": base64.b64encode(v["B"]).decode()} if "B" in v else v for k, v in item.items()},
+                      separators=(",", ":"))
+
+
+def _decode(text: str) -> Item:
+    return {k: {"B": base64.b64decode(v["B"])} if "B" in v else v for k, v in json.loads(text).items()}
+
+
+class SqliteItems:
+    """The boards' DynamoDB table as a SQLite table of its items, each call billed (``usage``) as DynamoDB
+    bills it: a GetItem by its item (the minimum when there is none), a BatchGetItem item by item, a Query by
+    the items it read together, a PutItem by the larger of the item it replaces and the new one, a delete by
+    the item it deletes (1 unit when there is none)."""
 
     def __init__(self, path: Path, usage: Usage | None = None) -> None:
-        self.db = SqliteDB(path, _BOARDS)
+        self.db = SqliteDB(path, _BOARD_ITEMS)
         self.usage = usage
 
-    def replace_boards(self, boards: Sequence[Board]) -> None:
-        units = 0
-        with self.db.tx() as conn:
-            for b in boards:
-                if self.usage is not None:
-                    # a PutItem of the board's item, billed by the larger of the item it replaces and the new one
-                    size = item_size(board_item(b))
-                    before = conn.execute("SELECT bytes FROM board_items WHERE scope=? AND win=?",
-                                          (b.scope, b.window)).fetchone()
-                    units += dynamodb_write_units(max(size, before[0] if before else 0))
-                    conn.execute("INSERT OR REPLACE INTO board_items VALUES (?, ?, ?)", (b.scope, b.window, size))
-                cur = conn.execute(
-                    "INSERT INTO snapshots (scope, win, as_of, refreshed_at) VALUES (?, ?, ?, ?)",
-                    (b.scope, b.window, b.as_of, b.refreshed_at),
-                )
-                new_id = cur.lastrowid
-                conn.executemany(
-                    "INSERT INTO entries VALUES (?, ?, ?, ?, ?)",
-                    [(new_id, e.rank, e.user_id, e.user_name, e.score) for e in b.entries],
-                )
-                old = conn.execute("SELECT snapshot_id FROM boards WHERE scope=? AND win=?", (b.scope, b.window))
-                old_row = old.fetchone()
-                conn.execute(
-                    "INSERT INTO boards VALUES (?, ?, ?) ON CONFLICT(scope, win) DO UPDATE SET "
-                    "snapshot_id=excluded.snapshot_id",
-                    (b.scope, b.window, new_id),
-                )
-                if old_row is not None:
-                    conn.execute("DELETE FROM entries WHERE snapshot_id=?", (old_row[0],))
-                    conn.execute("DELETE FROM snapshots WHERE snapshot_id=?", (old_row[0],))
+    def operation(self, name: str, write: bool = False) -> contextlib.AbstractContextManager[None]:
+        return no_operation()
+
+    def _bill(self, *, reads: float = 0.0, writes: int = 0) -> None:
         if self.usage is not None:
-            self.usage.add(dynamodb_write_units=units)
+            self.usage.add(dynamodb_read_units=reads, dynamodb_write_units=writes)
 
-    def _read(self, conn: sqlite3.Connection, scope: str | None = None, window: str | None = None) -> None:
-        """Bill a read of one board's item (GetItem, eventually consistent), or of them all (a strongly
-        consistent Query)."""
-        if self.usage is None:
-            return
-        if scope is None:
-            size = conn.execute("SELECT coalesce(sum(bytes), 0) FROM board_items").fetchone()[0]
-            self.usage.add(dynamodb_read_units=dynamodb_read_units(size))
-            return
-        row = conn.execute("SELECT bytes FROM board_items WHERE scope=? AND win=?", (scope, window)).fetchone()
-        self.usage.add(dynamodb_read_units=dynamodb_read_units(row[0] if row else 0, consistent=False))
+    def get(self, key: Key, *, consistent: bool) -> Item | None:
+        row = self.db.conn().execute("SELECT item, bytes FROM board_table WHERE pk=? AND sk=?", key).fetchone()
+        self._bill(reads=dynamodb_read_units(row[1] if row else 0, consistent=consistent))
+        return None if row is None else _decode(row[0])
 
-    def get_board(self, scope: str, window: str, limit: int) -> Board | None:
+    def get_many(self, keys: Sequence[Key], *, consistent: bool) -> dict[Key, Item]:
+        found: dict[Key, Item] = {}
+        reads = 0.0
         conn = self.db.conn()
-        self._read(conn, scope, window)
-        conn.execute("BEGIN")  # one read snapshot for the header and the entries
+        conn.execute("BEGIN")
         try:
-            head = conn.execute(
-                "SELECT s.snapshot_id, s.as_of, s.refreshed_at FROM boards b JOIN snapshots s "
-                "ON s.snapshot_id=b.snapshot_id WHERE b.scope=? AND b.win=?",
-                (scope, window),
-            ).fetchone()
-            if head is None:
-                return None
-            rows = conn.execute(
-                "SELECT rank, user_id, user_name, score FROM entries WHERE snapshot_id=? "
-                "ORDER BY rank, user_id LIMIT ?",
-                (head[0], limit),
-            ).fetchall()
+            for key in keys:
+                row = conn.execute("SELECT item, bytes FROM board_table WHERE pk=? AND sk=?", key).fetchone()
+                reads += dynamodb_read_units(row[1] if row else 0, consistent=consistent)
+                if row is not None:
+                    found[key] = _decode(row[0])
         finally:
             conn.execute("COMMIT")
-        return Board(scope, window, head[1], head[2], tuple(BoardEntry(*r) for r in rows))
+        self._bill(reads=reads)
+        return found
 
-    def scopes(self) -> list[str]:
-        self._read(self.db.conn())
-        return [r[0] for r in self.db.conn().execute("SELECT DISTINCT scope FROM boards ORDER BY scope")]
+    def query(self, pk: str, *, consistent: bool) -> list[Item]:
+        rows = self.db.conn().execute("SELECT item, bytes FROM board_table WHERE pk=? ORDER BY sk", (pk,)).fetchall()
+        self._bill(reads=dynamodb_read_units(sum(r[1] for r in rows), consistent=consistent))
+        return [_decode(r[0]) for r in rows]
 
-    def ranks_for(self, user_id: str) -> list[dict[str, Any]]:
-        self._read(self.db.conn())
-        rows = self.db.conn().execute(
-            "SELECT b.scope, b.win, e.rank, e.score FROM boards b JOIN entries e ON e.snapshot_id=b.snapshot_id "
-            "WHERE e.user_id=? ORDER BY b.scope, b.win",
-            (user_id,),
-        ).fetchall()
-        return [{"scope": s, "window": w, "rank": r, "score": sc} for s, w, r, sc in rows]
+    def put(self, item: Item) -> None:
+        self.write_many([item], [])
+
+    def put_if(self, item: Item, version: str | None) -> bool:
+        key = (item["pk"]["S"], item["sk"]["S"])
+        with self.db.tx() as conn:
+            old = conn.execute("SELECT item, bytes FROM board_table WHERE pk=? AND sk=?", key).fetchone()
+            stored = _decode(old[0]).get("version", {}).get("S") if old else None
+            # billed like the put, whether its condition holds or not
+            self._bill(writes=dynamodb_write_units(max(item_size(item), old[1] if old else 0)))
+            if stored != version:
+                return False
+            conn.execute("INSERT INTO board_table VALUES (?, ?, ?, ?) ON CONFLICT(pk, sk) DO UPDATE SET "
+                         "item=excluded.item, bytes=excluded.bytes", (*key, _encode(item), item_size(item)))
+        return True
+
+    def write_many(self, puts: Sequence[Item], deletes: Sequence[Key]) -> None:
+        writes = 0
+        with self.db.tx() as conn:
+            for item in puts:
+                key = (item["pk"]["S"], item["sk"]["S"])
+                size = item_size(item)
+                old = conn.execute("SELECT bytes FROM board_table WHERE pk=? AND sk=?", key).fetchone()
+                writes += dynamodb_write_units(max(size, old[0] if old else 0))
+                conn.execute("INSERT INTO board_table VALUES (?, ?, ?, ?) ON CONFLICT(pk, sk) DO UPDATE SET "
+                             "item=excluded.item, bytes=excluded.bytes", (*key, _encode(item), size))
+            for key in deletes:
+                old = conn.execute("DELETE FROM board_table WHERE pk=? AND sk=? RETURNING bytes", key).fetchone()
+                writes += dynamodb_write_units(old[0] if old else 0)
+        self._bill(writes=writes)
+
+
+class LocalBoardStore(PagedBoards):
+    """The paged boards (``streamboard.boards``) over a SQLite table of the items the aws store writes, each
+    call billed as DynamoDB would bill it: the same layout, the same reads and writes, the same units."""
+
+    def __init__(self, path: Path, usage: Usage | None = None, *, copies: int = 2, cache_seconds: float = 1.0,
+                 **options: Any) -> None:
+        super().__init__(SqliteItems(path, usage), copies=copies, cache_seconds=cache_seconds, **options)
+        self._move_old_boards(path)
+
+    def _move_old_boards(self, path: Path) -> None:
+        """Write the boards of a data dir made before paged items as items, unbilled, and drop the old tables."""
+        conn = sqlite3.connect(path, timeout=30)
+        try:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "boards" not in names or "snapshots" not in names or "entries" not in names:
+                return
+            boards = []
+            for snapshot_id, scope, window, as_of, refreshed_at in conn.execute(
+                    "SELECT s.snapshot_id, b.scope, b.win, s.as_of, s.refreshed_at FROM boards b JOIN snapshots s "
+                    "ON s.snapshot_id=b.snapshot_id ORDER BY b.scope, b.win").fetchall():
+                rows = conn.execute("SELECT rank, user_id, user_name, score FROM entries WHERE snapshot_id=? "
+                                    "ORDER BY rank, user_id", (snapshot_id,)).fetchall()
+                boards.append(Board(scope, window, as_of, refreshed_at, tuple(BoardEntry(*r) for r in rows)))
+        finally:
+            conn.close()
+        table = self.table
+        assert isinstance(table, SqliteItems)
+        usage, table.usage = table.usage, None
+        try:
+            self.replace_boards(boards)
+        finally:
+            table.usage = usage
+        with table.db.tx() as tx:
+            for name in _OLD_BOARDS:
+                tx.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 _PROFILES = """
