@@ -6,7 +6,8 @@ Each port has a ``local`` adapter (embedded: filesystem, SQLite, DuckDB) and an
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -114,6 +115,26 @@ class QueryEngine(Protocol):
     def start_query(self, sql: str) -> str: ...
     def status(self, query_id: str) -> QueryStatus: ...
     def results(self, query_id: str) -> list[dict[str, Any]]: ...
+
+
+def wait_for_query(engine: QueryEngine, query_id: str, *, poll_seconds: float, timeout: float,
+                   on_wait: Callable[[QueryStatus], None] | None = None) -> QueryStatus:
+    """Poll a started query until it succeeds (its status), fails or is cancelled (:class:`QueryFailed`), or
+    ``timeout`` seconds pass (:class:`TimeoutError`); ``on_wait`` sees each status it waits on."""
+    from streamboard.errors import QueryFailed
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status = engine.status(query_id)
+        if status.state == "SUCCEEDED":
+            return status
+        if status.state in ("FAILED", "CANCELLED"):
+            raise QueryFailed(f"query {query_id} {status.state}: {status.reason}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"query {query_id} still {status.state} after {timeout:g} s")
+        if on_wait is not None:
+            on_wait(status)
+        time.sleep(poll_seconds)
 
 
 @dataclass(frozen=True)
