@@ -15,6 +15,7 @@ from streamboard.ports import (
     DeliveryStreams,
     EventStream,
     Lake,
+    PipelineHealth,
     ProfileStore,
     QueryEngine,
 )
@@ -45,6 +46,8 @@ class Backend:
     refresh_query: QueryEngine | None = None
     # The billable units the local stack counts (None on AWS, where AWS bills them).
     usage: Usage | None = None
+    # GET /v1/health's pipeline figures: CloudWatch on AWS; set by the local runtime, which has the meters.
+    health: PipelineHealth | None = None
 
 
 def build_backend(settings: Settings, registry: Registry = REGISTRY) -> Backend:
@@ -63,6 +66,7 @@ def build_aws_backend(settings: Settings, registry: Registry = REGISTRY, clients
     from streamboard.adapters.aws.catalog import GlueCatalog
     from streamboard.adapters.aws.clients import Clients
     from streamboard.adapters.aws.delivery import FirehoseDelivery
+    from streamboard.adapters.aws.health import CloudWatchHealth
     from streamboard.adapters.aws.lake import S3Lake
     from streamboard.adapters.aws.query import AthenaQueryEngine
     from streamboard.adapters.aws.queue import SqsQueue
@@ -71,11 +75,12 @@ def build_aws_backend(settings: Settings, registry: Registry = REGISTRY, clients
 
     clients = clients or Clients(settings.region, settings.endpoint_url)
     lake = S3Lake(clients, settings.lake_bucket, settings.lake_prefix)
+    dlq = SqsQueue(clients, settings.dlq_name)
     return Backend(
         settings=settings,
         registry=registry,
         stream=KinesisEventStream(clients, settings.stream_name),
-        dlq=SqsQueue(clients, settings.dlq_name),
+        dlq=dlq,
         router_failures=SqsQueue(clients, settings.router_failures_name),
         delivery=FirehoseDelivery(clients, settings.delivery_prefix),
         lake=lake,
@@ -85,6 +90,7 @@ def build_aws_backend(settings: Settings, registry: Registry = REGISTRY, clients
                                 cache_seconds=settings.board_cache_seconds),
         profiles=DynamoProfileStore(clients, settings.profiles_table),
         apps=DynamoAppRegistry(clients, settings.apps_table),
+        health=CloudWatchHealth(clients, settings.stream_name, dlq),
     )
 
 

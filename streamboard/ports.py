@@ -185,6 +185,26 @@ class ProfileStore(Protocol):
 
 
 @dataclass(frozen=True)
+class PipelineFigures:
+    """The pipeline's own meters at ``as_of`` (``streamboard.health`` says what each one means); ``None``: the
+    figure is not known where this runs."""
+
+    as_of: str
+    events_per_minute: float | None  # events accepted, mean per minute over the last few minutes
+    backlog_records: int | None  # records on the stream the router has not yet taken
+    backlog_age_seconds: float | None  # how long the oldest of them has waited
+    dlq_depth: int | None  # messages in the ingest dead-letter queue (events waiting for a redrive)
+    bad_events: int | None  # bad events kept in the last 24 hours
+
+
+class PipelineHealth(Protocol):
+    """Where the health figures come from: CloudWatch and SQS on AWS (cached), the runtime's own counters
+    locally."""
+
+    def figures(self) -> PipelineFigures: ...
+
+
+@dataclass(frozen=True)
 class App:
     app_id: str
     name: str
