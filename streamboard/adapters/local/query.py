@@ -10,6 +10,7 @@ processes (``streamboard sql`` beside a running stack) can query the lake.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import threading
 import uuid
@@ -26,6 +27,7 @@ from streamboard.registry import DUCKDB_TYPES, GLUE_TYPES, PARTITION_KEYS
 from streamboard.sql import DEFAULT_HORIZON_DAYS, SQL_DIR, load_views, to_duckdb, touches
 from streamboard.usage import Usage, athena_billed_bytes
 
+log = logging.getLogger("streamboard.query")
 _DUCK_FROM_GLUE = {GLUE_TYPES[k]: v for k, v in DUCKDB_TYPES.items()}
 
 
@@ -46,6 +48,10 @@ def _lit(text: str) -> str:
 _DDL = re.compile(r"^\s*(DROP|ALTER|MSCK|SHOW|DESCRIBE|CREATE\s+(OR\s+REPLACE\s+)?(TABLE|VIEW|SCHEMA|DATABASE)\b"
                   r"(?![\s\S]*\bAS\s*\(?\s*(SELECT|WITH)\b))", re.IGNORECASE)
 _FIXED_WIDTH = {"BOOLEAN": 1, "TINYINT": 1, "SMALLINT": 2, "INTEGER": 4, "FLOAT": 4, "DATE": 4}  # else 8
+# The state database is checkpointed when a refresh batch ends (and the checkpoint leaves the file alone
+# complete), not whenever its write-ahead log passes DuckDB's 16 MB: a larger batch passed that several
+# times, each checkpoint writing the same tables' last row groups again.
+_STATE_SETTINGS = ("SET checkpoint_threshold='4GB'",)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -107,6 +113,8 @@ class LocalQueryEngine:
             con.execute(f"SET memory_limit='{self.memory_limit_mb}MB'")
             con.execute(f"SET temp_directory={_lit(str(spill))}")
             con.execute("SET preserve_insertion_order=false")  # lets large inserts stream instead of buffering
+            for setting in _STATE_SETTINGS:
+                con.execute(setting)
         con.execute("SET TimeZone='UTC'")
         available = set(self.catalog.table_names())
         for table in available:
@@ -150,6 +158,7 @@ class LocalQueryEngine:
             raise QueryFailed(f"could not parse the SQL as Trino: {exc}") from exc
         if self.state_path is not None:
             result = self._run_in_state(duck_sql)
+            self._after_batch(trino_sql)
         else:
             con = self.connect()
             try:
@@ -260,6 +269,21 @@ class LocalQueryEngine:
                 return names, cur.fetchall()
             except duckdb.Error as exc:
                 raise QueryFailed(str(exc).splitlines()[0]) from exc
+
+    def _after_batch(self, trino_sql: str) -> None:
+        """After the statement that ends a refresh batch: checkpoint the state database."""
+        from streamboard.refresh import untag
+
+        tagged = untag(trino_sql)
+        if tagged is None or tagged[1] != "done":
+            return
+        with self._state_lock:
+            if self._state_con is None:
+                return
+            try:
+                self._state_con.execute("CHECKPOINT")
+            except duckdb.Error as exc:  # the batch is committed (in the log): DuckDB checkpoints it later
+                log.warning("checkpoint of the refresh state after batch %d failed: %s", tagged[0].batch, exc)
 
     def close(self) -> None:
         """Close the state database's connection (it opens again on the next query)."""
