@@ -24,7 +24,15 @@ from streamboard.adapters.local.catalog import LocalCatalog
 from streamboard.errors import NotFound, QueryFailed
 from streamboard.ports import QueryStatus
 from streamboard.registry import DUCKDB_TYPES, GLUE_TYPES, PARTITION_KEYS
-from streamboard.sql import DEFAULT_HORIZON_DAYS, SQL_DIR, load_views, to_duckdb, touches
+from streamboard.sql import (
+    DEFAULT_HORIZON_DAYS,
+    SQL_DIR,
+    TranspileCache,
+    default_cache_path,
+    load_views,
+    to_duckdb,
+    touches,
+)
 from streamboard.usage import Usage, athena_billed_bytes
 
 log = logging.getLogger("streamboard.query")
@@ -101,6 +109,9 @@ class LocalQueryEngine:
         self.billed_bytes = 0
         # per state table: its row count when its columns were last measured, and each column's bytes a row
         self._state_widths: dict[str, tuple[int, dict[str, float]]] = {}
+        # statements rendered from templates (the refresh's), transpiled once per template and kept for the
+        # next process
+        self.transpiled = TranspileCache(default_cache_path())
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A database with every catalog table and view defined: in memory, or the state database."""
@@ -153,7 +164,7 @@ class LocalQueryEngine:
     def run(self, trino_sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one Trino statement; return column names and rows."""
         try:
-            duck_sql = to_duckdb(trino_sql)
+            duck_sql = self.transpiled.to_duckdb(trino_sql)
         except Exception as exc:  # sqlglot raises several error types for bad SQL
             raise QueryFailed(f"could not parse the SQL as Trino: {exc}") from exc
         if self.state_path is not None:
@@ -186,7 +197,7 @@ class LocalQueryEngine:
         compressed Parquet in Iceberg: an upper bound)."""
         from streamboard.refresh import untag
 
-        tables, columns, star = touches(trino_sql)
+        tables, columns, star = self.transpiled.touches(trino_sql)
         views = {v.name: v.sql for v in load_views(self.sql_dir, self.horizon_days)} if self.state_path is None \
             else {}
         seen: set[str] = set()
