@@ -10,7 +10,9 @@ processes (``streamboard sql`` beside a running stack) can query the lake.
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
 import re
 import threading
 import uuid
@@ -108,7 +110,9 @@ class LocalQueryEngine:
         self.usage = usage
         self.billed_bytes = 0
         # per state table: its row count when its columns were last measured, and each column's bytes a row
-        self._state_widths: dict[str, tuple[int, dict[str, float]]] = {}
+        # (kept beside the state, for the next process: measuring a large table costs a tenth of a second)
+        self._state_widths: dict[str, tuple[int, dict[str, float]]] | None = None
+        self._widths_path = self.state_path.parent / "column-widths.json" if self.state_path else None
         # statements rendered from templates (the refresh's), transpiled once per template and kept for the
         # next process
         self.transpiled = TranspileCache(default_cache_path())
@@ -238,15 +242,30 @@ class LocalQueryEngine:
                 return 0
             rows_of = {name: int(n) for name, n in self._state_con.execute(
                 "SELECT table_name, estimated_size FROM duckdb_tables()").fetchall()}
-            total = 0.0
+            if self._state_widths is None:
+                self._state_widths = self._load_widths()
+            total, measured_now = 0.0, False
             for table in sorted(tables & rows_of.keys()):
                 rows = rows_of[table]
                 measured = self._state_widths.get(table)
                 if measured is None or abs(rows - measured[0]) > measured[0] / 10:
                     measured = (rows, self._column_widths(table))
                     self._state_widths[table] = measured
+                    measured_now = True
                 total += rows * sum(w for name, w in measured[1].items() if star or name in columns)
+            if measured_now and self._widths_path is not None:
+                tmp = self._widths_path.with_name(f".{self._widths_path.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(self._state_widths))
+                os.replace(tmp, self._widths_path)
             return int(total)
+
+    def _load_widths(self) -> dict[str, tuple[int, dict[str, float]]]:
+        try:
+            assert self._widths_path is not None
+            return {table: (int(rows), dict(widths)) for table, (rows, widths) in
+                    json.loads(self._widths_path.read_text()).items()}
+        except (OSError, ValueError, TypeError, AssertionError):
+            return {}  # none kept yet (or unreadable): measured again
 
     def _column_widths(self, table: str) -> dict[str, float]:
         """Each column's average uncompressed bytes a row (strings by their length, the rest by type)."""
