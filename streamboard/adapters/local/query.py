@@ -61,7 +61,10 @@ _FIXED_WIDTH = {"BOOLEAN": 1, "TINYINT": 1, "SMALLINT": 2, "INTEGER": 4, "FLOAT"
 # The state database is checkpointed when a refresh batch ends (and the checkpoint leaves the file alone
 # complete), not whenever its write-ahead log passes DuckDB's 16 MB: a larger batch passed that several
 # times, each checkpoint writing the same tables' last row groups again.
-_STATE_SETTINGS = ("SET checkpoint_threshold='4GB'",)
+# Its strings are stored uncompressed: DuckDB's string compression (DICT_FSST) spent most of the time of
+# writing the state (4M event ids: 2.3 s compressed, 0.5 s not), a third of a full build, for a file about
+# 1.75 times smaller.
+_STATE_SETTINGS = ("SET checkpoint_threshold='4GB'", "SET disabled_compression_methods='dict_fsst'")
 
 
 @functools.lru_cache(maxsize=65536)
