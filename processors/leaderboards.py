@@ -40,16 +40,16 @@ def full_snapshot_sql(path: Path = FULL_SNAPSHOT_QUERY) -> str:
 def boards_from_rows(rows: list[dict[str, Any]], refreshed_at: str) -> list[Board]:
     """Group the snapshot query's rows into boards; a row with no user_id marks an empty board."""
     grouped: dict[tuple[str, str], list[BoardEntry]] = defaultdict(list)
-    as_of: dict[tuple[str, str], str | None] = {}
+    as_of: dict[tuple[str, str], Any] = {}
     for row in rows:
         key = (row["scope"], row["time_window"])
-        as_of[key] = utc_iso(row["as_of"])
+        as_of[key] = row["as_of"]  # formatted once per board below
         if row["user_id"] is not None:
             grouped[key].append(
                 BoardEntry(int(row["board_rank"]), row["user_id"], row["user_name"], int(row["score"]))
             )
     return [
-        Board(scope, window, as_of[(scope, window)], refreshed_at,
+        Board(scope, window, utc_iso(as_of[(scope, window)]), refreshed_at,
               tuple(sorted(grouped[(scope, window)], key=lambda e: (e.rank, e.user_id))))
         for scope, window in sorted(as_of)
     ]

@@ -18,13 +18,14 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from streamboard.errors import ConfigError, StreamboardError
-from streamboard.serving import install_repeat_filter
+from streamboard.logs import install_repeat_filter
 from streamboard.settings import ENV_ADMIN_KEY, ENV_API_KEY, Settings, load_settings
+
+if TYPE_CHECKING:  # imported by the commands that make HTTP requests (an offline refresh makes none)
+    import httpx
 
 log = logging.getLogger("streamboard")
 
@@ -130,6 +131,8 @@ def _post_all(ingest_url: str, key: str, events: list[dict[str, Any]], batch: in
               workers: int = 4, label: str = "posting events", deadline: float | None = None,
               latencies: list[float] | None = None) -> dict[str, int]:
     """Post ``events`` in batches from ``workers`` threads, retrying 429/503 as told; stops at ``deadline``."""
+    import httpx
+
     totals = {"accepted": 0, "rejected": 0, "requests": 0}
     progress = Progress(len(events), label)
     lock = threading.Lock()
@@ -163,6 +166,8 @@ def _post_all(ingest_url: str, key: str, events: list[dict[str, Any]], batch: in
 
 
 def _admin_refresh(api_url: str, admin_key: str) -> dict[str, Any]:
+    import httpx
+
     resp = httpx.post(f"{api_url}/v1/admin/refresh", headers={"x-api-key": admin_key}, timeout=900)
     if resp.status_code != 200:
         raise CliError(f"refresh failed ({resp.status_code}): {resp.text}")
@@ -171,6 +176,8 @@ def _admin_refresh(api_url: str, admin_key: str) -> dict[str, Any]:
 
 def print_boards(api_url: str, top: int = 5, out: Any = None) -> list[dict[str, Any]]:
     """Print the top of every board the read API has; return the boards."""
+    import httpx
+
     out = out or sys.stdout
     boards = []
     scopes = httpx.get(f"{api_url}/v1/leaderboards").json()["scopes"]
@@ -686,7 +693,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, StreamboardError, ConfigError) as exc:
         print(f"streamboard: error: {exc}", file=sys.stderr)
         return 1
-    except httpx.HTTPError as exc:
+    except Exception as exc:
+        httpx = sys.modules.get("httpx")  # imported by the commands that make HTTP requests
+        if httpx is None or not isinstance(exc, httpx.HTTPError):
+            raise
         print(f"streamboard: error: HTTP request failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

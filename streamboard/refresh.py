@@ -280,22 +280,25 @@ class IncrementalRefresh:
     def reset(self) -> None:
         """Forget every state table's rows (the next batch builds the state from the whole lake)."""
         for name in state_tables():
-            self.run(f"DELETE FROM {name}")
+            self.run(render(f"DELETE FROM {name}", {}))
 
     def plan(self, *, full: bool = False, now: dt.datetime | None = None) -> tuple[Plan, set[str], bool]:
         """The batch to run: the unfinished one (its plan and finished steps), or a new one, whose plan is
         recorded here. Returns (plan, finished steps, resumed)."""
+        # (every statement goes through render(), even with nothing to fill: the local engine transpiles a
+        # rendered template once)
         if self.create_state:
             for ddl in state_tables().values():
-                self.run(ddl)
+                self.run(render(ddl, {}))
         numbered = 0
         if full:
             # a rebuild goes on numbering the batches: the profiles' reconcile never lets a batch overwrite a
             # later one's
-            numbered = int(self.run("SELECT coalesce(max(batch), 0) AS n FROM state_refreshes")[0]["n"])
+            numbered = int(self.run(render("SELECT coalesce(max(batch), 0) AS n FROM state_refreshes", {}))[0]["n"])
             self.reset()
-        log_rows = self.run("SELECT batch, step, as_of, prev_batch, prev_as_of, input, recorded_at "
-                            "FROM state_refreshes WHERE batch >= (SELECT max(batch) - 1 FROM state_refreshes)")
+        log_rows = self.run(render("SELECT batch, step, as_of, prev_batch, prev_as_of, input, recorded_at "
+                                   "FROM state_refreshes WHERE batch >= (SELECT max(batch) - 1 FROM state_refreshes)",
+                                   {}))
         latest = max((int(r["batch"]) for r in log_rows), default=numbered)
         finished = {r["step"] for r in log_rows if int(r["batch"]) == latest}
         plan_row = next((r for r in log_rows if int(r["batch"]) == latest and r["step"] == "plan"), None)
@@ -363,9 +366,15 @@ class IncrementalRefresh:
     def record_sql(plan: Plan, step: str) -> str:
         recorded = plan.started_at if step == "plan" else dt.datetime.now(dt.UTC)
         partitions = _quote(plan.input_json()) if step == "plan" else "NULL"
-        return ("INSERT INTO state_refreshes (batch, step, as_of, prev_batch, prev_as_of, input, recorded_at) "
-                f"VALUES ({plan.batch}, {_quote(step)}, TIMESTAMP '{sql_ts(plan.as_of)}', {plan.prev_batch}, "
-                f"TIMESTAMP '{sql_ts(plan.prev_as_of)}', {partitions}, TIMESTAMP '{sql_ts(recorded)}')")
+        return render(_RECORD, {"batch": plan.batch, "step": _quote(step), "as_of": sql_ts(plan.as_of),
+                                "prev_batch": plan.prev_batch, "prev_as_of": sql_ts(plan.prev_as_of),
+                                "input": partitions, "recorded_at": sql_ts(recorded)})
+
+
+# one template for every record (the local engine transpiles a template once)
+_RECORD = ("INSERT INTO state_refreshes (batch, step, as_of, prev_batch, prev_as_of, input, recorded_at) "
+           "VALUES (${batch}, ${step}, TIMESTAMP '${as_of}', ${prev_batch}, TIMESTAMP '${prev_as_of}', ${input}, "
+           "TIMESTAMP '${recorded_at}')")
 
 
 def _number(step: Step) -> int:

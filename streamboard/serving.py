@@ -26,7 +26,6 @@ import contextlib
 import logging
 import resource
 import socket
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,8 @@ import uvicorn
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from streamboard.errors import ConfigError, PayloadTooLarge
+from streamboard.logs import RepeatFilter as RepeatFilter  # noqa: F401 - (moved there: the CLI needs no server)
+from streamboard.logs import install_repeat_filter as install_repeat_filter  # noqa: F401
 from streamboard.settings import Settings
 
 log = logging.getLogger("streamboard.serving")
@@ -285,46 +286,6 @@ async def _send_error(send: Any, status: int, error: str) -> None:
 
 
 # --- logs -------------------------------------------------------------------------------------------------
-
-
-class RepeatFilter(logging.Filter):
-    """Rate-limits repeated log records: the first of a kind (same logger, level, message template and
-    exception type) passes as it is; further ones pass at most once per ``every`` seconds, as one line that
-    says how many were held back, without a traceback."""
-
-    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__()
-        self.every, self.clock = every, clock
-        self._seen: dict[tuple[Any, ...], list[float]] = {}  # key -> [last passed at, held back since]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc_type = record.exc_info[0] if record.exc_info else None
-        key = (record.name, record.levelno, str(record.msg), exc_type)
-        now = self.clock()
-        seen = self._seen.get(key)
-        if seen is None:
-            if len(self._seen) > 10_000:
-                self._seen.clear()
-            self._seen[key] = [now, 0]
-            return True
-        if now - seen[0] < self.every:
-            seen[1] += 1
-            return False
-        held, seen[0], seen[1] = seen[1], now, 0
-        exc = record.exc_info[1] if record.exc_info else None
-        record.msg = f"{record.getMessage()}{f' ({type(exc).__name__}: {exc})' if exc else ''}" \
-                     f" [again; {int(held)} more like this in the last {self.every:g} s were not logged]"
-        record.args = None
-        record.exc_info = record.exc_text = None
-        record.stack_info = None
-        return True
-
-
-def install_repeat_filter(every: float = 10.0) -> None:
-    """Put a :class:`RepeatFilter` on every handler of the root logger (where all records end up)."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RepeatFilter) for f in handler.filters):
-            handler.addFilter(RepeatFilter(every))
 
 
 def install_loop_error_handler(loop: asyncio.AbstractEventLoop) -> None:

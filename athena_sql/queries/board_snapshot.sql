@@ -7,31 +7,47 @@ WITH time_windows AS (
     FROM (VALUES ('all'), ('30d'), ('365d')) AS w (time_window)
 ),
 
-totals AS (
-    SELECT scope, 'all' AS time_window, user_id, score_all AS score FROM state_window_totals WHERE score_all <> 0
-    UNION ALL
-    SELECT scope, '30d', user_id, score_30d FROM state_window_totals WHERE score_30d <> 0
-    UNION ALL
-    SELECT scope, '365d', user_id, score_365d FROM state_window_totals WHERE score_365d <> 0
+-- the 1000th highest score of each board (each scope's three windows in one pass over the totals, without
+-- the user ids): only users at or above it can rank 1000 or better
+cutoffs AS (
+    SELECT
+        scope,
+        element_at(max(score_all, 1000) FILTER (WHERE score_all <> 0), -1) AS lowest_all,
+        element_at(max(score_30d, 1000) FILTER (WHERE score_30d <> 0), -1) AS lowest_30d,
+        element_at(max(score_365d, 1000) FILTER (WHERE score_365d <> 0), -1) AS lowest_365d
+    FROM state_window_totals
+    GROUP BY scope
 ),
 
--- the 1000th highest score of each board: only users at or above it can rank 1000 or better
-cutoffs AS (
-    SELECT scope, time_window, element_at(max(score, 1000), -1) AS lowest
-    FROM totals
-    GROUP BY scope, time_window
+candidates AS (
+    SELECT
+        t.scope, t.user_id, t.score_all, t.score_30d, t.score_365d, c.lowest_all, c.lowest_30d, c.lowest_365d
+    FROM state_window_totals AS t
+    INNER JOIN cutoffs AS c ON c.scope = t.scope
+    WHERE (t.score_all <> 0 AND t.score_all >= c.lowest_all)
+       OR (t.score_30d <> 0 AND t.score_30d >= c.lowest_30d)
+       OR (t.score_365d <> 0 AND t.score_365d >= c.lowest_365d)
+),
+
+totals AS (
+    SELECT scope, 'all' AS time_window, user_id, score_all AS score
+    FROM candidates WHERE score_all <> 0 AND score_all >= lowest_all
+    UNION ALL
+    SELECT scope, '30d', user_id, score_30d
+    FROM candidates WHERE score_30d <> 0 AND score_30d >= lowest_30d
+    UNION ALL
+    SELECT scope, '365d', user_id, score_365d
+    FROM candidates WHERE score_365d <> 0 AND score_365d >= lowest_365d
 ),
 
 ranked AS (
     SELECT
-        t.scope,
-        t.time_window,
-        t.user_id,
-        t.score,
-        CAST(rank() OVER (PARTITION BY t.scope, t.time_window ORDER BY t.score DESC) AS bigint) AS board_rank
-    FROM totals AS t
-    INNER JOIN cutoffs AS c ON c.scope = t.scope AND c.time_window = t.time_window
-    WHERE t.score >= c.lowest
+        scope,
+        time_window,
+        user_id,
+        score,
+        CAST(rank() OVER (PARTITION BY scope, time_window ORDER BY score DESC) AS bigint) AS board_rank
+    FROM totals
 ),
 
 board_keys AS (

@@ -31,35 +31,20 @@ known AS (
     WHERE d.id_key IN (SELECT from_big_endian_64(xxhash64(to_utf8(event_id))) FROM score WHERE ${input})
 ),
 
+-- every delivery of those events by its key and time alone (the columns that go through the grouping and
+-- the window below); an input row marks it read again
 every_delivery AS (
-    SELECT
-        id_key, id_key2, received_at,
-        CAST(NULL AS varchar) AS event_id, CAST(NULL AS varchar) AS user_id, CAST(NULL AS varchar) AS category,
-        CAST(NULL AS bigint) AS points, CAST(NULL AS varchar) AS challenge_id, CAST(NULL AS varchar) AS user_name,
-        CAST(NULL AS timestamp(3)) AS ts, counted AS was_counted
+    SELECT id_key, id_key2, received_at, counted AS was_counted, false AS read_again
     FROM known
     UNION ALL
-    SELECT
-        id_key, id_key2, received_at, event_id, user_id, category, points, challenge_id, user_name, ts,
-        CAST(NULL AS boolean) AS was_counted
+    SELECT id_key, id_key2, received_at, CAST(NULL AS boolean) AS was_counted, true AS read_again
     FROM input_deliveries
 ),
 
 -- one row per delivery: copies of it (re-read, or the same record in two files) are one delivery, and an
--- earlier batch's (arbitrary takes a non-null value) is the known one, whose name that batch applied
+-- earlier batch's (arbitrary takes a non-null value) is the known one
 deliveries AS (
-    SELECT
-        id_key,
-        id_key2,
-        received_at,
-        arbitrary(event_id) AS event_id,
-        arbitrary(user_id) AS user_id,
-        arbitrary(category) AS category,
-        arbitrary(points) AS points,
-        arbitrary(challenge_id) AS challenge_id,
-        CASE WHEN arbitrary(was_counted) IS NULL THEN arbitrary(user_name) END AS user_name,
-        arbitrary(ts) AS ts,
-        arbitrary(was_counted) AS was_counted
+    SELECT id_key, id_key2, received_at, arbitrary(was_counted) AS was_counted, bool_or(read_again) AS read_again
     FROM every_delivery
     GROUP BY id_key, id_key2, received_at
 ),
@@ -80,20 +65,29 @@ staged AS (
     WHERE received_at >= first_new
 ),
 
--- what the rows need beyond the keys: from the input, or, for a known delivery the input did not read
+-- what the rows need beyond the keys: from the input (any copy: they are one record; a known delivery's
+-- name was applied by the batch that first read it), or, for a known delivery the input did not read
 -- again (rare: an earlier delivery of its event arrived late), from the state
 staged_rows AS (
-    SELECT event_id, received_at, user_id, category, points, challenge_id, user_name, ts, counted, was_counted
-    FROM staged
-    WHERE event_id IS NOT NULL
+    SELECT
+        arbitrary(i.event_id) AS event_id, s.received_at, arbitrary(i.user_id) AS user_id,
+        arbitrary(i.category) AS category, arbitrary(i.points) AS points,
+        arbitrary(i.challenge_id) AS challenge_id,
+        CASE WHEN arbitrary(s.was_counted) IS NULL THEN arbitrary(i.user_name) END AS user_name,
+        arbitrary(i.ts) AS ts, arbitrary(s.counted) AS counted, arbitrary(s.was_counted) AS was_counted
+    FROM staged AS s
+    INNER JOIN input_deliveries AS i
+        ON i.id_key = s.id_key AND i.id_key2 = s.id_key2 AND i.received_at = s.received_at
+    WHERE s.read_again
+    GROUP BY s.id_key, s.id_key2, s.received_at
     UNION ALL
     SELECT
-        d.event_id, s.received_at, d.user_id, d.category, d.points, d.challenge_id, s.user_name, d.ts,
+        d.event_id, s.received_at, d.user_id, d.category, d.points, d.challenge_id, CAST(NULL AS varchar), d.ts,
         s.counted, s.was_counted
     FROM staged AS s
     INNER JOIN state_deliveries AS d
         ON d.id_key = s.id_key AND d.id_key2 = s.id_key2 AND d.received_at = s.received_at
-    WHERE s.event_id IS NULL
+    WHERE NOT s.read_again
 )
 
 SELECT

@@ -14,28 +14,24 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import msgspec
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-from ingest.app import IngestSinks, create_app
-from processors import leaderboards, read_api, router, transform
+from processors import leaderboards, router, transform
 from streamboard.adapters.local.health import LocalHealth
 from streamboard.adapters.local.stream import LocalEventStream
 from streamboard.backend import Backend, build_emulated_aws_backend, build_local_backend
-from streamboard.errors import ConfigError, PayloadTooLarge
+from streamboard.errors import ConfigError
 from streamboard.runtime.compaction import compact_partitions
 from streamboard.runtime.crawler import crawl, ensure_tables
 from streamboard.runtime.esm import EventSourceMapping
 from streamboard.runtime.firehose import FirehoseEmulator
-from streamboard.serving import BodyGuard, Server, build_server, connection_limits, listening_socket
 from streamboard.settings import Settings
 from streamboard.usage import Usage
+
+if TYPE_CHECKING:  # the HTTP services are imported where they are built: `streamboard refresh` needs none
+    from starlette.applications import Starlette
+
+    from streamboard.serving import Server
 
 log = logging.getLogger("streamboard.stack")
 COMPACT_SECONDS = 3600  # the lake's closed hours are compacted hourly
@@ -195,6 +191,16 @@ def read_api_app(backend: Backend) -> Starlette:
     """Serve the read API Lambda locally: each request becomes an API Gateway HTTP API (v2) event. No route
     takes a request body, so one is capped at a few bytes and refused before it is read when it says it is
     larger (:class:`BodyGuard`); API Gateway would cap it at 10 MB."""
+    import msgspec
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from processors import read_api
+    from streamboard.errors import PayloadTooLarge
+    from streamboard.serving import BodyGuard
 
     async def endpoint(request: Request) -> Response:
         try:
@@ -267,6 +273,9 @@ class LocalStack:
             s.should_exit = True
 
     async def serve(self) -> None:
+        from ingest.app import IngestSinks, create_app
+        from streamboard.serving import build_server, connection_limits, listening_socket
+
         backend = self.backend
         sinks = IngestSinks(backend.stream, backend.dlq, backend.apps, backend.lake, backend.usage)
         if self.settings.fault_file is not None:
