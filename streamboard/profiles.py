@@ -216,10 +216,8 @@ def needs_write(user_id: str, existing: Item | None, upd: Update) -> bool:
     after = upd.apply(existing)
     if after is None:
         return True  # a later batch wrote the item: the conditional write fails (and is billed)
-    from streamboard.usage import item_size
-
     return (resolve(user_id, existing, {}) != resolve(user_id, after, {})
-            or item_size(dynamo_item(user_id, PROFILE_SK, existing)) > SKIP_BELOW_BYTES)
+            or item_bytes(user_id, PROFILE_SK, existing) > SKIP_BELOW_BYTES)
 
 
 def _name_key(value: Sequence[Any]) -> tuple[str, str]:
@@ -289,6 +287,26 @@ def from_dynamo(value: Mapping[str, Any]) -> Any:
     if kind == "NULL":
         return None
     return inner
+
+
+def _plain_size(value: Any) -> int:
+    """What :func:`streamboard.usage.attribute_size` gives for ``to_dynamo(value)``, without building it."""
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, int):
+        digits = str(abs(value)).strip("0")
+        return (len(digits) + 1) // 2 + 1
+    if isinstance(value, Mapping):
+        return 3 + sum(1 + len(str(k).encode()) + _plain_size(v) for k, v in value.items())
+    return 3 + sum(1 + _plain_size(v) for v in value)
+
+
+def item_bytes(user_id: str, sk: str, item: Item) -> int:
+    """A profile store item's size by DynamoDB's rule (keys included): ``item_size(dynamo_item(...))``."""
+    return (2 + len(f"user#{user_id}".encode()) + 2 + len(sk.encode())
+            + sum(len(k.encode()) + _plain_size(v) for k, v in item.items()))
 
 
 def dynamo_item(user_id: str, sk: str, item: Item) -> dict[str, Any]:

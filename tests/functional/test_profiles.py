@@ -337,3 +337,18 @@ def test_write_units_per_score_event_after_a_run_with_a_refresh(tmp_path: Path, 
     assert report["profile_reconciles"] == requests["requests"]  # every player reconciled
     ratio = (report["units"]["dynamodb_write_units"] - before) / report["score_events"]
     assert ratio <= ceiling, (shape, ratio)
+
+
+def test_item_sizes_are_dynamodbs_rule_without_building_the_item() -> None:
+    from streamboard.profiles import dynamo_item, item_bytes
+    from streamboard.usage import item_size
+
+    rng = random.Random(3)
+    for _ in range(200):
+        item: dict[str, Any] = {f"p{rng.randint(0, 10**7)}_{rng.choice(('chess', 'go-ü'))}": rng.randint(-10**9, 10**9)
+                                for _ in range(rng.randint(0, 5))}
+        item["bc"] = {rng.choice(("a", "bé", "c")): rng.randint(0, 10**12) for _ in range(3)}
+        item["nm"] = [format_ts(T0), str(uuid.uuid4()), "N" * rng.randint(0, 40)]
+        item["updated_at"] = at(rng.random())
+        item["rb"] = 0
+        assert item_bytes("ü-player", "profile", item) == item_size(dynamo_item("ü-player", "profile", item))

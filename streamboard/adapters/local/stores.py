@@ -29,8 +29,8 @@ from streamboard.profiles import (
     CHALLENGE_SK,
     PROFILE_SK,
     Base,
-    dynamo_item,
     first_item,
+    item_bytes,
     live_updates,
     needs_write,
     pending_challenges,
@@ -195,7 +195,7 @@ class LocalProfileStore:
         """Store an item; return the write units DynamoDB bills for writing it (by its size after)."""
         conn.execute("INSERT INTO profile_items VALUES (?, ?, ?) ON CONFLICT(user_id, sk) DO UPDATE SET "
                      "item=excluded.item", (user_id, sk, json.dumps(item, separators=(",", ":"))))
-        return dynamodb_write_units(item_size(dynamo_item(user_id, sk, item))) if self.usage is not None else 0
+        return dynamodb_write_units(item_bytes(user_id, sk, item)) if self.usage is not None else 0
 
     def apply(self, events: Sequence[dict[str, Any]], now: str) -> int:
         """The router's batch: one update per user with score events (the aws store's one UpdateItem each)."""
@@ -223,7 +223,7 @@ class LocalProfileStore:
                         writes += self._save(conn, user, sk, first_item(first, batch))
                 existing = self._load(conn, user, PROFILE_SK)
                 if self.usage is not None and existing is not None:
-                    reads += dynamodb_read_units(item_size(dynamo_item(user, PROFILE_SK, existing)), consistent=False)
+                    reads += dynamodb_read_units(item_bytes(user, PROFILE_SK, existing), consistent=False)
                 upd = reconcile_update(base, existing, batch=batch, cut=cut, now=now)
                 if not base.firsts and not needs_write(user, existing, upd):
                     continue
@@ -231,7 +231,7 @@ class LocalProfileStore:
                 if item is not None:
                     writes += self._save(conn, user, PROFILE_SK, item)
                 elif self.usage is not None and existing is not None:  # a failed condition is billed too
-                    writes += dynamodb_write_units(item_size(dynamo_item(user, PROFILE_SK, existing)))
+                    writes += dynamodb_write_units(item_bytes(user, PROFILE_SK, existing))
         if self.usage is not None:
             self.usage.add(dynamodb_write_units=writes, dynamodb_read_units=reads, profile_reconciles=len(bases))
         return len(bases)
@@ -242,11 +242,11 @@ class LocalProfileStore:
         try:
             item = self._load(conn, user_id, PROFILE_SK)
             firsts: dict[str, tuple[str, str, str, int]] = {}
-            read_bytes = 0 if item is None else item_size(dynamo_item(user_id, PROFILE_SK, item))
+            read_bytes = 0 if item is None else item_bytes(user_id, PROFILE_SK, item)
             for challenge in pending_challenges(item or {}):
                 first = self._load(conn, user_id, CHALLENGE_SK + challenge)
                 if first is not None:
-                    read_bytes += item_size(dynamo_item(user_id, CHALLENGE_SK + challenge, first))
+                    read_bytes += item_bytes(user_id, CHALLENGE_SK + challenge, first)
                     ts, event_id, category, points = first["first"]
                     firsts[challenge] = (ts, event_id, category, int(points))
         finally:
