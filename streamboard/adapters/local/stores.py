@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from streamboard.adapters.aws.items import Item, Key, app_items
 from streamboard.adapters.local.sqlite import SqliteDB
 from streamboard.boards import PagedBoards, no_operation
@@ -171,6 +173,9 @@ class LocalBoardStore(PagedBoards):
                 tx.execute(f"DROP TABLE IF EXISTS {name}")
 
 
+_profile_json = msgspec.json.Encoder().encode
+_profile_item = msgspec.json.Decoder(dict[str, Any]).decode
+
 _PROFILES = """
 CREATE TABLE IF NOT EXISTS profile_items (
   user_id TEXT NOT NULL, sk TEXT NOT NULL, item TEXT NOT NULL, PRIMARY KEY (user_id, sk)
@@ -189,12 +194,23 @@ class LocalProfileStore:
     @staticmethod
     def _load(conn: sqlite3.Connection, user_id: str, sk: str) -> dict[str, Any] | None:
         row = conn.execute("SELECT item FROM profile_items WHERE user_id=? AND sk=?", (user_id, sk)).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        return None if row is None else _profile_item(row[0])
+
+    @staticmethod
+    def _load_profiles(conn: sqlite3.Connection, users: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The profile items of many users, a few hundred a query."""
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(users), 500):
+            chunk = users[i:i + 500]
+            out.update((u, _profile_item(item)) for u, item in conn.execute(
+                f"SELECT user_id, item FROM profile_items WHERE sk=? AND user_id IN ({','.join('?' * len(chunk))})",
+                (PROFILE_SK, *chunk)))
+        return out
 
     def _save(self, conn: sqlite3.Connection, user_id: str, sk: str, item: dict[str, Any]) -> int:
         """Store an item; return the write units DynamoDB bills for writing it (by its size after)."""
         conn.execute("INSERT INTO profile_items VALUES (?, ?, ?) ON CONFLICT(user_id, sk) DO UPDATE SET "
-                     "item=excluded.item", (user_id, sk, json.dumps(item, separators=(",", ":"))))
+                     "item=excluded.item", (user_id, sk, _profile_json(item)))
         return dynamodb_write_units(item_bytes(user_id, sk, item)) if self.usage is not None else 0
 
     def apply(self, events: Sequence[dict[str, Any]], now: str) -> int:
@@ -215,13 +231,14 @@ class LocalProfileStore:
         an eventually consistent GetItem on AWS, for the names of what to remove)."""
         writes, reads = 0, 0.0
         with self.db.tx() as conn:
+            profiles = self._load_profiles(conn, list(bases))
             for user, base in bases.items():
                 for challenge, first in base.firsts.items():
                     sk = CHALLENGE_SK + challenge
                     old = self._load(conn, user, sk)
                     if old is None or int(old.get("rb", 0)) <= batch:
                         writes += self._save(conn, user, sk, first_item(first, batch))
-                existing = self._load(conn, user, PROFILE_SK)
+                existing = profiles.get(user)
                 if self.usage is not None and existing is not None:
                     reads += dynamodb_read_units(item_bytes(user, PROFILE_SK, existing), consistent=False)
                 upd = reconcile_update(base, existing, batch=batch, cut=cut, now=now)
