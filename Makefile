@@ -16,12 +16,9 @@ tools:
 	  { echo "Node.js is required for the CDK tests: install nodejs"; exit 1; }; }
 
 # Chromium runs the web console's browser tests (tests/e2e/test_console.py, Playwright driving /usr/bin/chromium:
-# no browser download); install Debian's package if the machine lacks it. Without it those tests fail, unless a
-# developer sets STREAMBOARD_SKIP_BROWSER_TESTS=1 (ignored when CI is set).
+# no browser download); install Debian's package if the machine lacks it. Without it those tests fail.
 browser:
-	@if [ "$$STREAMBOARD_SKIP_BROWSER_TESTS" = 1 ] && [ -z "$$CI" ]; then \
-	  echo "STREAMBOARD_SKIP_BROWSER_TESTS=1: not installing Chromium; the console's browser tests are skipped"; \
-	elif ! command -v chromium >/dev/null 2>&1; then \
+	@if ! command -v chromium >/dev/null 2>&1; then \
 	  echo "installing Chromium (for the console's browser tests)"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
 	  { echo "Chromium is required for the console's browser tests: install Debian's chromium package"; exit 1; }; \

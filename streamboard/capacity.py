@@ -112,8 +112,8 @@ ASSUMED = {
     "router_batch_records": (500, "event source mapping batch size (settings.router_batch_size); batches fill at"
                                   " peak"),
     "router_cpu_ms_per_event": (0.07, "router CPU per event when bench/results/router.json is missing"),
-    "sink_call_ms": (10.0, "latency of one in-region DynamoDB TransactWriteItems/PutItem or Firehose"
-                           " PutRecordBatch call the router waits for"),
+    "sink_call_ms": (10.0, "latency of one in-region DynamoDB UpdateItem or Firehose PutRecordBatch call the"
+                           " router waits for"),
     "profile_calls_per_user": (1, "per user with scores in a batch: one UpdateItem (streamboard.profiles)"),
     "transform_cpu_ms_per_event": (0.03, "Firehose transform Lambda (256 MB) per event; not benchmarked"),
     "transform_memory_gb": (0.25, "transform Lambda memory"),

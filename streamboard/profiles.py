@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamboard.ports import Profile
-from streamboard.registry import parse_ts
+from streamboard.registry import format_ts, parse_ts
 
 SLOT_SECONDS = 300
 # How far behind a refresh's as_of its cut lies: the longest a routed event takes to reach the lake (Firehose's
@@ -166,8 +166,6 @@ def bases_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, Base]:
 
 def _ts_text(value: Any) -> str:
     """A timestamp as the events carry it (``2026-12-01T15:45:33.123Z``), whatever the engine returned."""
-    from streamboard.registry import format_ts
-
     if isinstance(value, str):
         value = parse_ts(value) if "T" in value else dt.datetime.fromisoformat(value)
     return format_ts(value)

@@ -4,8 +4,7 @@ One stack and one browser serve the module; each test opens its own browser cont
 error, uncaught page error, dialog (a hostile name that ran script would open one) or request to another origin.
 
 Chromium is required: ``make test`` installs the Debian package ``chromium`` when it is missing (``make
-browser``), and a missing browser FAILS these tests. A developer without it may set
-``STREAMBOARD_SKIP_BROWSER_TESTS=1`` to skip them; under CI (``CI`` set) that variable is ignored.
+browser``), and a missing browser FAILS these tests (they are never skipped).
 ``STREAMBOARD_CONSOLE_SCREENSHOTS=DIR`` saves the three pages' screenshots there (``make screenshots``: docs/).
 """
 
@@ -29,7 +28,6 @@ from tests.e2e.test_local_stack import invalid_events, new_id, now_ms, random_sc
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path(os.environ.get("STREAMBOARD_CHROMIUM", "/usr/bin/chromium"))
-SKIP_VARIABLE = "STREAMBOARD_SKIP_BROWSER_TESTS"
 SCREENSHOTS = os.environ.get("STREAMBOARD_CONSOLE_SCREENSHOTS")
 TIMEOUT_MS = 15_000  # any one wait in the browser
 REFRESH_TIMEOUT_MS = 90_000  # an admin refresh drains the pipeline first
@@ -41,17 +39,14 @@ PAGE_SIZE = 25  # the console's default
 
 
 def _require_browser() -> None:
-    """Fail (not skip) without Playwright or Chromium, unless a developer asked to skip outside CI."""
-    if os.environ.get(SKIP_VARIABLE) == "1" and not os.environ.get("CI"):
-        pytest.skip(f"{SKIP_VARIABLE}=1: the console's browser tests are skipped on this machine")
+    """Fail (never skip) without Playwright or Chromium."""
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         pytest.fail("Playwright is not installed: run `make install` (it is pinned in the dev extra)", pytrace=False)
     if not CHROMIUM.exists():
         pytest.fail(f"Chromium is not at {CHROMIUM}: `make test` installs Debian's `chromium` package (`make "
-                    f"browser`); no browser download is used. A developer may set {SKIP_VARIABLE}=1 to skip these "
-                    "tests (ignored when CI is set).", pytrace=False)
+                    "browser`); no browser download is used.", pytrace=False)
 
 
 # --- the stack and its data --------------------------------------------------------------------------------------
@@ -174,22 +169,22 @@ def _console(browser: Any, origin: str, viewport: dict[str, int]) -> Console:
     return c
 
 
-@pytest.fixture
-def console(browser: Any, stack: Stack) -> Iterator[Console]:
-    c = _console(browser, stack.url, DESKTOP)
+def _opened(browser: Any, origin: str, viewport: dict[str, int]) -> Iterator[Console]:
+    c = _console(browser, origin, viewport)
     try:
         yield c
     finally:
         c.context.close()
+
+
+@pytest.fixture
+def console(browser: Any, stack: Stack) -> Iterator[Console]:
+    yield from _opened(browser, stack.url, DESKTOP)
 
 
 @pytest.fixture
 def phone(browser: Any, stack: Stack) -> Iterator[Console]:
-    c = _console(browser, stack.url, PHONE)
-    try:
-        yield c
-    finally:
-        c.context.close()
+    yield from _opened(browser, stack.url, PHONE)
 
 
 def as_shown(entries: list[dict[str, Any]]) -> list[list[str]]:
