@@ -21,7 +21,16 @@ from streamboard.backend import Backend
 from streamboard.errors import StreamboardError
 from streamboard.ports import Board, BoardEntry
 from streamboard.profiles import bases_from_rows
-from streamboard.refresh import PROFILES_STEP, SNAPSHOT_STEP, IncrementalRefresh, Plan, run_on, tag, untag
+from streamboard.refresh import (
+    PROFILES_STEP,
+    SNAPSHOT_STEP,
+    IncrementalRefresh,
+    Plan,
+    gc_paused,
+    run_on,
+    tag,
+    untag,
+)
 from streamboard.registry import format_ts, utc_iso
 from streamboard.sql import SQL_DIR
 
@@ -63,9 +72,12 @@ def write_boards(backend: Backend, rows: list[dict[str, Any]]) -> list[Board]:
 
 
 def reconcile_profiles(backend: Backend, plan: Plan, rows: list[dict[str, Any]]) -> int:
-    """Set every profile a batch covered to what the lake holds (``streamboard.profiles``); returns how many."""
-    return backend.profiles.reconcile(bases_from_rows(rows), batch=plan.batch, cut=plan.profile_cut,
-                                      now=format_ts(dt.datetime.now(dt.UTC)))
+    """Set every profile a batch covered to what the lake holds (``streamboard.profiles``); returns how many.
+    A full build reconciles every player (:func:`gc_paused`)."""
+    with gc_paused():
+        return backend.profiles.reconcile(bases_from_rows(rows), batch=plan.batch, cut=plan.profile_cut,
+                                          now=format_ts(dt.datetime.now(dt.UTC)))
+
 
 
 def refresher(backend: Backend, *, create_state: bool = True, **options: Any) -> IncrementalRefresh:

@@ -14,9 +14,10 @@ One item per user (``pk = user#<id>``, ``sk = profile``):
 - **points the lake already holds** of those slots: ``l<slot>_<category>`` = the points of the lake's rows of
   that slot (one per routing of a delivery: event_id, received_at, routed_at), set by the reconcile. Each of
   those rows was added to ``p`` of its slot first, so ``p - l`` is what was routed and is not in the lake yet;
-- **live challenge completions** ``c_<event_id>`` = ``[challenge_id, ts, category, points]``: keyed by the
-  event, so a redelivery changes nothing; a read resolves them against the user's first completions in the
-  lake (items ``sk = ch#<challenge_id>``, written by the reconcile);
+- **live challenge completions** ``c_<event_id>`` = ``[challenge_id, ts, category, points, slot]``: keyed by
+  the event, so a redelivery changes nothing; a read resolves them against the user's first completions in the
+  lake (items ``sk = ch#<challenge_id>``, written by the reconcile), so one the lake holds already counts once;
+  a reconcile drops them with their routing slot, like the live points;
 - ``nm`` = the latest name of the user's last router batch, ``updated_at``.
 
 A read: points per category = ``bc`` + the sum over slots ``>= bcut`` of ``p - l`` + the challenge
@@ -109,10 +110,10 @@ def live_updates(events: Iterable[Mapping[str, Any]], now: str) -> dict[str, Upd
         upd = out.setdefault(user, Update())
         upd.sets["updated_at"] = now
         points, category = int(ev["points"]), ev["category"]
+        slot = slot_of(ev["routed_at"]) if ev.get("routed_at") else default_slot
         if ev.get("challenge_id") is not None:
-            upd.sets[f"c_{ev['event_id']}"] = [ev["challenge_id"], ev["ts"], category, points]
+            upd.sets[f"c_{ev['event_id']}"] = [ev["challenge_id"], ev["ts"], category, points, slot]
         else:
-            slot = slot_of(ev["routed_at"]) if ev.get("routed_at") else default_slot
             name = f"p{slot}_{category}"
             upd.adds[name] = upd.adds.get(name, 0) + points
         if ev.get("user_name") is not None:
@@ -139,26 +140,27 @@ class Base:
     in_lake: dict[tuple[int, str], int] = field(default_factory=dict)  # (slot, category) -> points
     name: tuple[str, str, str] | None = None  # (ts, event_id, name)
     firsts: dict[str, tuple[str, str, str, int]] = field(default_factory=dict)  # challenge -> (ts, id, cat, pts)
-    seen_challenge_events: set[str] = field(default_factory=set)  # live completions the lake holds now
 
 
 def bases_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, Base]:
-    """Group the reconcile query's rows (``kind`` says what each is) by user."""
+    """Group the reconcile query's rows (``kind`` says what each is) by user. A full build reads a row per
+    user and category, name and challenge first of the whole lake: this loop is kept lean."""
     out: dict[str, Base] = {}
     for row in rows:
-        base = out.setdefault(str(row["user_id"]), Base())
+        user = str(row["user_id"])
+        base = out.get(user)
+        if base is None:
+            base = out[user] = Base()
         kind = row["kind"]
         if kind == "total":
             base.categories[str(row["item_key"])] += int(row["points"])
-        elif kind == "slot":
-            base.in_lake[(int(row["slot"]), str(row["item_key"]))] = int(row["points"])
-        elif kind == "name":
-            base.name = (_ts_text(row["ts"]), str(row["event_id"]), str(row["name"]))
         elif kind == "challenge":
             base.firsts[str(row["item_key"])] = (_ts_text(row["ts"]), str(row["event_id"]), str(row["name"]),
                                                  int(row["points"]))
-        elif kind == "seen":
-            base.seen_challenge_events.add(str(row["event_id"]))
+        elif kind == "name":
+            base.name = (_ts_text(row["ts"]), str(row["event_id"]), str(row["name"]))
+        elif kind == "slot":
+            base.in_lake[(int(row["slot"]), str(row["item_key"]))] = int(row["points"])
         else:
             raise ValueError(f"unknown reconcile row kind {kind!r}")
     return out
@@ -166,6 +168,8 @@ def bases_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, Base]:
 
 def _ts_text(value: Any) -> str:
     """A timestamp as the events carry it (``2026-12-01T15:45:33.123Z``), whatever the engine returned."""
+    if isinstance(value, str) and len(value) == 24 and value[10] == "T" and value[-1] == "Z":
+        return value  # as the reconcile query writes it
     if isinstance(value, str):
         value = parse_ts(value) if "T" in value else dt.datetime.fromisoformat(value)
     return format_ts(value)
@@ -173,7 +177,7 @@ def _ts_text(value: Any) -> str:
 
 def reconcile_update(base: Base, existing: Item | None, *, batch: int, cut: int, now: str) -> Update:
     """The reconcile's update of one profile item: the base, the lake's points of the live slots, and the
-    removal of what the lake now holds (slots before the cut, challenge completions it has read)."""
+    removal of what the lake now holds whole (the points and challenge completions of slots before the cut)."""
     upd = Update(batch=batch)
     upd.sets["bc"] = {k: v for k, v in sorted(base.categories.items()) if v != 0}
     upd.sets["bcut"] = cut
@@ -188,7 +192,7 @@ def reconcile_update(base: Base, existing: Item | None, *, batch: int, cut: int,
         stale = (
             (m is not None and int(m.group(2)) < cut)  # a slot the lake holds whole
             or (m is not None and m.group(1) == "l" and name not in upd.sets)  # no lake points left in it
-            or (name.startswith("c_") and name[2:] in base.seen_challenge_events)  # a completion the lake holds
+            or (name.startswith("c_") and (len(value) < 5 or int(value[4]) < cut))  # a completion the lake holds
             or (name == "nm" and base.name is not None and _name_key(value) <= base.name[:2])  # not newer
         )
         if stale:
@@ -203,10 +207,11 @@ def reconcile_update(base: Base, existing: Item | None, *, batch: int, cut: int,
 SKIP_BELOW_BYTES = 512
 
 
-def needs_write(user_id: str, existing: Item | None, upd: Update) -> bool:
+def needs_write(user_id: str, existing: Item | None, upd: Update, *, json_bytes: int | None = None) -> bool:
     """Whether a reconcile's update must be written: not when the profile reads the same with it or without
     it (now, and after any live update, which adds the same to both) and the item is small. A user seen once,
-    whose one routing the lake now holds, costs the reconcile a read and no write."""
+    whose one routing the lake now holds, costs the reconcile a read and no write. ``json_bytes``: the length
+    of the existing item's JSON, when the caller has it (it bounds the item's size without sizing it)."""
     if existing is None or any(k.startswith("c_") for k in existing):
         return True  # challenge completions are resolved against the lake's firsts: always write
     if "bn" in upd.sets and upd.sets["bn"] != existing.get("bn") and upd.sets["bn"] != existing.get("nm"):
@@ -214,8 +219,11 @@ def needs_write(user_id: str, existing: Item | None, upd: Update) -> bool:
     after = upd.apply(existing)
     if after is None:
         return True  # a later batch wrote the item: the conditional write fails (and is billed)
-    return (resolve(user_id, existing, {}) != resolve(user_id, after, {})
-            or item_bytes(user_id, PROFILE_SK, existing) > SKIP_BELOW_BYTES)
+    if resolve(user_id, existing, {}) != resolve(user_id, after, {}):
+        return True
+    if json_bytes is not None and item_bytes_at_most(user_id, PROFILE_SK, json_bytes) <= SKIP_BELOW_BYTES:
+        return False
+    return item_bytes(user_id, PROFILE_SK, existing) > SKIP_BELOW_BYTES
 
 
 def _name_key(value: Sequence[Any]) -> tuple[str, str]:
@@ -235,7 +243,7 @@ def resolve(user_id: str, item: Item, firsts: Mapping[str, tuple[str, str, str, 
         if m and int(m.group(2)) >= cut:
             cats[m.group(3)] += int(value) if m.group(1) == "p" else -int(value)
         elif name.startswith("c_"):
-            challenge, ts, category, points = value
+            challenge, ts, category, points = value[:4]
             pending[str(challenge)].append((str(ts), name[2:], str(category), int(points)))
     for challenge, completions in pending.items():
         current = firsts.get(challenge)
@@ -305,6 +313,14 @@ def item_bytes(user_id: str, sk: str, item: Item) -> int:
     """A profile store item's size by DynamoDB's rule (keys included): ``item_size(dynamo_item(...))``."""
     return (2 + len(f"user#{user_id}".encode()) + 2 + len(sk.encode())
             + sum(len(k.encode()) + _plain_size(v) for k, v in item.items()))
+
+
+def item_bytes_at_most(user_id: str, sk: str, json_bytes: int) -> int:
+    """A bound of :func:`item_bytes` from the length of the item's compact JSON (as msgspec writes it, UTF-8):
+    DynamoDB sizes no value above twice its JSON (a one-digit number: 2 bytes for 1; a list or a map: 3 bytes
+    and 1 an element, for 2 and a comma; a string: its bytes without the quotes), the attribute names inside
+    the JSON already. A store that keeps items as JSON bills most writes from this, without sizing them."""
+    return 2 * json_bytes + len(user_id.encode()) + len(sk.encode()) + 9
 
 
 def dynamo_item(user_id: str, sk: str, item: Item) -> dict[str, Any]:

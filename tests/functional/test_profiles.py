@@ -147,6 +147,15 @@ def test_a_reconcile_never_overwrites_a_later_batch(store: ProfileStore) -> None
     assert points(store) == {"chess": 30}
 
 
+def test_a_late_batch_never_overwrites_a_later_batchs_challenge_first(store: ProfileStore) -> None:
+    route(store, [score("e-live", 40, challenge="daily", ts=3)], 3)
+    reconcile(store, lake_base({"go": 30}, firsts={"daily": (at(1), "e-1", "go", 30)}), batch=5, as_of=4)
+    assert points(store) == {"go": 30}  # the live completion is not the first
+    # batch 4, resumed late, saw an older lake: had its first replaced batch 5's, e-live would count
+    reconcile(store, lake_base({"go": 1}, firsts={"daily": (at(5), "e-5", "go", 1)}), batch=4, as_of=2)
+    assert points(store) == {"go": 30}
+
+
 def test_a_challenge_counts_its_first_completion_live_and_after_a_reconcile(store: ProfileStore) -> None:
     later = score("e-later", 50, challenge="daily", ts=5)
     route(store, [later, score("e-plain", 7)], 0)
@@ -157,14 +166,20 @@ def test_a_challenge_counts_its_first_completion_live_and_after_a_reconcile(stor
     route(store, [later, score("e-third", 99, challenge="daily", ts=9)], 3)  # redelivery, a later completion
     assert points(store) == {"chess": 7, "go": 30}
 
-    # The lake holds the first two: its first completion is e-earlier, and the live copies of both go.
-    base = lake_base({"chess": 7, "go": 30}, {0: {"chess": 7}},
-                     firsts={"daily": (at(1), "e-earlier", "go", 30)},
-                     seen_challenge_events={"e-later", "e-earlier"})
+    # The lake holds the first two: its first completion is e-earlier. Their live copies stay until their slot
+    # is behind the cut, and count once: the lake's first is one of them.
+    base = lake_base({"chess": 7, "go": 30}, {0: {"chess": 7}}, firsts={"daily": (at(1), "e-earlier", "go", 30)})
     reconcile(store, base, batch=1, as_of=4)
     assert points(store) == {"chess": 7, "go": 30}
     # An even earlier completion arrives after the reconcile: it beats the lake's first.
     route(store, [score("e-first", 4, category="chess", challenge="daily", ts=0.5, received=5)], 5)
+    assert points(store) == {"chess": 11}
+    # Once the lake holds it and its slot is behind the cut, the lake's totals alone say the same.
+    later_base = lake_base({"chess": 11}, firsts={"daily": (at(0.5), "e-first", "chess", 4)})
+    reconcile(store, later_base, batch=2, as_of=40)
+    assert points(store) == {"chess": 11}
+    # and a completion of the same challenge routed after that reconcile does not count: it is not the first
+    route(store, [score("e-fourth", 60, challenge="daily", ts=41, received=41)], 41)
     assert points(store) == {"chess": 11}
 
 

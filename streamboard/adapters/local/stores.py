@@ -33,6 +33,7 @@ from streamboard.profiles import (
     Base,
     first_item,
     item_bytes,
+    item_bytes_at_most,
     live_updates,
     needs_write,
     pending_challenges,
@@ -183,6 +184,12 @@ CREATE TABLE IF NOT EXISTS profile_items (
 """
 
 
+_UPSERT = ("INSERT INTO profile_items VALUES (?, ?, ?) "
+           "ON CONFLICT(user_id, sk) DO UPDATE SET item=excluded.item")
+# the aws store's condition on a challenge first (rb <= batch): a late or resumed batch never overwrites a later one
+_UPSERT_UNLESS_LATER = (_UPSERT + " WHERE json_extract(profile_items.item, '$.rb') <= ?4")
+
+
 class LocalProfileStore:
     """The profile items of :mod:`streamboard.profiles` in SQLite, one row per DynamoDB item (its attributes as
     JSON), updated as the aws store's ``UpdateItem`` calls would update them and billed by their sizes."""
@@ -197,58 +204,76 @@ class LocalProfileStore:
         return None if row is None else _profile_item(row[0])
 
     @staticmethod
-    def _load_profiles(conn: sqlite3.Connection, users: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The profile items of many users, a few hundred a query."""
-        out: dict[str, dict[str, Any]] = {}
+    def _load_profiles(conn: sqlite3.Connection, users: Sequence[str]) -> dict[str, tuple[dict[str, Any], int]]:
+        """The profile items of many users, a few hundred a query, with the length of each one's JSON."""
+        out: dict[str, tuple[dict[str, Any], int]] = {}
         for i in range(0, len(users), 500):
             chunk = users[i:i + 500]
-            out.update((u, _profile_item(item)) for u, item in conn.execute(
-                f"SELECT user_id, item FROM profile_items WHERE sk=? AND user_id IN ({','.join('?' * len(chunk))})",
-                (PROFILE_SK, *chunk)))
+            out.update((u, (_profile_item(item), len(item))) for u, item in conn.execute(
+                f"SELECT user_id, CAST(item AS BLOB) FROM profile_items WHERE sk=? "
+                f"AND user_id IN ({','.join('?' * len(chunk))})", (PROFILE_SK, *chunk)))
         return out
 
-    def _save(self, conn: sqlite3.Connection, user_id: str, sk: str, item: dict[str, Any]) -> int:
-        """Store an item; return the write units DynamoDB bills for writing it (by its size after)."""
-        conn.execute("INSERT INTO profile_items VALUES (?, ?, ?) ON CONFLICT(user_id, sk) DO UPDATE SET "
-                     "item=excluded.item", (user_id, sk, _profile_json(item)))
-        return dynamodb_write_units(item_bytes(user_id, sk, item)) if self.usage is not None else 0
+    def _row(self, user_id: str, sk: str, item: dict[str, Any]) -> tuple[tuple[str, str, str], int]:
+        """An item's row, and the write units DynamoDB bills for writing it (by its size after)."""
+        encoded = _profile_json(item)
+        units = 0
+        if self.usage is not None:
+            units = (1 if item_bytes_at_most(user_id, sk, len(encoded)) <= 1024
+                     else dynamodb_write_units(item_bytes(user_id, sk, item)))
+        return (user_id, sk, encoded.decode()), units
 
     def apply(self, events: Sequence[dict[str, Any]], now: str) -> int:
         """The router's batch: one update per user with score events (the aws store's one UpdateItem each)."""
         updates = live_updates(events, now)
         writes = 0
         with self.db.tx() as conn:
+            items = self._load_profiles(conn, list(updates))
+            rows = []
             for user, upd in updates.items():
-                item = upd.apply(self._load(conn, user, PROFILE_SK))
+                item = upd.apply(items[user][0] if user in items else None)
                 assert item is not None  # a live update has no condition
-                writes += self._save(conn, user, PROFILE_SK, item)
+                row, units = self._row(user, PROFILE_SK, item)
+                rows.append(row)
+                writes += units
+            conn.executemany(_UPSERT, rows)
         if self.usage is not None:
             self.usage.add(dynamodb_write_units=writes, profile_updates=len(updates))
         return len(updates)
 
     def reconcile(self, bases: Mapping[str, Base], *, batch: int, cut: int, now: str) -> int:
-        """A refresh's reconcile: per user, the challenge firsts it changed, then the profile item (read first:
-        an eventually consistent GetItem on AWS, for the names of what to remove)."""
+        """A refresh's reconcile: per user, the challenge firsts it changed (unless a later batch wrote them),
+        then the profile item (read first: an eventually consistent GetItem on AWS, for the names of what to
+        remove). Written in bulk: a full build reconciles every player of the lake."""
         writes, reads = 0, 0.0
+        firsts: list[tuple[str, str, str, int]] = []
+        rows: list[tuple[str, str, str]] = []
         with self.db.tx() as conn:
             profiles = self._load_profiles(conn, list(bases))
             for user, base in bases.items():
                 for challenge, first in base.firsts.items():
-                    sk = CHALLENGE_SK + challenge
-                    old = self._load(conn, user, sk)
-                    if old is None or int(old.get("rb", 0)) <= batch:
-                        writes += self._save(conn, user, sk, first_item(first, batch))
-                existing = profiles.get(user)
+                    row, units = self._row(user, CHALLENGE_SK + challenge, first_item(first, batch))
+                    firsts.append((*row, batch))
+                    writes += units  # billed whether its condition holds or not (the same size either way)
+                existing, json_bytes = profiles.get(user, (None, 0))
                 if self.usage is not None and existing is not None:
-                    reads += dynamodb_read_units(item_bytes(user, PROFILE_SK, existing), consistent=False)
+                    bound = item_bytes_at_most(user, PROFILE_SK, json_bytes)
+                    reads += dynamodb_read_units(bound if bound <= 4096 else item_bytes(user, PROFILE_SK, existing),
+                                                 consistent=False)
                 upd = reconcile_update(base, existing, batch=batch, cut=cut, now=now)
-                if not base.firsts and not needs_write(user, existing, upd):
+                if not base.firsts and not needs_write(user, existing, upd, json_bytes=json_bytes):
                     continue
                 item = upd.apply(existing)
                 if item is not None:
-                    writes += self._save(conn, user, PROFILE_SK, item)
+                    row, units = self._row(user, PROFILE_SK, item)
+                    rows.append(row)
+                    writes += units
                 elif self.usage is not None and existing is not None:  # a failed condition is billed too
                     writes += dynamodb_write_units(item_bytes(user, PROFILE_SK, existing))
+            firsts.sort()  # in key order: SQLite's index takes sorted rows about twice as fast
+            rows.sort()
+            conn.executemany(_UPSERT_UNLESS_LATER, firsts)
+            conn.executemany(_UPSERT, rows)
         if self.usage is not None:
             self.usage.add(dynamodb_write_units=writes, dynamodb_read_units=reads, profile_reconciles=len(bases))
         return len(bases)
