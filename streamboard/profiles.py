@@ -32,7 +32,6 @@ at most 15 minutes).
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,9 +46,19 @@ SLOT_SECONDS = 300
 LIVE_LAG = dt.timedelta(minutes=20)
 PROFILE_SK = "profile"
 CHALLENGE_SK = "ch#"
-_SLOTTED = re.compile(r"^([pl])(\d+)_(.+)$")
 
 Item = dict[str, Any]  # attribute -> value: str, int, list or dict (DynamoDB's S, N, L and M)
+
+
+def slotted(name: str) -> tuple[str, int, str] | None:
+    """``(kind, slot, category)`` of a live slot attribute (``p<slot>_<category>``, ``l<slot>_<category>``),
+    or None for any other attribute. Called for every attribute of every item a read or a reconcile sees."""
+    if name[:1] not in ("p", "l"):
+        return None
+    digits, sep, category = name[1:].partition("_")
+    if not sep or not category or not digits.isdigit():
+        return None
+    return name[0], int(digits), category
 
 
 def slot_of(when: str | dt.datetime) -> int:
@@ -188,10 +197,10 @@ def reconcile_update(base: Base, existing: Item | None, *, batch: int, cut: int,
         if slot >= cut:
             upd.sets[f"l{slot}_{category}"] = points
     for name, value in (existing or {}).items():
-        m = _SLOTTED.match(name)
+        m = slotted(name)
         stale = (
-            (m is not None and int(m.group(2)) < cut)  # a slot the lake holds whole
-            or (m is not None and m.group(1) == "l" and name not in upd.sets)  # no lake points left in it
+            (m is not None and m[1] < cut)  # a slot the lake holds whole
+            or (m is not None and m[0] == "l" and name not in upd.sets)  # no lake points left in it
             or (name.startswith("c_") and (len(value) < 5 or int(value[4]) < cut))  # a completion the lake holds
             or (name == "nm" and base.name is not None and _name_key(value) <= base.name[:2])  # not newer
         )
@@ -239,9 +248,9 @@ def resolve(user_id: str, item: Item, firsts: Mapping[str, tuple[str, str, str, 
     cut = int(item.get("bcut", 0))
     pending: dict[str, list[tuple[str, str, str, int]]] = defaultdict(list)
     for name, value in item.items():
-        m = _SLOTTED.match(name)
-        if m and int(m.group(2)) >= cut:
-            cats[m.group(3)] += int(value) if m.group(1) == "p" else -int(value)
+        m = slotted(name)
+        if m is not None and m[1] >= cut:
+            cats[m[2]] += int(value) if m[0] == "p" else -int(value)
         elif name.startswith("c_"):
             challenge, ts, category, points = value[:4]
             pending[str(challenge)].append((str(ts), name[2:], str(category), int(points)))
