@@ -116,7 +116,8 @@ def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict
     result = refresher(backend, **options).refresh(full=full)
     boards = write_boards(backend, result.rows)
     summary = {**result.summary(), "boards": len(boards),
-               **({"ranks": {k: ranks[k] for k in ("users", "rebuild", "nodes") if k in ranks}} if ranks else {})}
+               **({"ranks": {k: ranks[k] for k in ("users", "rebuild", "nodes", "write_units") if k in ranks}}
+                  if ranks else {})}
     if backend.usage is not None:
         # on AWS: the query Lambda starts the first statement, the writer runs on each one's state change
         backend.usage.finish_refresh(getattr(engine, "billed_bytes", 0) - billed_before, 1 + len(result.steps))

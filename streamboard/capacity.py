@@ -100,9 +100,9 @@ DEFAULTS: dict[str, Default] = {
         0.00025, "dynamodb_read_units / events: routing reads nothing; the run's one app-key lookup (0.5 units,"
         " then cached) over its 2,000 events"),
     "refresh_statements": Default(
-        35, "athena_bytes_scanned_last_refresh / 10 MB of a small incremental refresh (every statement at the"
+        36, "athena_bytes_scanned_last_refresh / 10 MB of a small incremental refresh (every statement at the"
         " minimum): 15 steps, each with its refresh-log statement, the board snapshot, the profiles' reconcile,"
-        " and the batch's plan and end"),
+        " the ranks' changed users, and the batch's plan and end"),
 }
 
 # Documented constants no local run measures (assumed).

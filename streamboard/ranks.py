@@ -44,6 +44,7 @@ from typing import Any
 
 from streamboard.errors import NotFound, SinkError
 from streamboard.ports import Board, BoardEntry
+from streamboard.usage import dynamodb_write_units, item_size
 
 log = logging.getLogger("streamboard.ranks")
 
@@ -641,7 +642,7 @@ class RankTrees:
                 writers, users_root, boards = self._step(cur, users, version, load)
             retired = sorted(set().union(*(w.retired for w in writers)))
             parts = [retired[i:i + RETIRED_PER_ITEM] for i in range(0, len(retired), RETIRED_PER_ITEM)]
-            puts = [{"pk": {"S": node_key(n)[0]}, "sk": {"S": NODE_SK}, "b": {"B": blob}}
+            puts: list[Item] = [{"pk": {"S": node_key(n)[0]}, "sk": {"S": NODE_SK}, "b": {"B": blob}}
                     for w in writers for n, blob in w.blobs.items()]
             puts += [{"pk": {"S": retired_key(version, i)[0]}, "sk": {"S": retired_key(version, i)[1]},
                       "ids": {"B": zlib.compress("\n".join(p).encode(), 6)}} for i, p in enumerate(parts)]
@@ -659,10 +660,15 @@ class RankTrees:
             stale = [(head_pk(c), HEAD_SK) for c in range(self.copies, cur.copies)] if cur is not None else []
             if stale:
                 self.table.write_many([], stale)
-            self._collect(head.gc)
+            deleted = self._collect(head.gc)
         with self._lock:
             self._head = None
-        return {"version": version, "nodes": len(puts) - len(parts), "retired": len(retired), "written": True}
+        # the write units DynamoDB bills for them: each new item by its size, the heads (each copy), and a unit
+        # for each node deleted (nodes are under 1 KB)
+        units = sum(dynamodb_write_units(item_size(i)) for i in puts) + \
+            self.copies * dynamodb_write_units(item_size(head_item(head, 0))) + len(stale) + deleted
+        return {"version": version, "nodes": len(puts) - len(parts), "retired": len(retired), "written": True,
+                "write_units": units}
 
     def _build(self, users: Sequence[UserScores], version: int, load: Loader
                ) -> tuple[list[TreeWriter], Root, dict[tuple[str, str], Root]]:
@@ -720,15 +726,15 @@ class RankTrees:
             for future in [pool.submit(self.table.write_many, part, []) for part in parts]:
                 future.result()
 
-    def _collect(self, gc: tuple[int, int] | None) -> None:
-        """Delete the nodes a version replaced, and its list of them (idempotent: a list gone is done)."""
-        if gc is None:
-            return
-        keys = [retired_key(gc[0], i) for i in range(gc[1])]
+    def _collect(self, gc: tuple[int, int] | None) -> int:
+        """Delete the nodes a version replaced, and its list of them (idempotent: a list gone is done); returns
+        the write units of the deletes (a unit a node, each list by its size)."""
+        keys = [] if gc is None else [retired_key(gc[0], i) for i in range(gc[1])]
         if not keys:
-            return
+            return 0
         lists = self.table.get_many(keys, consistent=True)
         ids = [n for item in lists.values() for n in zlib.decompress(bytes(item["ids"]["B"])).decode().split("\n") if n]
         deletes = [node_key(n) for n in ids] + list(lists)
         for i in range(0, len(deletes), 25 * 40):
             self.table.write_many([], deletes[i:i + 25 * 40])
+        return len(ids) + sum(dynamodb_write_units(item_size(item)) for item in lists.values())

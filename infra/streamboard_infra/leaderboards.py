@@ -42,8 +42,12 @@ class Leaderboards(Construct):
             timeout=cdk.Duration.minutes(15), memory_mb=1024, log_retention_days=log_retention_days,
             reserved_concurrency=2,  # snapshots replace whole boards: two writers at most, never a stampede
         )
-        # a board's current head, its new version's pages and head copies, then the old pages (streamboard.boards)
-        grant_items(self.boards_table, self.writer.role, "GetItem", "PutItem", "BatchWriteItem")
+        # a board's current head, its new version's pages and head copies, then the old pages (streamboard.boards);
+        # the ranks (streamboard.ranks, in the same table): their head, the nodes the changed users' paths go
+        # through and the retired lists (BatchGetItem), the new nodes, the head copies, the retired nodes' deletes
+        grant_items(self.boards_table, self.writer.role, "GetItem", "BatchGetItem", "PutItem", "BatchWriteItem")
+        # a batch's plan says which batch's ranks it steps from: the ranks' head
+        grant_items(self.boards_table, self.query.role, "GetItem")
         grant_items(self.profiles_table, self.writer.role, "GetItem", "UpdateItem")  # the profiles' reconcile
         scan.skip_checkov(self.query.function, {
             "CKV_AWS_115": "Invoked by the refresh schedule, a crawl's end and rare manual runs: a few times an "

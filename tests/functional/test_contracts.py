@@ -737,3 +737,22 @@ def test_aws_profiles_keep_one_item_per_user_and_none_per_event(tmp_path: Path, 
         ddb = backend.profiles.clients("dynamodb")  # type: ignore[attr-defined]
         items = ddb.scan(TableName=settings.profiles_table)["Items"]
         assert sorted(i["pk"]["S"] for i in items) == ["user#u0", "user#u1"]
+
+
+def test_a_rank_write_reports_the_write_units_the_local_store_bills(tmp_path: Path) -> None:
+    """What a rank write says it costs (the planner's and the benchmark's figure) is what the store billed."""
+    from streamboard.adapters.local.stores import LocalBoardStore
+    from streamboard.usage import Usage
+
+    usage = Usage(tmp_path / "usage.db")
+    store = RankTrees(LocalBoardStore(tmp_path / "boards.db", usage).table)
+    rng = random.Random(2)
+    scores, names = _random_scores(rng, 2000)
+    for batch in (1, 2, 3):
+        before = usage.counters().get("dynamodb_write_units", 0)
+        changed = set(rng.sample(sorted(scores), 50)) if batch > 1 else None
+        for user in changed or ():
+            scores[user] = {**scores[user], ("go", "all"): scores[user].get(("go", "all"), 0) + 7}
+        written = store.write(_rank_users(scores, names, changed), batch=batch, plan=str(batch), rebuild=batch == 1,
+                              base_batch=batch - 1, as_of=None, refreshed_at=None)
+        assert written["write_units"] == usage.counters()["dynamodb_write_units"] - before, batch
