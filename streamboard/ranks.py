@@ -620,15 +620,19 @@ class RankTrees:
             loaded: dict[str, Node] = {}
 
             def load(ids: Sequence[str]) -> Mapping[str, Node]:
-                """The version before's nodes, read strongly consistent once each for this write."""
+                """The version before's nodes, read once each for this write: eventually consistent (a node
+                never changes, so such a read finds it whole or not at all), then strongly for any not found."""
                 need = [n for n in dict.fromkeys(ids) if n not in loaded]
-                if need:
-                    got = self.table.get_many([node_key(n) for n in need], consistent=True)
+                for consistent in (False, True):
+                    if not need:
+                        break
+                    got = self.table.get_many([node_key(n) for n in need], consistent=consistent)
                     for (pk, _), item in got.items():
                         loaded[pk[len(NODE_PREFIX):]] = unpack(bytes(item["b"]["B"]))
-                    if any(n not in loaded for n in need):
-                        raise SinkError("a node of the ranks' current version is missing; a full refresh "
-                                        "builds them again")
+                    need = [n for n in need if n not in loaded]
+                if need:
+                    raise SinkError("a node of the ranks' current version is missing; a full refresh builds them "
+                                    "again")
                 return {n: loaded[n] for n in ids}
 
             if rebuild:
