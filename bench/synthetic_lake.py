@@ -253,6 +253,8 @@ def _table(layout: Layout, ev: dict[str, np.ndarray]) -> pa.Table:
         "ts": pa.array(ev["ts"], type=pa.timestamp("ms")),
         "app_id": _strings(_text(s.app_id.encode(), n)),
         "received_at": pa.array(ev["received"], type=pa.timestamp("ms")),
+        # the router stamps a batch when it routes it, a moment after receipt
+        "routed_at": pa.array(ev["received"] + 1000, type=pa.timestamp("ms")),
         "category": pa.array(categories, type=pa.string()).take(pa.array(ev["category"])),
         "points": pa.array(ev["points"], type=pa.int64()),
         "challenge_id": challenge_ids,
