@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -110,14 +111,15 @@ def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict
     ranks: dict[str, Any] = {}
 
     def rank_write(plan: Plan, rows: list[dict[str, Any]]) -> None:
-        ranks.update(write_ranks(backend, plan, rows))
+        started = time.monotonic()
+        ranks.update(write_ranks(backend, plan, rows), seconds=round(time.monotonic() - started, 3))
 
     options.setdefault("ranks", rank_write)
     result = refresher(backend, **options).refresh(full=full)
     boards = write_boards(backend, result.rows)
+    shown = ("users", "rebuild", "nodes", "write_units", "seconds")
     summary = {**result.summary(), "boards": len(boards),
-               **({"ranks": {k: ranks[k] for k in ("users", "rebuild", "nodes", "write_units") if k in ranks}}
-                  if ranks else {})}
+               **({"ranks": {k: ranks[k] for k in shown if k in ranks}} if ranks else {})}
     if backend.usage is not None:
         # on AWS: the query Lambda starts the first statement, the writer runs on each one's state change
         backend.usage.finish_refresh(getattr(engine, "billed_bytes", 0) - billed_before, 1 + len(result.steps))

@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from streamboard.errors import NotFound, SinkError
 from streamboard.ports import Board, BoardEntry
 from streamboard.usage import dynamodb_write_units, item_size
@@ -89,7 +91,8 @@ class Ref:
 
 @dataclass(frozen=True)
 class Node:
-    """A decoded node. ``entries``: a leaf's ``(key, value)`` pairs, an inner node's child :class:`Ref`\\ s."""
+    """A decoded node. ``entries``: a leaf's rows (its key's parts, then its value: ``(-score, user_id, name)``
+    on a board, ``(user_id, scopes)`` in the user index), an inner node's child :class:`Ref`\\ s."""
 
     level: int  # 0: a leaf
     entries: tuple[Any, ...]
@@ -104,21 +107,27 @@ class Root:
 EMPTY = Root(0, None)
 
 
+_ENCODE = msgspec.json.Encoder()
+_DECODE = msgspec.json.Decoder(tuple[int, list[tuple[Any, ...]]])  # rows as tuples: a leaf's keys are slices
+
+
 def pack(level: int, entries: Sequence[Any]) -> bytes:
-    """A node's item body: ``[level, entries]`` as JSON, zlib-compressed. A leaf entry is its key's parts and
-    then its value; an inner entry ``[key, count, node]``."""
-    if level == 0:
-        rows: list[Any] = [[*k, v] for k, v in entries]
-    else:
-        rows = [[list(r.key), r.count, r.node] for r in entries]
-    return zlib.compress(json.dumps([level, rows], separators=(",", ":")).encode(), 6)
+    """A node's item body: ``[level, entries]`` as JSON, zlib-compressed. A leaf entry is its row (the key's
+    parts, then the value); an inner entry ``[key, count, node]``."""
+    rows = entries if level == 0 else [(r.key, r.count, r.node) for r in entries]
+    return zlib.compress(_ENCODE.encode((level, rows)), 6)
 
 
 def unpack(blob: bytes) -> Node:
-    level, rows = json.loads(zlib.decompress(blob))
+    level, rows = _DECODE.decode(zlib.decompress(blob))
     if level == 0:
-        return Node(0, tuple((tuple(r[:-1]), r[-1]) for r in rows))
+        return Node(0, tuple(rows))
     return Node(level, tuple(Ref(tuple(k), c, n) for k, c, n in rows))
+
+
+def row_key(row: tuple[Any, ...]) -> Key:
+    """A leaf row's key: every part but the last (the value)."""
+    return row[:-1]
 
 
 def node_key(node: str) -> ItemKey:
@@ -130,7 +139,7 @@ def retired_key(version: int, part: int) -> ItemKey:
 
 
 def _first(level: int, entries: Sequence[Any]) -> Key:
-    return entries[0][0] if level == 0 else entries[0].key  # type: ignore[no-any-return]
+    return entries[0][:-1] if level == 0 else entries[0].key  # type: ignore[no-any-return]
 
 
 def _count(level: int, entries: Sequence[Any]) -> int:
@@ -153,7 +162,7 @@ def count_before(load: Loader, root: Root, key: Key) -> int:
     while ref is not None:
         node = load([ref.node])[ref.node]
         if level == 0:
-            return before + bisect.bisect_left([k for k, _ in node.entries], key)
+            return before + bisect.bisect_left(node.entries, key, key=row_key)
         i = max(0, bisect.bisect_left([c.key for c in node.entries], key) - 1)
         before += sum(c.count for c in node.entries[:i])
         ref, level = node.entries[i], level - 1
@@ -178,8 +187,10 @@ def find_many(load: Loader, root: Root, keys: Iterable[Key]) -> dict[Key, Any]:
         for nid, wanted in todo.items():
             node = nodes[nid]
             if level == 0:
-                values = dict(node.entries)
-                out.update({k: values[k] for k in wanted if k in values})
+                for k in wanted:
+                    i = bisect.bisect_left(node.entries, k, key=row_key)
+                    if i < len(node.entries) and node.entries[i][:-1] == k:
+                        out[k] = node.entries[i][-1]
                 continue
             firsts = [c.key for c in node.entries]
             for k in wanted:
@@ -188,9 +199,9 @@ def find_many(load: Loader, root: Root, keys: Iterable[Key]) -> dict[Key, Any]:
     return out
 
 
-def entries_at(load: Loader, root: Root, start: int, n: int) -> list[tuple[Key, Any]]:
-    """The entries at positions ``start`` .. ``start + n - 1`` (0-based), in order."""
-    out: list[tuple[Key, Any]] = []
+def entries_at(load: Loader, root: Root, start: int, n: int) -> list[tuple[Any, ...]]:
+    """The rows at positions ``start`` .. ``start + n - 1`` (0-based), in order."""
+    out: list[tuple[Any, ...]] = []
 
     def visit(ref: Ref, level: int, start: int, n: int) -> None:
         node = load([ref.node])[ref.node]
@@ -251,19 +262,26 @@ class TreeWriter:
     def _chunks(self, level: int, entries: Sequence[Any]) -> list[tuple[Sequence[Any], bytes]]:
         """``entries`` cut into runs that pack within :data:`NODE_BYTES` (a run that fits stays whole; a longer
         one is cut evenly into runs about :data:`FILL` full), with their packed bytes."""
-        if len(entries) <= _PROBE:
+        n = len(entries)
+        if n <= _PROBE:
             blob = pack(level, entries)
-            if len(blob) <= NODE_BYTES or len(entries) == 1:
+            if len(blob) <= NODE_BYTES or n == 1:
                 return [(entries, blob)]
-        lo, hi = 1, min(len(entries), _PROBE)  # entries a node holds at the density of the first ones
+            if len(blob) <= 4 * NODE_BYTES:  # a node or two over: parts of its own density
+                parts = max(2, math.ceil(len(blob) / (NODE_BYTES * FILL)))
+                return self._parts(level, entries, parts)
+        lo, hi = 1, min(n, _PROBE)  # entries a node holds at the density of the first ones
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if len(pack(level, entries[:mid])) <= NODE_BYTES * FILL:
                 lo = mid
             else:
                 hi = mid - 1
+        return self._parts(level, entries, max(2, math.ceil(n / lo)))
+
+    def _parts(self, level: int, entries: Sequence[Any], parts: int) -> list[tuple[Sequence[Any], bytes]]:
+        """``entries`` cut evenly into ``parts`` runs, each cut again if it packs over :data:`NODE_BYTES`."""
         n = len(entries)
-        parts = max(2, math.ceil(n / lo))
         out: list[tuple[Sequence[Any], bytes]] = []
         for i in range(parts):
             part = entries[i * n // parts:(i + 1) * n // parts]
@@ -271,22 +289,25 @@ class TreeWriter:
             out.extend([(part, blob)] if len(blob) <= NODE_BYTES or len(part) == 1 else self._chunks(level, part))
         return out
 
-    def emit(self, level: int, entries: Sequence[Any]) -> list[Ref]:
-        """New nodes holding these entries (in order); their refs (none for no entries)."""
+    def emit(self, level: int, entries: Sequence[Any], *, keep: bool = True) -> list[Ref]:
+        """New nodes holding these entries (in order); their refs (none for no entries). ``keep``: also keep
+        them decoded (an update may merge or replace them before it ends; a build never does)."""
         refs: list[Ref] = []
         if not entries:
             return refs
         for chunk, blob in self._chunks(level, entries):
             nid = hashlib.sha256(f"{self.tree}\n{self.version}\n".encode() + blob).hexdigest()[:20]
-            self.fresh[nid], self.blobs[nid] = Node(level, tuple(chunk)), blob
+            self.blobs[nid] = blob
+            if keep:
+                self.fresh[nid] = Node(level, tuple(chunk))
             refs.append(Ref(_first(level, chunk), _count(level, chunk), nid))
         return refs
 
-    def build(self, entries: Sequence[tuple[Key, Any]]) -> Root:
-        """A tree of these entries (sorted by key, keys unique)."""
-        refs, level = self.emit(0, entries), 0
+    def build(self, entries: Sequence[tuple[Any, ...]]) -> Root:
+        """A tree of these rows (sorted by key, keys unique)."""
+        refs, level = self.emit(0, entries, keep=False), 0
         while len(refs) > 1:
-            refs, level = self.emit(level + 1, refs), level + 1
+            refs, level = self.emit(level + 1, refs, keep=False), level + 1
         return Root(level, refs[0]) if refs else EMPTY
 
     def update(self, root: Root, ops: Sequence[tuple[Key, Any]]) -> Root:
@@ -295,7 +316,7 @@ class TreeWriter:
         if not ops:
             return root
         if root.ref is None:
-            return self.build([(k, v) for k, v in ops if v is not DELETE])
+            return self.build([(*k, v) for k, v in ops if v is not DELETE])
         refs, level = self._apply(root.ref, root.level, ops), root.level
         while len(refs) > 1:
             refs, level = self.emit(level + 1, refs), level + 1
@@ -315,13 +336,13 @@ class TreeWriter:
         in it changes)."""
         node = self.node(ref)
         if level == 0:
-            merged = dict(node.entries)
+            merged = {r[:-1]: r for r in node.entries}
             for k, v in ops:
                 if v is DELETE:
                     merged.pop(k, None)
                 else:
-                    merged[k] = v
-            entries = sorted(merged.items())
+                    merged[k] = (*k, v)
+            entries = sorted(merged.values())  # rows order as their keys do: the keys are unique
             if tuple(entries) == node.entries:
                 return [ref]
             self._retire(ref)
@@ -433,7 +454,15 @@ class UserScores:
 
 def boards_of(scopes: Iterable[Sequence[Any]]) -> dict[tuple[str, str], int]:
     """Each board a user has a score on (nonzero, as the boards list them) and the score."""
-    return {(s[0], w): int(v) for s in scopes for w, v in zip(WINDOWS, s[1:], strict=True) if v != 0}
+    out = {}
+    for scope, a, b, c in scopes:
+        if a:
+            out[(scope, "all")] = int(a)
+        if b:
+            out[(scope, "30d")] = int(b)
+        if c:
+            out[(scope, "365d")] = int(c)
+    return out
 
 
 def user_scores(rows: Iterable[Mapping[str, Any]]) -> list[UserScores]:
@@ -448,6 +477,16 @@ def user_scores(rows: Iterable[Mapping[str, Any]]) -> list[UserScores]:
         out.append(UserScores(row["user_id"], row.get("user_name"), bool(row.get("name_changed")),
                               tuple(sorted(scopes))))
     return out
+
+
+def _node_item_size(item: Item) -> int:
+    """``usage.item_size`` of a node or retired-list item (a key and one binary attribute), computed directly."""
+    (name, value), = ((k, v) for k, v in item.items() if k not in ("pk", "sk"))
+    return 2 + len(item["pk"]["S"].encode()) + 2 + len(item["sk"]["S"].encode()) + len(name) + len(value["B"])
+
+
+def _negative_score(row: tuple[Any, ...]) -> int:
+    return int(row[0])
 
 
 # --- the store -------------------------------------------------------------------------------------------------
@@ -581,10 +620,10 @@ class RankTrees:
             at = count_before(self._load, root, (-score, user_id))
             start = max(0, min(at - (limit - 1) // 2, n - limit))
             rows = entries_at(self._load, root, start, limit)
-            first_score = -rows[0][0][0]
+            first_score = -rows[0][0]
             rank = 1 + count_before(self._load, root, (-first_score, ""))
             out: list[BoardEntry] = []
-            for i, ((neg, uid), name) in enumerate(rows):
+            for i, (neg, uid, name) in enumerate(rows):
                 if i and -neg != out[-1].score:
                     rank = start + i + 1  # the first of its score here: everyone before scored more
                 out.append(BoardEntry(rank, uid, name, -neg))
@@ -669,24 +708,27 @@ class RankTrees:
             self._head = None
         # the write units DynamoDB bills for them: each new item by its size, the heads (each copy), and a unit
         # for each node deleted (nodes are under 1 KB)
-        units = sum(dynamodb_write_units(item_size(i)) for i in puts) + \
+        units = sum(dynamodb_write_units(_node_item_size(i)) for i in puts) + \
             self.copies * dynamodb_write_units(item_size(head_item(head, 0))) + len(stale) + deleted
         return {"version": version, "nodes": len(puts) - len(parts), "retired": len(retired), "written": True,
                 "write_units": units}
 
     def _build(self, users: Sequence[UserScores], version: int, load: Loader
                ) -> tuple[list[TreeWriter], Root, dict[tuple[str, str], Root]]:
-        index = sorted(((u.user_id,), [list(s) for s in u.scopes]) for u in users if u.scopes)
-        per_board: dict[tuple[str, str], list[tuple[Key, Any]]] = collections.defaultdict(list)
+        users = sorted(users, key=lambda u: u.user_id)
+        index = [(u.user_id, [list(s) for s in u.scopes]) for u in users if u.scopes]
+        per_board: dict[tuple[str, str], list[tuple[Any, ...]]] = collections.defaultdict(list)
         for u in users:
             for board, score in u.boards().items():
-                per_board[board].append(((-score, u.user_id), u.user_name))
+                per_board[board].append((-score, u.user_id, u.user_name))
         writers = [TreeWriter(USERS, version, load)]
         users_root = writers[0].build(index)
         boards = {}
         for board, entries in sorted(per_board.items()):
+            # by user_id already: a stable sort by score gives board order (an int key sorts fast)
+            entries.sort(key=_negative_score)
             writers.append(TreeWriter(f"{board[0]}#{board[1]}", version, load))
-            boards[board] = writers[-1].build(sorted(entries))
+            boards[board] = writers[-1].build(entries)
         return writers, users_root, boards
 
     def _step(self, cur: RankHead, users: Sequence[UserScores], version: int, load: Loader

@@ -42,7 +42,7 @@ class Memory:
 
 
 def write(mem: Memory, tree: str, version: int, root: Root, ops: list[tuple[Any, Any]] | None = None,
-          entries: list[tuple[Any, Any]] | None = None) -> tuple[Root, TreeWriter]:
+          entries: list[tuple[Any, ...]] | None = None) -> tuple[Root, TreeWriter]:
     w = TreeWriter(tree, version, mem.load)
     new = w.build(entries or []) if ops is None else w.update(root, ops)
     assert not set(w.blobs) & set(mem.blobs)  # a version's nodes are new ids
@@ -50,8 +50,8 @@ def write(mem: Memory, tree: str, version: int, root: Root, ops: list[tuple[Any,
     return new, w
 
 
-def check(mem: Memory, root: Root, oracle: list[tuple[Any, Any]]) -> None:
-    """The tree holds the oracle's entries, with true counts, balanced, every node within its size."""
+def check(mem: Memory, root: Root, oracle: list[tuple[Any, ...]]) -> None:
+    """The tree holds the oracle's rows, with true counts, balanced, every node within its size."""
     assert entries_at(mem.load, root, 0, len(oracle) + 5) == oracle
     assert (root.ref.count if root.ref else 0) == len(oracle)
     if root.ref is None:
@@ -63,7 +63,7 @@ def check(mem: Memory, root: Root, oracle: list[tuple[Any, Any]]) -> None:
         assert node.level == level and node.entries
         assert len(blob) <= NODE_BYTES or len(node.entries) == 1
         if level == 0:
-            keys = [k for k, _ in node.entries]
+            keys = [r[:-1] for r in node.entries]
             assert keys == sorted(keys) and len(set(keys)) == len(keys)
             assert low is None or keys[0] == low
             return len(keys), keys[0]
@@ -100,7 +100,7 @@ def test_every_version_equals_the_sorted_oracle(seed: int, rounds: int, size: in
                                                                                    rng.randrange(1, 10**9)])
               for i in range(size)}
     names = {u: rng.choice([None, f"Player {rng.randrange(10**6)}"]) for u in scores}
-    oracle = sorted((board_key(s, u), names[u]) for u, s in scores.items())
+    oracle = sorted((*board_key(s, u), names[u]) for u, s in scores.items())
     root, _ = write(mem, "b", 1, EMPTY, entries=oracle)
     check(mem, root, oracle)
     for version in range(2, rounds + 2):
@@ -127,7 +127,7 @@ def test_every_version_equals_the_sorted_oracle(seed: int, rounds: int, size: in
                 if u not in scores:
                     scores[u], names[u] = rng.randrange(1, 60), None
                     ops[board_key(scores[u], u)] = None
-        oracle = sorted((board_key(s, u), names[u]) for u, s in scores.items())
+        oracle = sorted((*board_key(s, u), names[u]) for u, s in scores.items())
         before = root
         root, w = write(mem, "b", version, root, ops=sorted(ops.items()))
         check(mem, root, oracle)
@@ -136,11 +136,11 @@ def test_every_version_equals_the_sorted_oracle(seed: int, rounds: int, size: in
         assert now - live == set(w.blobs)  # written: exactly its new nodes
         if not ops:
             assert root == before and not w.blobs
-        keys = [k for k, _ in oracle]
-        for probe in [k for k, _ in rng.sample(oracle, min(20, len(oracle)))] + [(-rng.randrange(70), ""),
-                                                                              (-10**10, ""), (1, "")]:
+        keys = [r[:-1] for r in oracle]
+        for probe in [r[:-1] for r in rng.sample(oracle, min(20, len(oracle)))] + [(-rng.randrange(70), ""),
+                                                                                (-10**10, ""), (1, "")]:
             assert count_before(mem.load, root, probe) == bisect.bisect_left(keys, probe)
-            assert find(mem.load, root, probe) == dict(oracle).get(probe, None)
+            assert find(mem.load, root, probe) == {r[:-1]: r[-1] for r in oracle}.get(probe)
         for start in {0, len(oracle) // 2, max(0, len(oracle) - 3)}:
             assert entries_at(mem.load, root, start, 7) == oracle[start:start + 7]
 
@@ -148,11 +148,12 @@ def test_every_version_equals_the_sorted_oracle(seed: int, rounds: int, size: in
 def test_an_update_writes_only_the_leaves_it_touches_and_their_ancestors() -> None:
     rng = random.Random(1)
     mem = Memory()
-    oracle = sorted((board_key(rng.randrange(10**6), f"user-{i:06d}"), f"name {i}") for i in range(20_000))
+    oracle = sorted((*board_key(rng.randrange(10**6), f"user-{i:06d}"), f"name {i}") for i in range(20_000))
     root, _ = write(mem, "b", 1, EMPTY, entries=oracle)
     assert root.level >= 2
     moved = [oracle[100], oracle[10_000]]
-    ops = sorted([(k, DELETE) for k, _ in moved] + [(board_key(5, k[1]), v) for k, v in moved])
+    ops = sorted([(r[:-1], DELETE) for r in moved] + [(board_key(5, r[1]), r[2]) for r in moved],
+                 key=lambda op: op[0])
     new, w = write(mem, "b", 2, root, ops=ops)
     # each changed key's leaf and every ancestor up to the root: at most three paths, no sibling rewritten
     assert 0 < len(w.blobs) == len(w.retired) <= 3 * (root.level + 1)
@@ -163,10 +164,10 @@ def test_an_update_writes_only_the_leaves_it_touches_and_their_ancestors() -> No
 
 def test_emptying_a_tree_and_filling_it_again() -> None:
     mem = Memory()
-    entries = [((i,), i) for i in range(3000)]
+    entries = [(i, i) for i in range(3000)]
     root, _ = write(mem, "u", 1, EMPTY, entries=entries)
     every = set(walk_nodes(mem.load, root))
-    root, w = write(mem, "u", 2, root, ops=[(k, DELETE) for k, _ in entries])
+    root, w = write(mem, "u", 2, root, ops=[(r[:-1], DELETE) for r in entries])
     assert root == EMPTY and not w.blobs and w.retired == every and len(every) > 3
-    root, _ = write(mem, "u", 3, root, ops=entries[:10])
+    root, _ = write(mem, "u", 3, root, ops=[(r[:-1], r[-1]) for r in entries[:10]])
     check(mem, root, entries[:10])
