@@ -57,7 +57,7 @@ NODE_PREFIX = "rnode#"
 NODE_SK = "n"
 RETIRED_PREFIX = "rretired#"
 NODE_BYTES = 960  # a node's packed entries: with its keys and names, within 1 KB (one write unit)
-FILL = 0.7  # a node split for size is cut into parts this full, leaving room for the next inserts
+FILL = 0.85  # a node split for size is cut into parts this full, leaving room for the next inserts
 MERGE_BYTES = NODE_BYTES // 4  # a node written smaller than this is merged with a neighbour
 RETIRED_PER_ITEM = 10_000  # node ids per item of a version's retired list (about 210 KB of 400)
 _PROBE = 4096  # a run longer than this never packs into one node
@@ -244,18 +244,29 @@ class TreeWriter:
     """Builds one tree's next version from the one before (or from nothing): new nodes in :attr:`blobs`
     (id -> packed), and the ids of the nodes of the version before that it no longer uses in :attr:`retired`."""
 
-    def __init__(self, tree: str, version: int, load: Loader) -> None:
+    def __init__(self, tree: str, version: int, load: Loader, forget: Callable[[str], None] | None = None) -> None:
         self.tree, self.version, self.load = tree, version, load
+        self.forget = forget  # drops a node of the version before from ``load``'s cache (memory: a large step)
         self.fresh: dict[str, Node] = {}
         self.blobs: dict[str, bytes] = {}
         self.retired: set[str] = set()
 
     def node(self, ref: Ref) -> Node:
-        return self.fresh.get(ref.node) or self.load([ref.node])[ref.node]
+        """A node of this write (decoded, kept while its parent may still change) or of the version before."""
+        made = self.fresh.get(ref.node)
+        if made is not None:
+            return made
+        if ref.node in self.blobs:
+            return unpack(self.blobs[ref.node])
+        node = self.load([ref.node])[ref.node]
+        if self.forget is not None and node.level == 0:  # a leaf of the version before is read once
+            self.forget(ref.node)
+        return node
 
     def _retire(self, ref: Ref) -> None:
-        if ref.node in self.fresh:  # made by this write and replaced within it: never written
-            del self.fresh[ref.node], self.blobs[ref.node]
+        if ref.node in self.blobs:  # made by this write and replaced within it: never written
+            del self.blobs[ref.node]
+            self.fresh.pop(ref.node, None)
         else:
             self.retired.add(ref.node)
 
@@ -360,7 +371,10 @@ class TreeWriter:
         if children == list(node.entries):
             return [ref]
         self._retire(ref)
-        return self.emit(level, self._rebalanced(level - 1, children)) if children else []
+        children = self._rebalanced(level - 1, children)
+        for child in children:  # no longer merged with anything: only their bytes are kept
+            self.fresh.pop(child.node, None)
+        return self.emit(level, children) if children else []
 
     def _rebalanced(self, level: int, children: list[Ref]) -> list[Ref]:
         """Siblings with every node written here small merged into a neighbour (and cut again if need be), so
@@ -682,7 +696,10 @@ class RankTrees:
                         writers[0].retired.update(walk_nodes(load, root))
             else:
                 assert cur is not None
-                writers, users_root, boards = self._step(cur, users, version, load)
+                def forget(nid: str) -> None:
+                    loaded.pop(nid, None)
+
+                writers, users_root, boards = self._step(cur, users, version, load, forget)
             retired = sorted(set().union(*(w.retired for w in writers)))
             parts = [retired[i:i + RETIRED_PER_ITEM] for i in range(0, len(retired), RETIRED_PER_ITEM)]
             puts: list[Item] = [{"pk": {"S": node_key(n)[0]}, "sk": {"S": NODE_SK}, "b": {"B": blob}}
@@ -731,8 +748,10 @@ class RankTrees:
             boards[board] = writers[-1].build(entries)
         return writers, users_root, boards
 
-    def _step(self, cur: RankHead, users: Sequence[UserScores], version: int, load: Loader
-              ) -> tuple[list[TreeWriter], Root, dict[tuple[str, str], Root]]:
+    def _step(self, cur: RankHead, users: Sequence[UserScores], version: int, load: Loader,
+              forget: Callable[[str], None]) -> tuple[list[TreeWriter], Root, dict[tuple[str, str], Root]]:
+        """The trees after the changed users' rows: their old entries (from the user index) deleted, their new
+        ones inserted, each tree's ops in one pass (a leaf read is dropped from the write's cache once used)."""
         before = find_many(load, cur.users, [(u.user_id,) for u in users])
         user_ops: list[tuple[Key, Any]] = []
         board_ops: dict[tuple[str, str], list[tuple[Key, Any]]] = collections.defaultdict(list)
@@ -751,11 +770,11 @@ class RankTrees:
                         board_ops[board].append(((-n, u.user_id), u.user_name))
                 elif n is not None and u.name_changed:  # the same place, a new name (a no-op if it is not new)
                     board_ops[board].append(((-n, u.user_id), u.user_name))
-        writers = [TreeWriter(USERS, version, load)]
+        writers = [TreeWriter(USERS, version, load, forget)]
         users_root = writers[0].update(cur.users, sorted(user_ops, key=lambda op: op[0]))
         boards = dict(cur.boards)
         for board, ops in sorted(board_ops.items()):
-            writers.append(TreeWriter(f"{board[0]}#{board[1]}", version, load))
+            writers.append(TreeWriter(f"{board[0]}#{board[1]}", version, load, forget))
             boards[board] = writers[-1].update(cur.boards.get(board, EMPTY), sorted(ops, key=lambda op: op[0]))
         return writers, users_root, boards
 
