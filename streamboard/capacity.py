@@ -131,10 +131,10 @@ ASSUMED = {
                                 " (tests/functional/test_usage.py's board)"),
     "rank_boards_per_user": (6.0, "boards a player has a score on: overall and one category, in the three windows"
                                   " (streamboard.ranks keeps an entry for each)"),
-    "rank_entry_bytes": (32.8, "packed bytes of a board tree's entry: a uuid user_id, a 15-character name and the"
+    "rank_entry_bytes": (32.4, "packed bytes of a board tree's entry: a uuid user_id, a 15-character name and the"
                                " score (a build of 100,000 such, streamboard.ranks; tests/unit/test_capacity.py)"),
-    "rank_index_entry_bytes": (49.2, "packed bytes of the user index's entry: a uuid and two scopes' three scores"),
-    "rank_inner_fanout": (16.0, "children of a 1 KB inner node with uuid keys (the same build)"),
+    "rank_index_entry_bytes": (48.5, "packed bytes of the user index's entry: a uuid and two scopes' three scores"),
+    "rank_inner_fanout": (20.0, "children of a 1 KB inner node with uuid keys (the same build)"),
     "read_response_bytes": (1500.0, "bytes CloudFront sends for a board read: a limit=10 board's JSON (about 1.1 KB"
                                     " with uuid ids) and the response headers, uncompressed"),
     "read_api_ms": (20.0, "read API Lambda duration a request: one DynamoDB GetItem in the region and the JSON"),
@@ -330,7 +330,7 @@ RANK_ITEM_OVERHEAD = 130  # a node item's keys (about 30 bytes) and DynamoDB's 1
 
 def rank_tree_levels(entries: float, entry_bytes: float, fanout: float) -> list[float]:
     """Nodes per level (leaves first) of a count tree of ``entries`` built as ``streamboard.ranks`` builds one:
-    nodes of 960 packed bytes cut 70% full."""
+    nodes of 960 packed bytes cut 85% full."""
     levels = [max(1.0, entries * entry_bytes / (RANK_NODE_BYTES * RANK_FILL))]
     while levels[-1] > 1:
         levels.append(max(1.0, levels[-1] / fanout))
