@@ -7,13 +7,25 @@ STAMP  := $(VENV)/.installed-stamp
 CHECKOV_VENV := $(VENV)/checkov
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install tools demo test lint typecheck unit functional e2e infra-test synth bench bench-stack bench-refresh bench-router clean
+.PHONY: install tools browser demo test lint typecheck unit functional e2e infra-test synth screenshots bench bench-stack bench-refresh bench-router clean
 
 # Node runs the CDK's jsii runtime (CDK synth in the tests); install it from Debian if the machine lacks it.
 tools:
 	@command -v node >/dev/null 2>&1 || { echo "installing Node.js (for CDK synth)"; \
 	  (apt-get update -qq && apt-get install -y -qq nodejs >/dev/null) || \
 	  { echo "Node.js is required for the CDK tests: install nodejs"; exit 1; }; }
+
+# Chromium runs the web console's browser tests (tests/e2e/test_console.py, Playwright driving /usr/bin/chromium:
+# no browser download); install Debian's package if the machine lacks it. Without it those tests fail, unless a
+# developer sets STREAMBOARD_SKIP_BROWSER_TESTS=1 (ignored when CI is set).
+browser:
+	@if [ "$$STREAMBOARD_SKIP_BROWSER_TESTS" = 1 ] && [ -z "$$CI" ]; then \
+	  echo "STREAMBOARD_SKIP_BROWSER_TESTS=1: not installing Chromium; the console's browser tests are skipped"; \
+	elif ! command -v chromium >/dev/null 2>&1; then \
+	  echo "installing Chromium (for the console's browser tests)"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+	  { echo "Chromium is required for the console's browser tests: install Debian's chromium package"; exit 1; }; \
+	fi
 
 $(STAMP): pyproject.toml constraints.txt constraints-checkov.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +45,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy streamboard ingest processors glue
 
-test: install tools lint typecheck
+test: install tools browser lint typecheck
 	$(BIN)/pytest -q
 
 unit: install
@@ -42,11 +54,15 @@ unit: install
 functional: install
 	$(BIN)/pytest -q tests/functional
 
-e2e: install
+e2e: install browser
 	$(BIN)/pytest -q tests/e2e
 
 infra-test: install tools
 	$(BIN)/pytest -q tests/infra
+
+# The web console's screenshots in docs/ (the README shows them), taken by its browser tests.
+screenshots: install browser
+	STREAMBOARD_CONSOLE_SCREENSHOTS=docs $(BIN)/pytest -q tests/e2e/test_console.py
 
 # Writes cdk.out/ offline: no Docker, no network, no credentials.
 synth: install tools

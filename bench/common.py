@@ -60,6 +60,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def lifespan(receive: Any, send: Any) -> None:
+    """Answer uvicorn's lifespan messages until shutdown, so that a bare ASGI app starts and stops quietly."""
+    while True:
+        message = await receive()
+        await send({"type": message["type"] + ".complete"})
+        if message["type"] == "lifespan.shutdown":
+            return
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL after 30 s."""
     if proc.poll() is None:

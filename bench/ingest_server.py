@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 import uvicorn
 
+from bench.common import lifespan
 from ingest.app import IngestSinks, create_app
 from streamboard.adapters.local.lake import LocalLake
 from streamboard.adapters.local.queue import LocalQueue
@@ -70,11 +71,8 @@ _HEADERS = [(b"content-type", b"application/json")]
 async def bare_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Read the whole body, decode it, answer 202: uvicorn's own cost per request plus the decode."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await lifespan(receive, send)
+        return
     chunks = []
     more = True
     while more:

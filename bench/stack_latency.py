@@ -18,7 +18,6 @@ and bench/results/stack_latency.md. Usage: python -m bench.stack_latency [--dura
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
@@ -28,15 +27,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.common import CLIENT_CPU as WRK_CPU
-from bench.common import CPUS, SERVER_CPU, free_port, parse_wrk, pinned, rss_kb, wrk_version
+from bench.common import CPUS, SERVER_CPU, free_port, lifespan, parse_wrk, pinned, rss_kb, server, wrk_version
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -56,11 +54,8 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """No framework, no routing, no middleware: what is left is uvicorn's own cost per request. It speaks
     the lifespan protocol only so that uvicorn starts and stops it without a word in the log."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await lifespan(receive, send)
+        return
     await send({"type": "http.response.start", "status": 200, "headers": _OK_HEADERS})
     await send({"type": "http.response.body", "body": _OK})
 
@@ -74,32 +69,9 @@ def serve_bare(port: int) -> None:
 # --- servers under test -----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def server(argv: list[str], health_urls: list[str], log_path: Path, env: dict[str, str] | None = None
-           ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a server pinned to the server CPU, wait until every health URL answers 200, and stop it on the
-    way out whatever happened (SIGTERM, then SIGKILL after 30 s). ``taskset`` execs the server, so the
-    child's PID is the server's own (for its RSS)."""
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(pinned(SERVER_CPU, argv), cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        for url in health_urls:
-            while not _healthy(url):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    tail = log_path.read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"{' '.join(argv)} did not come up on {url}:\n{tail}")
-                time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+def healthy(*urls: str) -> Callable[[], bool]:
+    """Ready when every URL answers 200 (``taskset`` execs the server, so the child's PID is its own)."""
+    return lambda: all(_healthy(url) for url in urls)
 
 
 def _healthy(url: str) -> bool:
@@ -176,7 +148,7 @@ def run(seconds: int) -> dict[str, Any]:
         port = free_port()
         argv = [sys.executable, "-m", "bench.stack_latency", "--bare-server", str(port)]
         bare_url = f"http://127.0.0.1:{port}/healthz"
-        with server(argv, [bare_url], Path(tmp) / "bare.log") as proc:
+        with server(argv, healthy(bare_url), Path(tmp) / "bare.log") as proc:
             before = rss_kb(proc.pid)
             bare = {"name": "bare /healthz (ceiling)", **measure(bare_url, seconds)}
             bare_rss = {"before_kb": before, "after_kb": rss_kb(proc.pid)}
@@ -188,7 +160,7 @@ def run(seconds: int) -> dict[str, Any]:
             streamboard = shutil.which("streamboard") or "streamboard"
         argv = [streamboard, "up", "--data-dir", str(Path(tmp) / "data"), "--ingest-port", str(ingest_port),
                 "--api-port", str(api_port)]
-        with server(argv, [f"{ingest_url}/healthz", f"{api_url}/healthz"], Path(tmp) / "stack.log",
+        with server(argv, healthy(f"{ingest_url}/healthz", f"{api_url}/healthz"), Path(tmp) / "stack.log",
                     env=stack_env()) as proc:
             entries = seed(ingest_url, api_url)
             before = rss_kb(proc.pid)

@@ -1,5 +1,6 @@
 """Read API Lambda (API Gateway HTTP API, payload format 2.0): leaderboards (the top, or the entries around a
-user), profiles with every board's rank, admin refresh.
+user), profiles with every board's rank, pipeline health, admin refresh, and the web console
+(``processors.webconsole``) at ``/``.
 
 Leaderboards are public to read; the refresh needs an admin key. Every error is
 a JSON ``{"error": ...}`` with a 4xx status a person can act on; nothing unexpected
@@ -17,6 +18,7 @@ this handler's alone, on AWS and locally.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -26,6 +28,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+from processors import webconsole
 from streamboard.backend import Backend
 from streamboard.errors import (
     BadRequest,
@@ -36,6 +39,7 @@ from streamboard.errors import (
     Unauthorized,
     http_status,
 )
+from streamboard.health import health_report
 from streamboard.ports import Board
 from streamboard.registry import parse_ts
 
@@ -50,6 +54,8 @@ READ_METHODS = ("GET", "HEAD", "OPTIONS")
 BOARD_MAX_AGE = 300  # an on-demand refresh reaches every cache within 5 minutes
 SHORT_MAX_AGE = 5  # profiles change with every event: a few seconds absorb a burst of identical reads
 NO_STORE = "no-store"
+HEALTH_PATH = "/v1/health"
+NO_STORE_PATHS = ("/healthz", HEALTH_PATH, "/v1/admin/refresh")  # answers that are stale as soon as they are sent
 ADMIN_KEY_HEADER = "x-api-key"  # the admin route's only credential (the CDN forwards this header to it and no other)
 PREFLIGHT_MAX_AGE = 86400  # browsers cap it lower (Chrome: 2 h); the answer never changes between deployments
 # Any origin, no credentials: the reads are public, and `*` is what a browser accepts without credentials.
@@ -106,7 +112,7 @@ def _cache_headers(path: str, body: Any, params: dict[str, str], backend: Backen
         variant = ("around", params["around"]) if "around" in params else ("board",)
         return {"etag": _etag(*variant, params.get("limit", "10"), payload),
                 "cache-control": f"public, max-age={max_age}"}
-    if path in ("/healthz", "/v1/admin/refresh"):
+    if path in NO_STORE_PATHS:
         return {"cache-control": NO_STORE}
     return {"etag": _etag("read", payload), "cache-control": f"public, max-age={SHORT_MAX_AGE}"}
 
@@ -202,6 +208,12 @@ def admin_refresh(backend: Backend, headers: dict[str, str], params: dict[str, s
     return backend.refresh(full=full == "true")
 
 
+def get_health(backend: Backend) -> dict[str, Any]:
+    """Pipeline health for the console and operators (the fields are described in ``streamboard.health``)."""
+    figures = backend.health.figures() if backend.health is not None else None
+    return health_report(figures, backend.boards.get_board("overall", "all", 1), dt.datetime.now(dt.UTC))
+
+
 def route(method: str, path: str, params: dict[str, str], headers: dict[str, str],
           backend: Backend) -> tuple[int, Any, float]:
     """The status, body and age (seconds since the store read a board; 0 for other answers) of a request;
@@ -225,6 +237,9 @@ def route(method: str, path: str, params: dict[str, str], headers: dict[str, str
     if path == "/openapi.json":
         _require(method, "GET")
         return 200, OPENAPI, 0.0
+    if path == HEALTH_PATH:
+        _require(method, "GET")
+        return 200, get_health(backend), 0.0
     raise NotFound(f"no route {method} {path}")
 
 
@@ -246,6 +261,8 @@ def handle(event: dict[str, Any], backend: Backend, now: float | None = None) ->
     path = event.get("rawPath") or http.get("path", "/")
     params = {k: v[-1] for k, v in parse_qs(event.get("rawQueryString", ""), keep_blank_values=True).items()}
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    if webconsole.serves(path):
+        return _console(method, path, headers)
     try:
         if event.get("body") and len(event["body"]) > MAX_BODY:
             raise PayloadTooLarge(f"this API takes no request body (at most {MAX_BODY} bytes, ignored)")
@@ -275,6 +292,22 @@ def handle(event: dict[str, Any], backend: Backend, now: float | None = None) ->
     if path != "/v1/admin/refresh":  # browsers may read every read route from any origin; admin calls are not theirs
         response["headers"].update(CORS)
     if method == "HEAD":  # the headers a GET would get, no body
+        response["body"] = ""
+    return response
+
+
+def _console(method: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
+    """The web console's page and files (``processors.webconsole``): static, public, no CORS (the console
+    calls this API from its own origin)."""
+    try:
+        return webconsole.respond(method, path, headers.get("if-none-match"), none_match)
+    except StreamboardError as exc:
+        allow = {"allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else {}
+        response = _response(http_status(exc), {"error": str(exc)}, {**allow, "cache-control": NO_STORE})
+    except Exception:  # noqa: BLE001 - never a trace to the client
+        log.exception("read API failed on %s %s", method, path)
+        response = _response(500, {"error": "internal error; the failure was logged"}, {"cache-control": NO_STORE})
+    if method == "HEAD":
         response["body"] = ""
     return response
 
@@ -333,6 +366,26 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "The profile"}, "404": {"description": "Unknown user"}},
             }
+        },
+        "/v1/health": {
+            "get": {
+                "summary": "Pipeline health: events per minute, stream backlog, DLQ depth, bad events (24 h), last "
+                           "refresh and data freshness; null where the backend cannot tell (see README)",
+                "responses": {"200": {"description": "The figures (never cached)", "content": {"application/json": {
+                    "schema": {"type": "object", "properties": {
+                        "as_of": {"type": "string"},
+                        "events_per_minute": {"type": ["number", "null"]},
+                        "stream_backlog": {"type": "object", "properties": {
+                            "records": {"type": ["integer", "null"]}, "age_seconds": {"type": ["number", "null"]}}},
+                        "dlq_depth": {"type": ["integer", "null"]},
+                        "bad_events": {"type": ["integer", "null"]},
+                        "last_refresh": {"type": ["string", "null"]},
+                        "freshness_seconds": {"type": ["number", "null"]}}}}}}},
+            }
+        },
+        "/": {
+            "get": {"summary": "The web console (HTML; its script and style sheet are under /console/)",
+                    "responses": {"200": {"description": "The console page", "content": {"text/html": {}}}}}
         },
         "/v1/admin/refresh": {
             "post": {

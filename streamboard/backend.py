@@ -15,6 +15,7 @@ from streamboard.ports import (
     DeliveryStreams,
     EventStream,
     Lake,
+    PipelineHealth,
     ProfileStore,
     QueryEngine,
     RankStore,
@@ -47,6 +48,8 @@ class Backend:
     refresh_query: QueryEngine | None = None
     # The billable units the local stack counts (None on AWS, where AWS bills them).
     usage: Usage | None = None
+    # GET /v1/health's pipeline figures: CloudWatch on AWS; set by the local runtime, which has the meters.
+    health: PipelineHealth | None = None
 
 
 def build_backend(settings: Settings, registry: Registry = REGISTRY) -> Backend:
@@ -65,6 +68,7 @@ def build_aws_backend(settings: Settings, registry: Registry = REGISTRY, clients
     from streamboard.adapters.aws.catalog import GlueCatalog
     from streamboard.adapters.aws.clients import Clients
     from streamboard.adapters.aws.delivery import FirehoseDelivery
+    from streamboard.adapters.aws.health import CloudWatchHealth
     from streamboard.adapters.aws.lake import S3Lake
     from streamboard.adapters.aws.query import AthenaQueryEngine
     from streamboard.adapters.aws.queue import SqsQueue
@@ -76,11 +80,12 @@ def build_aws_backend(settings: Settings, registry: Registry = REGISTRY, clients
     lake = S3Lake(clients, settings.lake_bucket, settings.lake_prefix)
     boards = DynamoBoardStore(clients, settings.boards_table, copies=settings.board_copies,
                               cache_seconds=settings.board_cache_seconds)
+    dlq = SqsQueue(clients, settings.dlq_name)
     return Backend(
         settings=settings,
         registry=registry,
         stream=KinesisEventStream(clients, settings.stream_name),
-        dlq=SqsQueue(clients, settings.dlq_name),
+        dlq=dlq,
         router_failures=SqsQueue(clients, settings.router_failures_name),
         delivery=FirehoseDelivery(clients, settings.delivery_prefix),
         lake=lake,
@@ -92,6 +97,7 @@ def build_aws_backend(settings: Settings, registry: Registry = REGISTRY, clients
         # the ranks' items live in the boards' table (keys of their own); a large write runs 8 calls at a time
         ranks=RankTrees(boards.table, copies=settings.board_copies, cache_seconds=settings.board_cache_seconds,
                         workers=8),
+        health=CloudWatchHealth(clients, settings.stream_name, dlq),
     )
 
 

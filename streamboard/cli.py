@@ -119,6 +119,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"streamboard {settings.backend} stack (data in {Path(settings.data_dir).resolve()})", flush=True)
     print(f"  ingest API: {stack.ingest_url}   (x-api-key from ${ENV_API_KEY}, default local-dev-key)", flush=True)
     print(f"  read API:   {stack.api_url}   (admin key from ${ENV_ADMIN_KEY}, default local-admin-key)", flush=True)
+    print(f"  console:    {stack.api_url}/   (boards, players, pipeline health)", flush=True)
     print("  stop with Ctrl-C (SIGINT) or SIGTERM", flush=True)
     stack.run()
     print("stopped cleanly", flush=True)
@@ -229,7 +230,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print("\nbillable units (what AWS would bill this run; `streamboard usage` for any data dir)")
             print_table(["unit", "count", "per 1,000 events"], usage_rows(stack.backend.usage.report()))
         if args.keep_running:
-            print(f"\nstill running; try: curl {stack.api_url}/v1/leaderboards/overall  (Ctrl-C to stop)")
+            print(f"\nstill running (Ctrl-C to stop)\n  web console: {stack.api_url}/\n"
+                  f"  try: curl {stack.api_url}/v1/leaderboards/overall", flush=True)
             while thread.is_alive():
                 thread.join(0.5)
     except KeyboardInterrupt:

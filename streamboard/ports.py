@@ -6,7 +6,8 @@ Each port has a ``local`` adapter (embedded: filesystem, SQLite, DuckDB) and an
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -116,6 +117,26 @@ class QueryEngine(Protocol):
     def results(self, query_id: str) -> list[dict[str, Any]]: ...
 
 
+def wait_for_query(engine: QueryEngine, query_id: str, *, poll_seconds: float, timeout: float,
+                   on_wait: Callable[[QueryStatus], None] | None = None) -> QueryStatus:
+    """Poll a started query until it succeeds (its status), fails or is cancelled (:class:`QueryFailed`), or
+    ``timeout`` seconds pass (:class:`TimeoutError`); ``on_wait`` sees each status it waits on."""
+    from streamboard.errors import QueryFailed
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status = engine.status(query_id)
+        if status.state == "SUCCEEDED":
+            return status
+        if status.state in ("FAILED", "CANCELLED"):
+            raise QueryFailed(f"query {query_id} {status.state}: {status.reason}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"query {query_id} still {status.state} after {timeout:g} s")
+        if on_wait is not None:
+            on_wait(status)
+        time.sleep(poll_seconds)
+
+
 @dataclass(frozen=True)
 class BoardEntry:
     rank: int
@@ -174,6 +195,26 @@ class ProfileStore(Protocol):
     def apply(self, events: Sequence[dict[str, Any]], now: str) -> int: ...
     def reconcile(self, bases: Mapping[str, Any], *, batch: int, cut: int, now: str) -> int: ...
     def get(self, user_id: str) -> Profile | None: ...
+
+
+@dataclass(frozen=True)
+class PipelineFigures:
+    """The pipeline's own meters at ``as_of`` (``streamboard.health`` says what each one means); ``None``: the
+    figure is not known where this runs."""
+
+    as_of: str
+    events_per_minute: float | None  # events accepted, mean per minute over the last few minutes
+    backlog_records: int | None  # records on the stream the router has not yet taken
+    backlog_age_seconds: float | None  # how long the oldest of them has waited
+    dlq_depth: int | None  # messages in the ingest dead-letter queue (events waiting for a redrive)
+    bad_events: int | None  # bad events kept in the last 24 hours
+
+
+class PipelineHealth(Protocol):
+    """Where the health figures come from: CloudWatch and SQS on AWS (cached), the runtime's own counters
+    locally."""
+
+    def figures(self) -> PipelineFigures: ...
 
 
 @dataclass(frozen=True)

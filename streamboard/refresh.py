@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from streamboard.errors import QueryFailed
-from streamboard.ports import Partition, QueryEngine
+from streamboard.ports import Partition, QueryEngine, wait_for_query
 from streamboard.profiles import SLOT_SECONDS, cut_slot, slot_start
 from streamboard.sql import DEFAULT_HORIZON_DAYS, SQL_DIR, render
 
@@ -221,16 +221,11 @@ def run_on(engine: QueryEngine, poll_seconds: float = 0.5, timeout: float = 3600
     """A :class:`SqlRunner` over the QueryEngine port: start, wait for the end, return the rows."""
     def run(sql: str) -> list[dict[str, Any]]:
         query_id = engine.start_query(sql)
-        deadline = time.monotonic() + timeout
-        while True:
-            status = engine.status(query_id)
-            if status.state == "SUCCEEDED":
-                return engine.results(query_id)
-            if status.state in ("FAILED", "CANCELLED"):
-                raise QueryFailed(f"{sql.strip().splitlines()[0][:100]}: {status.state}: {status.reason}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"query {query_id} still {status.state} after {timeout:g} s")
-            time.sleep(poll_seconds)
+        try:
+            wait_for_query(engine, query_id, poll_seconds=poll_seconds, timeout=timeout)
+        except QueryFailed as exc:
+            raise QueryFailed(f"{sql.strip().splitlines()[0][:100]}: {exc}") from None
+        return engine.results(query_id)
     return run
 
 

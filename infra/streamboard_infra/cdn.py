@@ -8,7 +8,9 @@ TTL 0, so an answer without ``Cache-Control``, which only API Gateway itself sen
 maximum TTL the handler's own ceiling) and keys each answer on what the handler reads: the path and the board
 query strings, nothing else. CORS answers are ``Access-Control-Allow-Origin: *`` whatever the ``Origin``, so
 the ``Origin`` header need not be in the key. ``If-None-Match`` needs no key either: CloudFront answers it
-from the cached ``ETag`` and revalidates with the origin by itself.
+from the cached ``ETag`` and revalidates with the origin by itself. The web console (``/`` and ``/console/...``,
+processors/webconsole.py) goes through the same behavior: its page is ``no-cache``, its script and style sheet
+are addressed by their content and ``immutable``, so the maximum TTL keeps them and a deployment changes URLs.
 """
 
 from __future__ import annotations

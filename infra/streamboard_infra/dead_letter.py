@@ -54,6 +54,10 @@ class DeadLetterQueue(Construct):
     def grant_consume(self, grantee: iam.IGrantable) -> None:
         self.queue.grant_consume_messages(grantee)
 
+    def grant_depth(self, grantee: iam.IGrantable) -> None:
+        """Read how many messages wait (GET /v1/health): the queue's attributes and, to find it, its URL."""
+        self.queue.grant(grantee, "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+
 
 #: Lambda keeps an asynchronous event at most 6 hours (EventBridge's own limit, 24 hours, is never the lower).
 MAX_ASYNC_EVENT_AGE_MINUTES = 6 * 60

@@ -16,6 +16,9 @@ OBJECT_PREFIX = ("S3 object ARNs can only be scoped by key prefix: the wildcard 
 LOG_STREAMS = "CloudWatch Logs names log streams at run time; the wildcard stays within one log group."
 XRAY = ("Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level "
         "permissions, only Resource '*' (the statement has these two actions and nothing else).")
+XRAY_AND_METRICS = ("Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords, and the health "
+                    "route's cloudwatch:GetMetricData, support no resource-level permissions, only Resource '*' (the "
+                    "two statements have these three actions and nothing else).")
 
 
 def acknowledge(construct: IConstruct, findings: Mapping[str, str]) -> None:

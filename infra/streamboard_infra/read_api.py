@@ -9,6 +9,7 @@ import jsii
 from aws_cdk import aws_apigateway as apigw_v1
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -26,8 +27,14 @@ ROUTES: tuple[tuple[str, apigw.HttpMethod], ...] = (
     ("/v1/leaderboards", apigw.HttpMethod.GET),
     ("/v1/leaderboards/{scope}", apigw.HttpMethod.GET),
     ("/v1/users/{user_id}", apigw.HttpMethod.GET),
+    ("/v1/health", apigw.HttpMethod.GET),
     ("/v1/admin/refresh", apigw.HttpMethod.POST),
+    # the web console (processors.webconsole): its page, and its script and style sheet under /console/
+    ("/", apigw.HttpMethod.GET),
+    ("/console/{proxy+}", apigw.HttpMethod.GET),
 )
+#: GET /v1/health reads these from CloudWatch (streamboard.adapters.aws.health); GetMetricData takes no resource.
+HEALTH_METRIC_ACTIONS = ("cloudwatch:GetMetricData",)
 ACCESS_LOG_FORMAT = {
     "requestId": "$context.requestId", "ip": "$context.identity.sourceIp", "time": "$context.requestTime",
     "method": "$context.httpMethod", "path": "$context.path", "status": "$context.status",
@@ -41,7 +48,7 @@ class ReadApi(Construct):
         super().__init__(scope, construct_id)
         self.handler = PipelineFunction(
             self, "Handler", handler="processors.read_api.handler", code=code,
-            description="Streamboard: read API (leaderboards, profiles, admin refresh)",
+            description="Streamboard: read API (leaderboards, profiles, health, admin refresh, web console)",
             timeout=cdk.Duration.seconds(29), memory_mb=512, log_retention_days=log_retention_days,
             # the refresh schedule's interval: a board's max-age ends at the next scheduled refresh
             environment={ENV_REFRESH_SECONDS: str(refresh_minutes * 60)},
@@ -73,6 +80,12 @@ class ReadApi(Construct):
             throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
             access_log_settings=_AccessLogs(self.access_logs),
         )
+
+    def grant_health_metrics(self) -> None:
+        """Let GET /v1/health read the pipeline's metrics: ``cloudwatch:GetMetricData`` supports no resource-level
+        permissions (nor condition keys), so it is granted on ``*``; it reads metric values and nothing else."""
+        self.handler.role.add_to_policy(iam.PolicyStatement(actions=list(HEALTH_METRIC_ACTIONS), resources=["*"]))
+        nag.acknowledge(self.handler.role, {"AwsSolutions-IAM5[Resource::*]": nag.XRAY_AND_METRICS})
 
     @property
     def url(self) -> str:

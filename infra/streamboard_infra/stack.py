@@ -120,6 +120,8 @@ class StreamboardStack(cdk.Stack):
         grant_items(leaderboards.profiles_table, read_api_role, "GetItem", "BatchGetItem")
         app_keys.grant_authenticate(read_api_role)
         analytics.grant_refresh(read_api_role)  # POST /v1/admin/refresh plans and starts a batch
+        ingest_dlq.grant_depth(read_api_role)  # GET /v1/health: events waiting for a redrive
+        read_api.grant_health_metrics()         # GET /v1/health: events per minute, iterator age, bad events
 
         ingest_dlq.grant_consume(redrive.function)
         stream.grant_put(redrive.function)

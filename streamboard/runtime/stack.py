@@ -25,6 +25,8 @@ from starlette.routing import Route
 
 from ingest.app import IngestSinks, create_app
 from processors import leaderboards, read_api, router, transform
+from streamboard.adapters.local.health import LocalHealth
+from streamboard.adapters.local.stream import LocalEventStream
 from streamboard.backend import Backend, build_emulated_aws_backend, build_local_backend
 from streamboard.errors import ConfigError, PayloadTooLarge
 from streamboard.runtime.compaction import compact_partitions
@@ -123,14 +125,20 @@ class Pipeline:
             settings.firehose_buffer_bytes, settings.firehose_buffer_seconds,
         )
         self.lock = threading.RLock()
+        self.health: LocalHealth | None = None
         self._last_crawl = time.monotonic()
         self._last_refresh = time.monotonic()
         self._last_trim = 0.0
         self._last_compaction = time.monotonic()
         b.refresh = self.refresh
+        if isinstance(b.stream, LocalEventStream):  # the emulated AWS backend keeps its CloudWatch figures
+            b.health = self.health = LocalHealth(b.stream, self.esm, b.dlq, b.lake, b.usage)
+            self.health.sample(force=True)  # the baseline of the accepted-events rate
 
     def pump_once(self) -> int:
         """One round of the background work; returns how many records moved."""
+        if self.health is not None:
+            self.health.sample()
         with self.lock:
             moved = self.esm.poll_all()
             moved += self.firehose.flush()
@@ -214,8 +222,14 @@ def read_api_app(backend: Backend) -> Starlette:
         result = await asyncio.to_thread(invoked(backend.usage, read_api.handle), event, backend)
         return Response(result["body"], status_code=result["statusCode"], headers=result["headers"])
 
+    async def unrouted(request: Request, exc: Exception) -> Response:
+        # Starlette's `{path:path}` is `.*`, which stops at a newline inside a path (a%0Ab): the handler
+        # answers those too, as API Gateway would pass them on
+        return await endpoint(request)
+
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=list(read_api.METHODS))],
-                     middleware=[Middleware(BodyGuard, body_limit=lambda method, path: read_api.MAX_BODY)])
+                     middleware=[Middleware(BodyGuard, body_limit=lambda method, path: read_api.MAX_BODY)],
+                     exception_handlers={404: unrouted})
 
 
 class LocalStack:

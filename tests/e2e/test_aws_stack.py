@@ -65,6 +65,12 @@ def test_aws_backend_on_moto_matches_the_oracle(moto_server: str, tmp_path: Path
                 expected = oracle.profile(user)
                 assert (got["total"], got["categories"], got["user_name"]) == (
                     expected["total"], expected["categories"], expected["user_name"]), user
+            # Health from CloudWatch, which on moto has no datapoints: it still answers, with what it can tell.
+            health = client.get(f"{stack.api_url}/v1/health")
+            assert health.status_code == 200 and health.headers["cache-control"] == "no-store", health.text
+            body = health.json()
+            assert body["dlq_depth"] == 0 and body["stream_backlog"]["records"] is None
+            assert body["last_refresh"] is not None and body["freshness_seconds"] >= 0
         # An analyst's query on the aws backend: moto runs no SQL, so it reads the stack's mirror of the lake.
         sql = subprocess.run(
             [sys.executable, "-m", "streamboard.cli", "sql", "--backend", "aws", "--endpoint-url", moto_server,

@@ -441,7 +441,10 @@ def test_read_api_user_profile(boards: Backend) -> None:
         ("/v1/users/nobody", "", "GET", 404),
         ("/v1/users/" + "u" * 129, "", "GET", 400),
         ("/v2/leaderboards/overall", "", "GET", 404),
-        ("/", "", "GET", 404),
+        ("/console/0123456789abcdef/app.js", "", "GET", 404),  # an old version of the console's script
+        ("/console/../read_api.py", "", "GET", 404),
+        ("/", "", "POST", 405),
+        ("/v1/health", "", "POST", 405),
         ("/v1/leaderboards/overall", "", "POST", 405),
         ("/v1/leaderboards/overall", "", "DELETE", 405),
         ("/v1/users/player-0001", "", "PUT", 405),
@@ -539,9 +542,11 @@ def test_read_api_never_answers_odd_input_with_a_5xx(boards: Backend, path: str,
 
 
 def test_read_api_survives_a_bare_event(boards: Backend) -> None:
-    response = read_api.handle({}, boards)
-    assert response["statusCode"] == 404
-    body_of(response)
+    response = read_api.handle({}, boards)  # no method, no path: a GET of / (the console's page)
+    assert response["statusCode"] == 200 and response["headers"]["content-type"].startswith("text/html")
+    bare_post = read_api.handle({"requestContext": {"http": {"method": "POST"}}}, boards)
+    assert bare_post["statusCode"] == 405
+    body_of(bare_post)
 
 
 # --- caching and CORS (DESIGN section 5) --------------------------------------------------------------------

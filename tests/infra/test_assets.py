@@ -50,6 +50,9 @@ chain = refresher(b, create_state=False)  # the writer lays out a batch's statem
 plan = Plan(2, dt.datetime(2026, 1, 1), 1, dt.datetime(2025, 12, 31), (("2026", "01", "01", "00"),),
             dt.datetime(2026, 1, 1))
 assert [s.name for s in chain.sequence(plan)][-1] == "done"
+from processors import read_api
+page = read_api.handle({{"rawPath": "/", "requestContext": {{"http": {{"method": "GET"}}}}}}, b)
+assert page["statusCode"] == 200 and page["headers"]["content-type"].startswith("text/html"), page
 for name in ("pyarrow", "duckdb", "pandas", "starlette", "uvicorn"):
     assert name not in sys.modules, name + " was imported"
 print("ok")
@@ -68,6 +71,9 @@ def test_the_asset_holds_no_local_only_code_and_no_heavy_dependency(staged: Path
     assert not (staged / "streamboard" / "adapters" / "local").exists()
     assert not list(staged.rglob("__pycache__"))
     assert (staged / "athena_sql" / "queries" / "board_snapshot.sql").is_file()
+    from processors import webconsole
+
+    assert {p.name for p in (staged / "processors" / "console").iterdir()} == {webconsole.PAGE, *webconsole.ASSETS}
     assert {p.name for p in (staged / "athena_sql" / "refresh").glob("*.sql")} == \
         {p.name for p in (assets.REPO_ROOT / "athena_sql" / "refresh").glob("*.sql")}
     size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())

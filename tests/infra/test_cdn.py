@@ -43,7 +43,8 @@ def _behavior_for(synth: Synth, path: str) -> dict[str, Any]:
 
 
 def _api_route_path(template_path: str) -> str:
-    return template_path.replace("{scope}", "overall").replace("{user_id}", "ada")
+    return (template_path.replace("{scope}", "overall").replace("{user_id}", "ada")
+            .replace("{proxy+}", "0123456789abcdef/app.js"))
 
 
 # --- origin and transport ------------------------------------------------------------------------------------------
@@ -114,6 +115,23 @@ def test_every_read_route_is_served_by_the_read_cache(dev: Synth) -> None:
     for path, method in ROUTES:
         if method.value == "GET":
             assert _behavior_for(dev, _api_route_path(path)) is _behaviors(dev)["*"], path
+
+
+def test_the_console_page_and_its_files_are_routed_to_the_read_api_and_served_by_the_read_cache(dev: Synth) -> None:
+    from processors import webconsole
+
+    paths = {path for path, method in ROUTES if method.value == "GET"}
+    assert {"/", "/console/{proxy+}", "/v1/health"} <= paths
+    reads = _behaviors(dev)["*"]
+    for path in ("/", webconsole.asset_url("app.js"), webconsole.asset_url("style.css"), "/v1/health"):
+        assert _behavior_for(dev, path) is reads, path
+    routes = {r["Properties"]["RouteKey"] for r in dev.resources("AWS::ApiGatewayV2::Route").values()}
+    assert {"GET /", "GET /console/{proxy+}", "GET /v1/health"} <= routes
+    # what the policy does with the console's answers: the page (no-cache) is fetched each time, its
+    # content-addressed files are kept up to the policy's maximum TTL
+    policy = _resource(dev, reads["CachePolicyId"])["Properties"]["CachePolicyConfig"]
+    assert policy["MinTTL"] == 0 and webconsole.REVALIDATE == "no-cache"
+    assert webconsole.IMMUTABLE.startswith("public, max-age=")
 
 
 # --- the admin route -----------------------------------------------------------------------------------------------

@@ -409,6 +409,7 @@ def test_no_wildcard_actions_and_star_resources_only_where_aws_requires_them(dev
             if "*" in _as_list(statement["Resource"]):  # actions that support no resource-level permissions
                 assert _as_list(statement["Action"]) in (
                     ["ecr:GetAuthorizationToken"], ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                    ["cloudwatch:GetMetricData"],  # the read API's /v1/health
                 ), (logical_id, statement)
     for role in dev.resources("AWS::IAM::Role").values():
         assert "ManagedPolicyArns" not in role["Properties"], "no AWS managed policies: every grant is explicit"
@@ -464,6 +465,16 @@ def test_grants_follow_the_wiring(dev: Synth) -> None:
         "apps": {"dynamodb:GetItem"}}, "the read API never writes a table"
     assert variables["processors.leaderboards.writer_handler"][env.ENV_BOARD_COPIES] == \
         read_env[env.ENV_BOARD_COPIES] == "2"  # the copies one writes, the other reads
+    # GET /v1/health: the ingest DLQ's depth (no other queue, no receive or delete) and CloudWatch metric reads
+    queues = [s for s in read_api if any(a.startswith("sqs:") for a in _as_list(s["Action"]))]
+    assert [set(_as_list(s["Action"])) for s in queues] == [{"sqs:GetQueueAttributes", "sqs:GetQueueUrl"}]
+    dlq_id = dev.stack.resolve(dev.stack.ingest_dlq.queue.node.default_child.logical_id)
+    assert queues[0]["Resource"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
+    assert {a for s in read_api for a in _as_list(s["Action"]) if a.startswith("cloudwatch:")} == \
+        {"cloudwatch:GetMetricData"}
+    anywhere = {a for s in read_api if s["Resource"] == "*" for a in _as_list(s["Action"])}
+    assert anywhere == {"cloudwatch:GetMetricData", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}, \
+        "only actions without resource-level permissions are granted on *"
 
 
 # --- monitoring ----------------------------------------------------------------------------------------------------

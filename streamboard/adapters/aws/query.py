@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import time
 from collections.abc import Callable
 from typing import Any
 
 from streamboard.adapters.aws.clients import Clients
 from streamboard.errors import QueryFailed
-from streamboard.ports import QueryStatus
+from streamboard.ports import QueryStatus, wait_for_query
 
 
 def _timestamp(text: str) -> dt.datetime:
@@ -98,15 +97,10 @@ class AthenaQueryEngine:
             on_wait: Callable[[QueryStatus], None] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one query to its end (an analyst's, from the CLI): its column names and rows."""
         query_id = self.start_query(sql)
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status(query_id)
-            if status.state == "SUCCEEDED":
-                return self.table(query_id)
-            if status.state in ("FAILED", "CANCELLED"):
-                raise QueryFailed(f"Athena query {query_id} {status.state}: {status.reason}")
-            if time.monotonic() > deadline:
-                raise QueryFailed(f"Athena query {query_id} still {status.state} after {timeout:g} s")
-            if on_wait is not None:
-                on_wait(status)
-            time.sleep(poll_seconds)
+        try:
+            wait_for_query(self, query_id, poll_seconds=poll_seconds, timeout=timeout, on_wait=on_wait)
+        except TimeoutError as exc:
+            raise QueryFailed(f"Athena {exc}") from None
+        except QueryFailed as exc:
+            raise QueryFailed(f"Athena {exc}") from None
+        return self.table(query_id)

@@ -79,6 +79,15 @@ class LocalEventStream:
         ).fetchall()
         return [ReadRecord(shard, str(seq), pk, bytes(data), arrival) for seq, pk, data, arrival in rows]
 
+    def backlog(self, shard: str, after: str | None) -> tuple[int, float | None]:
+        """How many records of ``shard`` follow ``after`` (a consumer's checkpoint), and the oldest one's arrival
+        (epoch seconds; ``None`` when there is none)."""
+        index = int(shard.rsplit("-", 1)[1])
+        count, oldest = self.db.conn().execute(
+            "SELECT count(*), min(arrival) FROM records WHERE shard=? AND seq>?", (index, int(after or 0)),
+        ).fetchone()
+        return int(count), oldest
+
     def latest(self, shard: str) -> str | None:
         index = int(shard.rsplit("-", 1)[1])
         row = self.db.conn().execute("SELECT max(seq) FROM records WHERE shard=?", (index,)).fetchone()
