@@ -224,6 +224,18 @@ def entries_at(load: Loader, root: Root, start: int, n: int) -> list[tuple[Any, 
     return out
 
 
+def _route(children: Sequence[Ref], ops: Sequence[tuple[Key, Any]]) -> dict[int, list[tuple[Key, Any]]]:
+    """The sorted ops by the child each falls in (child i holds the keys from its first on; keys before the
+    first child's go to it), in one pass over both."""
+    groups: dict[int, list[tuple[Key, Any]]] = {}
+    i, last = 0, len(children) - 1
+    for op in ops:
+        while i < last and children[i + 1].key <= op[0]:
+            i += 1
+        groups.setdefault(i, []).append(op)
+    return groups
+
+
 def walk_nodes(load: Loader, root: Root) -> list[str]:
     """Every node of the tree (the inner nodes read, the leaves named by their parents)."""
     if root.ref is None:
@@ -358,10 +370,7 @@ class TreeWriter:
                 return [ref]
             self._retire(ref)
             return self.emit(0, entries)
-        firsts = [c.key for c in node.entries]
-        groups: dict[int, list[tuple[Key, Any]]] = collections.defaultdict(list)
-        for op in ops:
-            groups[max(0, bisect.bisect_right(firsts, op[0]) - 1)].append(op)
+        groups = _route(node.entries, ops)
         wanted = [node.entries[i].node for i in groups if node.entries[i].node not in self.fresh]
         if len(wanted) > 1:
             self.load(wanted)  # one read for the children the ops go to
