@@ -38,8 +38,9 @@ class Leaderboards(Construct):
             self, "Writer", handler="processors.leaderboards.writer_handler", code=code,
             description="Streamboard: replace the boards with a finished snapshot query's rows, reconcile the"
                         " profiles",
-            # the reconcile writes every profile a batch covered, 16 at a time: up to about a million an hour
-            timeout=cdk.Duration.minutes(15), memory_mb=1024, log_retention_days=log_retention_days,
+            # the reconcile writes every profile a batch covered, 16 at a time: up to about a million an hour;
+            # 3 GB: a first build of a million players' ranks holds their rows and trees (streamboard.ranks)
+            timeout=cdk.Duration.minutes(15), memory_mb=3008, log_retention_days=log_retention_days,
             reserved_concurrency=2,  # snapshots replace whole boards: two writers at most, never a stampede
         )
         # a board's current head, its new version's pages and head copies, then the old pages (streamboard.boards);
