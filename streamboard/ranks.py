@@ -169,6 +169,25 @@ def count_before(load: Loader, root: Root, key: Key) -> int:
     return before
 
 
+def count_before_many(load: Loader, probes: Sequence[tuple[Root, Key]]) -> list[int]:
+    """:func:`count_before` of each (tree, key), all descents a level at a time: one read per level for all."""
+    state: list[tuple[Ref | None, int, int]] = [(root.ref, root.level, 0) for root, _ in probes]
+    while True:
+        todo = sorted({ref.node for ref, _, _ in state if ref is not None})
+        if not todo:
+            return [before for _, _, before in state]
+        nodes = load(todo)
+        for i, (ref, level, before) in enumerate(state):
+            if ref is None:
+                continue
+            node, key = nodes[ref.node], probes[i][1]
+            if level == 0:
+                state[i] = (None, 0, before + bisect.bisect_left(node.entries, key, key=row_key))
+                continue
+            j = max(0, bisect.bisect_left([c.key for c in node.entries], key) - 1)
+            state[i] = (node.entries[j], level - 1, before + sum(c.count for c in node.entries[:j]))
+
+
 def find(load: Loader, root: Root, key: Key) -> Any:
     """The value stored under ``key``, or None."""
     found = find_many(load, root, [key])
@@ -612,12 +631,16 @@ class RankTrees:
         refresh, by scope and window; None when no ranks were ever written."""
         def ranks(head: RankHead) -> list[dict[str, Any]]:
             scopes = find(self._load, head.users, (user_id,)) or []
+            mine = sorted(boards_of(scopes).items())
+            roots = [head.boards.get(board, EMPTY) for board, _ in mine]
+            # per board, the entries that scored more and those that scored as much or more: every descent at once
+            counts = count_before_many(self._load, [(root, (-score + d, "")) for root, (_, score) in zip(roots, mine,
+                                                                                                      strict=True)
+                                                    for d in (0, 1)])
             out = []
-            for (scope, window), score in sorted(boards_of(scopes).items()):
-                root = head.boards.get((scope, window), EMPTY)
+            for i, (((scope, window), score), root) in enumerate(zip(mine, roots, strict=True)):
                 of = root.ref.count if root.ref is not None else 0
-                above = count_before(self._load, root, (-score, ""))
-                at_least = count_before(self._load, root, (-score + 1, ""))
+                above, at_least = counts[2 * i], counts[2 * i + 1]
                 if of == 0 or at_least <= above:  # not in that version's board: cannot happen within one version
                     continue
                 out.append({"scope": scope, "window": window, "rank": above + 1, "score": score, "of": of,

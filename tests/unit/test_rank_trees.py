@@ -21,6 +21,7 @@ from streamboard.ranks import (
     Root,
     TreeWriter,
     count_before,
+    count_before_many,
     entries_at,
     find,
     find_many,
@@ -137,10 +138,16 @@ def test_every_version_equals_the_sorted_oracle(seed: int, rounds: int, size: in
         if not ops:
             assert root == before and not w.blobs
         keys = [r[:-1] for r in oracle]
-        for probe in [r[:-1] for r in rng.sample(oracle, min(20, len(oracle)))] + [(-rng.randrange(70), ""),
-                                                                                (-10**10, ""), (1, "")]:
+        probes = [r[:-1] for r in rng.sample(oracle, min(20, len(oracle)))] + [(-rng.randrange(70), ""),
+                                                                            (-10**10, ""), (1, "")]
+        for probe in probes:
             assert count_before(mem.load, root, probe) == bisect.bisect_left(keys, probe)
             assert find(mem.load, root, probe) == {r[:-1]: r[-1] for r in oracle}.get(probe)
+        # the same descents at once (a profile's boards), with an empty tree among them
+        reads = mem.reads
+        assert count_before_many(mem.load, [(root, p) for p in probes] + [(EMPTY, (0, ""))]) == [
+            bisect.bisect_left(keys, p) for p in probes] + [0]
+        assert mem.reads - reads <= len(walk_nodes(mem.load, root))  # each node read once at most
         for start in {0, len(oracle) // 2, max(0, len(oracle) - 3)}:
             assert entries_at(mem.load, root, start, 7) == oracle[start:start + 7]
 
