@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import collections
 import concurrent.futures
+import contextvars
 import hashlib
 import json
 import logging
@@ -819,8 +820,9 @@ class RankTrees:
             for part in parts:
                 self.table.write_many(part, [])
             return
-        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
-            for future in [pool.submit(self.table.write_many, part, []) for part in parts]:
+        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:  # each call in the caller's context
+            for future in [pool.submit(contextvars.copy_context().run, self.table.write_many, part, [])
+                           for part in parts]:
                 future.result()
 
     def _collect(self, gc: tuple[int, int] | None) -> int:
