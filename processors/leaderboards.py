@@ -5,7 +5,8 @@ compact state.
 query:  on the hourly schedule, after each crawl, and on demand, plans a batch (or resumes an unfinished
         one) and starts its first statement.
 writer: on the Athena "Query State Change" event of each statement: records it, starts the next; after
-        the board snapshot, replaces every board atomically with its rows.
+        the board snapshot, replaces every board atomically with its rows; after the rank statement, writes
+        every changed user's ranks (streamboard.ranks), all boards' in one new version.
 Locally the same batch runs statement after statement (:func:`refresh_now`).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,16 @@ from streamboard.backend import Backend
 from streamboard.errors import StreamboardError
 from streamboard.ports import Board, BoardEntry
 from streamboard.profiles import bases_from_rows
+from streamboard.ranks import user_scores
 from streamboard.refresh import (
     PROFILES_STEP,
+    RANKS_STEP,
     SNAPSHOT_STEP,
     IncrementalRefresh,
     Plan,
     gc_paused,
     run_on,
+    sql_ts,
     tag,
     untag,
 )
@@ -80,11 +85,23 @@ def reconcile_profiles(backend: Backend, plan: Plan, rows: list[dict[str, Any]])
 
 
 
+def write_ranks(backend: Backend, plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write a batch's ranks from its rank statement's rows (``streamboard.ranks``): the users it changed,
+    stepped onto the store's ranks of the batch before, or every user, built again."""
+    users = user_scores(rows)
+    written = backend.ranks.write(users, batch=plan.batch, plan=f"{plan.batch}@{sql_ts(plan.started_at)}",
+                                  rebuild=plan.ranks_rebuild, base_batch=plan.ranks_from,
+                                  as_of=utc_iso(plan.as_of), refreshed_at=format_ts(dt.datetime.now(dt.UTC)))
+    return {"users": len(users), "rebuild": plan.ranks_rebuild, **written}
+
+
 def refresher(backend: Backend, *, create_state: bool = True, **options: Any) -> IncrementalRefresh:
     """The incremental refresh over the backend's refresh engine and the score table's partitions."""
     engine = backend.refresh_query or backend.query
     s = backend.settings
     options.setdefault("reconcile", lambda plan, rows: reconcile_profiles(backend, plan, rows))
+    options.setdefault("ranks", lambda plan, rows: write_ranks(backend, plan, rows))
+    options.setdefault("ranks_base", backend.ranks.built_batch)
     return IncrementalRefresh(run_on(engine), lambda: backend.catalog.partitions("score"),
                               horizon_days=s.dedupe_horizon_days, max_arrival_delay_days=s.max_arrival_delay_days,
                               create_state=create_state, **options)
@@ -95,9 +112,18 @@ def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict
     read_before = _bytes_read()
     engine = backend.refresh_query or backend.query
     billed_before = getattr(engine, "billed_bytes", 0)
+    ranks: dict[str, Any] = {}
+
+    def rank_write(plan: Plan, rows: list[dict[str, Any]]) -> None:
+        started = time.monotonic()
+        ranks.update(write_ranks(backend, plan, rows), seconds=round(time.monotonic() - started, 3))
+
+    options.setdefault("ranks", rank_write)
     result = refresher(backend, **options).refresh(full=full)
     boards = write_boards(backend, result.rows)
-    summary = {**result.summary(), "boards": len(boards)}
+    shown = ("users", "rebuild", "nodes", "write_units", "seconds")
+    summary = {**result.summary(), "boards": len(boards),
+               **({"ranks": {k: ranks[k] for k in shown if k in ranks}} if ranks else {})}
     if backend.usage is not None:
         # on AWS: the query Lambda starts the first statement, the writer runs on each one's state change
         backend.usage.finish_refresh(getattr(engine, "billed_bytes", 0) - billed_before, 1 + len(result.steps))
@@ -145,6 +171,8 @@ def advance_chain(backend: Backend, query_id: str) -> dict[str, Any]:
         done["boards"] = len(write_boards(backend, backend.query.results(query_id)))
     if name == PROFILES_STEP:
         done["profiles"] = reconcile_profiles(backend, plan, backend.query.results(query_id))
+    if name == RANKS_STEP:
+        done["ranks"] = write_ranks(backend, plan, backend.query.results(query_id))
     if name == "done":
         return done
     current = sequence[names.index(name)]

@@ -1,5 +1,6 @@
-"""Read API Lambda (API Gateway HTTP API, payload format 2.0): leaderboards, profiles, pipeline health, admin
-refresh, and the web console (``processors.webconsole``) at ``/``.
+"""Read API Lambda (API Gateway HTTP API, payload format 2.0): leaderboards (the top, or the entries around a
+user), profiles with every board's rank, pipeline health, admin refresh, and the web console
+(``processors.webconsole``) at ``/``.
 
 Leaderboards are public to read; the refresh needs an admin key. Every error is
 a JSON ``{"error": ...}`` with a 4xx status a person can act on; nothing unexpected
@@ -39,6 +40,7 @@ from streamboard.errors import (
     http_status,
 )
 from streamboard.health import health_report
+from streamboard.ports import Board
 from streamboard.registry import parse_ts
 
 log = logging.getLogger("streamboard.read_api")
@@ -106,7 +108,9 @@ def _cache_headers(path: str, body: Any, params: dict[str, str], backend: Backen
         # for a while is that much older: the cap counts from when it was read.
         max_age = min(board_max_age(body, backend.settings.refresh_seconds, now),
                       max(0, BOARD_MAX_AGE - math.ceil(age)))
-        return {"etag": _etag("board", params.get("limit", "10"), payload),
+        # around a user: the ranks' version (refreshed_at) and that user name the variant as well
+        variant = ("around", params["around"]) if "around" in params else ("board",)
+        return {"etag": _etag(*variant, params.get("limit", "10"), payload),
                 "cache-control": f"public, max-age={max_age}"}
     if path in NO_STORE_PATHS:
         return {"cache-control": NO_STORE}
@@ -144,21 +148,31 @@ def _leaderboard(backend: Backend, scope: str, params: dict[str, str]) -> tuple[
     limit = _limit(params)
     if not _SCOPE.fullmatch(scope):
         raise NotFound(f"no leaderboard {scope!r}: scope is 'overall' or a category slug")
+    if "around" in params:
+        return _around(backend, scope, window, params["around"], limit)
     board = backend.boards.get_board(scope, window, limit)
     if board is None:
         if scope != "overall":
             raise NotFound(f"no leaderboard for scope {scope!r} (no scores in that category yet)")
         return {"scope": scope, "window": window, "as_of": None, "refreshed_at": None, "entries": []}, 0.0
-    return {
-        "scope": board.scope,
-        "window": board.window,
-        "as_of": board.as_of,
-        "refreshed_at": board.refreshed_at,
-        "entries": [
-            {"rank": e.rank, "user_id": e.user_id, "user_name": e.user_name, "score": e.score}
-            for e in board.entries
-        ],
-    }, board.age
+    return _board_body(board), board.age
+
+
+def _board_body(board: Board) -> dict[str, Any]:
+    return {"scope": board.scope, "window": board.window, "as_of": board.as_of, "refreshed_at": board.refreshed_at,
+            "entries": [{"rank": e.rank, "user_id": e.user_id, "user_name": e.user_name, "score": e.score}
+                        for e in board.entries]}
+
+
+def _around(backend: Backend, scope: str, window: str, user_id: str, limit: int) -> tuple[dict[str, Any], float]:
+    """The ``limit`` entries of the board centred on the user's place, as a board's body, and its age."""
+    if not 1 <= len(user_id) <= 128:
+        raise BadRequest("around must be a user_id of 1 to 128 characters")
+    board = backend.ranks.around(scope, window, user_id, limit)
+    if board is None:
+        raise NotFound(f"{user_id!r} is not on the {scope} board of window {window}: no ranks were written yet "
+                       "(the next refresh writes them)")
+    return _board_body(board), board.age
 
 
 def get_user(backend: Backend, user_id: str) -> dict[str, Any]:
@@ -167,13 +181,16 @@ def get_user(backend: Backend, user_id: str) -> dict[str, Any]:
     profile = backend.profiles.get(user_id)
     if profile is None:
         raise NotFound(f"no user {user_id!r} (no scores received for this user yet)")
+    ranks = backend.ranks.ranks_for(user_id)
+    if ranks is None:  # a deployment whose first refresh with ranks has not run: the boards' top 1000 only
+        ranks = backend.boards.ranks_for(user_id)
     return {
         "user_id": profile.user_id,
         "user_name": profile.user_name,
         "total": profile.total,
         "categories": profile.categories,
         "updated_at": profile.updated_at,
-        "ranks": backend.boards.ranks_for(user_id),
+        "ranks": ranks,
     }
 
 
@@ -326,6 +343,9 @@ OPENAPI: dict[str, Any] = {
                     {"name": "window", "in": "query", "schema": {"enum": list(WINDOWS), "default": "all"}},
                     {"name": "limit", "in": "query",
                      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 10}},
+                    {"name": "around", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                     "description": "a user_id: the limit entries centred on that user's place (clipped at the "
+                                    "first and the last), ranks and ties as on the board"},
                 ],
                 "responses": {
                     "200": {"description": "The board's latest snapshot", "content": {"application/json": {"schema": {
@@ -334,14 +354,15 @@ OPENAPI: dict[str, Any] = {
                                        "as_of": {"type": ["string", "null"]},
                                        "refreshed_at": {"type": ["string", "null"]},
                                        "entries": {"type": "array", "items": _BOARD_ENTRY}}}}}},
-                    "400": {"description": "Bad window or limit"},
-                    "404": {"description": "Unknown scope"},
+                    "400": {"description": "Bad window, limit or around"},
+                    "404": {"description": "Unknown scope, or the around user is not on that board"},
                 },
             }
         },
         "/v1/users/{user_id}": {
             "get": {
-                "summary": "A user's near-real-time totals and ranks",
+                "summary": "A user's near-real-time totals, and their rank, score, board size (of) and percentile"
+                           " (the share of the board ranked strictly below) on every board at the last refresh",
                 "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "The profile"}, "404": {"description": "Unknown user"}},
             }

@@ -18,6 +18,7 @@ from streamboard.ports import (
     PipelineHealth,
     ProfileStore,
     QueryEngine,
+    RankStore,
 )
 from streamboard.registry import REGISTRY, Registry
 from streamboard.settings import Settings
@@ -40,6 +41,7 @@ class Backend:
     boards: BoardStore
     profiles: ProfileStore
     apps: AppRegistry
+    ranks: RankStore
     # Starts a leaderboard refresh; set by whoever runs the pipeline (the local runtime, or AWS).
     refresh: Callable[..., dict[str, Any]] | None = None  # refresh(full=False)
     # Where the incremental refresh's steps run, next to its state tables (the query engine when None).
@@ -72,9 +74,12 @@ def build_aws_backend(settings: Settings, registry: Registry = REGISTRY, clients
     from streamboard.adapters.aws.queue import SqsQueue
     from streamboard.adapters.aws.stores import DynamoAppRegistry, DynamoBoardStore, DynamoProfileStore
     from streamboard.adapters.aws.stream import KinesisEventStream
+    from streamboard.ranks import RankTrees
 
     clients = clients or Clients(settings.region, settings.endpoint_url)
     lake = S3Lake(clients, settings.lake_bucket, settings.lake_prefix)
+    boards = DynamoBoardStore(clients, settings.boards_table, copies=settings.board_copies,
+                              cache_seconds=settings.board_cache_seconds)
     dlq = SqsQueue(clients, settings.dlq_name)
     return Backend(
         settings=settings,
@@ -86,10 +91,12 @@ def build_aws_backend(settings: Settings, registry: Registry = REGISTRY, clients
         lake=lake,
         catalog=GlueCatalog(clients, settings.glue_database, lake.location),
         query=AthenaQueryEngine(clients, settings.athena_workgroup, settings.glue_database, settings.athena_output),
-        boards=DynamoBoardStore(clients, settings.boards_table, copies=settings.board_copies,
-                                cache_seconds=settings.board_cache_seconds),
+        boards=boards,
         profiles=DynamoProfileStore(clients, settings.profiles_table),
         apps=DynamoAppRegistry(clients, settings.apps_table),
+        # the ranks' items live in the boards' table (keys of their own); a large write runs 8 calls at a time
+        ranks=RankTrees(boards.table, copies=settings.board_copies, cache_seconds=settings.board_cache_seconds,
+                        workers=8),
         health=CloudWatchHealth(clients, settings.stream_name, dlq),
     )
 
@@ -119,6 +126,7 @@ def build_local_backend(settings: Settings, registry: Registry = REGISTRY, **que
     from streamboard.adapters.local.queue import LocalQueue
     from streamboard.adapters.local.stores import LocalAppRegistry, LocalBoardStore, LocalProfileStore
     from streamboard.adapters.local.stream import LocalEventStream
+    from streamboard.ranks import RankTrees
 
     root = Path(settings.data_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -127,6 +135,8 @@ def build_local_backend(settings: Settings, registry: Registry = REGISTRY, **que
     from streamboard.usage import Usage
 
     usage = Usage(root / "usage.db")
+    boards = LocalBoardStore(root / "boards.db", usage=usage, copies=settings.board_copies,
+                             cache_seconds=settings.board_cache_seconds)
     return Backend(
         settings=settings,
         registry=registry,
@@ -141,9 +151,9 @@ def build_local_backend(settings: Settings, registry: Registry = REGISTRY, **que
         refresh_query=LocalQueryEngine(lake.root, catalog, state_path=root / "state" / "state.duckdb",
                                        memory_limit_mb=settings.refresh_memory_mb,
                                        horizon_days=settings.dedupe_horizon_days, usage=usage),
-        boards=LocalBoardStore(root / "boards.db", usage=usage, copies=settings.board_copies,
-                               cache_seconds=settings.board_cache_seconds),
+        boards=boards,
         profiles=LocalProfileStore(root / "profiles.db", usage=usage),
         apps=LocalAppRegistry(root / "apps.db", usage=usage),
+        ranks=RankTrees(boards.table, copies=settings.board_copies, cache_seconds=settings.board_cache_seconds),
         usage=usage,
     )

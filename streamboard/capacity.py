@@ -20,6 +20,8 @@ from typing import Any
 
 from streamboard.adapters.aws.items import HEAD_BYTES, HEAD_MAX_ENTRIES, HEAD_RESERVE, PAGE_BYTES
 from streamboard.packing import MAX_BATCH_RECORDS, MAX_RECORD_BYTES
+from streamboard.ranks import FILL as RANK_FILL
+from streamboard.ranks import NODE_BYTES as RANK_NODE_BYTES
 from streamboard.settings import Settings
 from streamboard.usage import (
     ATHENA_MINIMUM,
@@ -100,9 +102,9 @@ DEFAULTS: dict[str, Default] = {
         0.00025, "dynamodb_read_units / events: routing reads nothing; the run's one app-key lookup (0.5 units,"
         " then cached) over its 2,000 events"),
     "refresh_statements": Default(
-        35, "athena_bytes_scanned_last_refresh / 10 MB of a small incremental refresh (every statement at the"
+        36, "athena_bytes_scanned_last_refresh / 10 MB of a small incremental refresh (every statement at the"
         " minimum): 15 steps, each with its refresh-log statement, the board snapshot, the profiles' reconcile,"
-        " and the batch's plan and end"),
+        " the ranks' changed users, and the batch's plan and end"),
 }
 
 # Documented constants no local run measures (assumed).
@@ -127,6 +129,12 @@ ASSUMED = {
     "categories": (4, "score categories (boards: one per category and overall, three windows each)"),
     "board_entry_bytes": (36.0, "packed (zlib JSON) bytes of one board entry: 34 for uuid ids and numbered names"
                                 " (tests/functional/test_usage.py's board)"),
+    "rank_boards_per_user": (6.0, "boards a player has a score on: overall and one category, in the three windows"
+                                  " (streamboard.ranks keeps an entry for each)"),
+    "rank_entry_bytes": (32.4, "packed bytes of a board tree's entry: a uuid user_id, a 15-character name and the"
+                               " score (a build of 100,000 such, streamboard.ranks; tests/unit/test_capacity.py)"),
+    "rank_index_entry_bytes": (48.5, "packed bytes of the user index's entry: a uuid and two scopes' three scores"),
+    "rank_inner_fanout": (20.0, "children of a 1 KB inner node with uuid keys (the same build)"),
     "read_response_bytes": (1500.0, "bytes CloudFront sends for a board read: a limit=10 board's JSON (about 1.1 KB"
                                     " with uuid ids) and the response headers, uncompressed"),
     "read_api_ms": (20.0, "read API Lambda duration a request: one DynamoDB GetItem in the region and the JSON"),
@@ -317,6 +325,42 @@ def board_units_per_refresh(entries: int, entry_bytes: float, copies: int) -> tu
             float(math.ceil(head / DYNAMODB_READ_UNIT)))
 
 
+RANK_ITEM_OVERHEAD = 130  # a node item's keys (about 30 bytes) and DynamoDB's 100 bytes an item of storage
+
+
+def rank_tree_levels(entries: float, entry_bytes: float, fanout: float) -> list[float]:
+    """Nodes per level (leaves first) of a count tree of ``entries`` built as ``streamboard.ranks`` builds one:
+    nodes of 960 packed bytes cut 85% full."""
+    levels = [max(1.0, entries * entry_bytes / (RANK_NODE_BYTES * RANK_FILL))]
+    while levels[-1] > 1:
+        levels.append(max(1.0, levels[-1] / fanout))
+    return levels
+
+
+def rank_nodes_touched(levels: list[float], ops: float) -> float:
+    """Nodes a write of ``ops`` keys at random places rewrites: at each level, the nodes at least one op falls in
+    (n nodes take n(1 - e^(-ops/n)) of ops random falls)."""
+    return sum(-n * math.expm1(-ops / n) for n in levels)
+
+
+def rank_units(users: int, scorers: float, expiring: float) -> dict[str, Any]:
+    """The ranks' nodes (``streamboard.ranks``) for ``users`` players: every node, and those a refresh rewrites
+    when ``scorers`` players scored since the last one (their overall and category scores change in every
+    window) and ``expiring`` players' points left a window. The boards' trees are priced as one pool of
+    players x boards entries (ops spread over the boards in proportion to their sizes)."""
+    per_user = ASSUMED["rank_boards_per_user"][0]
+    fanout = ASSUMED["rank_inner_fanout"][0]
+    boards = rank_tree_levels(users * per_user, ASSUMED["rank_entry_bytes"][0], fanout)
+    index = rank_tree_levels(users, ASSUMED["rank_index_entry_bytes"][0], fanout)
+    board_ops = 2 * (scorers * per_user + expiring * 2)  # a delete and an insert per (player, board) changed
+    # a player who scored and whose older points left a window is one changed player
+    changed = users * (1 - (1 - min(1.0, scorers / users)) * (1 - min(1.0, expiring / users)))
+    written = rank_nodes_touched(boards, board_ops) + rank_nodes_touched(index, changed)
+    every = sum(boards) + sum(index)
+    return {"nodes": every, "written": written, "changed": changed,
+            "bytes": (every + written) * (RANK_NODE_BYTES * RANK_FILL + RANK_ITEM_OVERHEAD)}
+
+
 def _line(unit: str, quantity: float, source: str, usd: float = 0.0) -> dict[str, Any]:
     return {"unit": unit, "per_month": quantity, "source": source, "monthly_usd": usd}
 
@@ -461,10 +505,24 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
     wpw = rates.values["dynamodb_write_units_per_profile_write"]
     reconcile_wru = HOURS_PER_MONTH * touched * wpw.value
     reconcile_rru = HOURS_PER_MONTH * touched * 0.5
+    # every player's rank (streamboard.ranks): the nodes each refresh rewrites (the paths of the players it
+    # changed: those who scored, and those whose points left the 30d or 365d window, as many as scored that
+    # hour 30 or 365 days before), each under 1 KB, deleted again a refresh later; the old nodes on those paths
+    # read eventually consistent (a node never changes)
+    expiring = min(float(traffic.users), touched * ((traffic.month > 1) + (traffic.month > 12)))
+    rk = rank_units(traffic.users, touched, expiring)
+    rank_wru = HOURS_PER_MONTH * (2 * rk["written"] + copies)
+    rank_rru = HOURS_PER_MONTH * rk["written"] * 0.5
+    rank_gb = rk["bytes"] / GB
+    rank_assumed = "; ".join(_assumed(k).source for k in ("rank_boards_per_user", "rank_entry_bytes",
+                                                          "rank_index_entry_bytes", "rank_inner_fanout"))
     stages.append({"stage": "profiles (DynamoDB on demand)",
                    "needs": f"{peak * per_event['dynamodb_write_units'].value:,.0f} write units/s at peak "
                             f"({per_event['dynamodb_write_units'].value:.4f} an event); a reconcile of "
-                            f"{touched:,.0f} profiles an hour",
+                            f"{touched:,.0f} profiles an hour; ranks of {traffic.users:,} players in"
+                            f" {rk['nodes']:,.0f} nodes (a first build writes each once: {rk['nodes']:,.0f} write"
+                            f" units, spread over the table's partitions by random node keys), {rk['written']:,.0f}"
+                            f" rewritten an hour for {rk['changed']:,.0f} changed players",
                    "lines": [
                        _line("write request units (router)", wru, per_event["dynamodb_write_units"].source,
                              wru / 1e6 * p["dynamodb_write_request_units_per_million"]),
@@ -485,7 +543,19 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
                              * p["dynamodb_read_request_units_per_million"]),
                        _line("GB-months", ddb_gb, f"rule: a profile item per user (assumed {PROFILE_ITEM_BYTES} "
                              "bytes, +100 bytes an item); no item per event",
-                             ddb_gb * p["dynamodb_gb_month"])]})
+                             ddb_gb * p["dynamodb_gb_month"]),
+                       _line("rank write units", rank_wru, f"rule: rank nodes rewritten an hour = the nodes the"
+                             f" {rk['changed']:,.0f} changed players' old and new places fall in, on every level"
+                             f" ({rk['written']:,.0f} of {rk['nodes']:,.0f}), 1 unit each (under 1 KB), and as many"
+                             f" deletes a refresh later, plus {copies} head copies; {rank_assumed}",
+                             rank_wru / 1e6 * p["dynamodb_write_request_units_per_million"]),
+                       _line("rank read units (refresh)", rank_rru, "rule: an eventually consistent read (0.5"
+                             " unit, under 4 KB) of each node those paths replace",
+                             rank_rru / 1e6 * p["dynamodb_read_request_units_per_million"]),
+                       _line("rank GB-months", rank_gb, f"rule: every rank node, and the version before's nodes a"
+                             f" refresh replaced, {RANK_NODE_BYTES * RANK_FILL:.0f} bytes of entries and"
+                             f" {RANK_ITEM_OVERHEAD} of keys and item overhead each",
+                             rank_gb * p["dynamodb_gb_month"])]})
 
     read_path = None
     if traffic.reads_per_second > 0:

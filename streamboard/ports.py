@@ -166,6 +166,19 @@ class BoardStore(Protocol):
     def ranks_for(self, user_id: str) -> list[dict[str, Any]]: ...
 
 
+class RankStore(Protocol):
+    """Every user's rank on every board, and the entries around any user (DynamoDB; ``streamboard.ranks``):
+    each refresh writes the users whose scores it changed, as one new version for every board at once."""
+
+    def built_batch(self) -> int | None: ...  # the refresh batch whose ranks it holds (None: none yet)
+
+    def write(self, users: Sequence[Any], *, batch: int, plan: str, rebuild: bool, base_batch: int,
+              as_of: str | None, refreshed_at: str | None) -> dict[str, Any]: ...
+
+    def ranks_for(self, user_id: str) -> list[dict[str, Any]] | None: ...  # None: no ranks written yet
+    def around(self, scope: str, window: str, user_id: str, limit: int) -> Board | None: ...
+
+
 @dataclass
 class Profile:
     user_id: str

@@ -41,6 +41,8 @@ SNAPSHOT = SQL_DIR / "queries" / "board_snapshot.sql"
 SNAPSHOT_STEP = "board_snapshot"
 PROFILES = SQL_DIR / "queries" / "profile_reconcile.sql"
 PROFILES_STEP = "profile_reconcile"  # what the profiles' reconcile writes (streamboard.profiles)
+RANKS = SQL_DIR / "queries" / "rank_scores.sql"
+RANKS_STEP = "rank_scores"  # the changed users' scores, what the rank store writes (streamboard.ranks)
 PRUNE_FROM = 10  # steps numbered from here prune; the boards are read before them
 # Firehose writes a file into the partition of its records' arrival hour up to its buffer interval (at most
 # 15 minutes) after that hour: a refresh reads the hours since the previous one started, and one more.
@@ -150,10 +152,18 @@ class Plan:
     started_at: dt.datetime
     registered_until: float | None = None  # the latest registration time among the partitions it listed
     full: bool = False  # builds the state from the whole lake (the rebuild steps) instead of stepping it
+    # The batch whose ranks the rank store held when the batch was planned, if it is the batch before (its
+    # rank rows are then the users the batch changed); 0: the rows of every user, and the store built again.
+    ranks_from: int = 0
+
+    @property
+    def ranks_rebuild(self) -> bool:
+        """Whether the batch's rank rows are every user's (the rank store is built from them, not stepped)."""
+        return self.full or self.ranks_from == 0
 
     def _input(self) -> dict[str, Any]:
         return {"partitions": [list(p) for p in self.partitions], "registered_until": self.registered_until,
-                "full": self.full}
+                "full": self.full, "ranks_from": self.ranks_from}
 
     def input_json(self) -> str:
         return json.dumps(self._input(), separators=(",", ":"))
@@ -167,7 +177,7 @@ class Plan:
         batch, as_of, prev_batch, prev_as_of, given, started = json.loads(text)
         return cls(batch, _naive(as_of), prev_batch, _naive(prev_as_of),
                    tuple(tuple(p) for p in given["partitions"]), _naive(started), given["registered_until"],
-                   bool(given.get("full", False)))
+                   bool(given.get("full", False)), int(given.get("ranks_from", 0)))
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Plan:
@@ -175,7 +185,7 @@ class Plan:
         given = json.loads(row["input"])
         return cls(int(row["batch"]), _naive(row["as_of"]), int(row["prev_batch"]), _naive(row["prev_as_of"]),
                    tuple(tuple(p) for p in given["partitions"]), _naive(row["recorded_at"]),
-                   given["registered_until"], bool(given.get("full", False)))
+                   given["registered_until"], bool(given.get("full", False)), int(given.get("ranks_from", 0)))
 
     @property
     def profile_cut(self) -> int:
@@ -196,7 +206,11 @@ class Plan:
                 "profile_users": "true" if self.full else f"user_id IN ({touched})",
                 "profile_challenges": "true" if self.full else (
                     f"EXISTS (SELECT 1 FROM stage_status AS s WHERE s.batch = {self.batch} "
-                    "AND s.user_id = f.user_id AND s.challenge_id = f.challenge_id)")}
+                    "AND s.user_id = f.user_id AND s.challenge_id = f.challenge_id)"),
+                # the users whose ranks the batch writes: those whose rows changed since the store's ranks (the
+                # rows a batch changes carry its number), or all of them
+                "rank_users": "true" if self.ranks_rebuild else f"batch > {self.ranks_from}",
+                "ranks_from": self.ranks_from}
 
 
 class SqlRunner(Protocol):
@@ -225,6 +239,7 @@ class RefreshResult:
     full: bool
     steps: dict[str, float] = field(default_factory=dict)  # step -> seconds (the steps this run ran)
     profile_rows: list[dict[str, Any]] = field(default_factory=list)  # what the profiles' reconcile writes
+    rank_rows: list[dict[str, Any]] = field(default_factory=list)  # what the rank store writes
 
     def summary(self) -> dict[str, Any]:
         return {"batch": self.plan.batch, "mode": "full" if self.full else "incremental", "resumed": self.resumed,
@@ -239,7 +254,7 @@ class Statement:
 
     name: str
     sql: str
-    marks: bool  # a step whose end is recorded (the snapshot only reads)
+    marks: bool  # a step whose end is recorded (the snapshot, the reconcile and the ranks only read)
 
 
 _TAG = re.compile(r"^-- streamboard refresh batch=(\d+) step=(\S+) plan=(.*)\n")
@@ -264,7 +279,9 @@ class IncrementalRefresh:
     def __init__(self, run: SqlRunner, partitions: Callable[[], Sequence[Partition]], *,
                  horizon_days: int = DEFAULT_HORIZON_DAYS, max_arrival_delay_days: int = 14,
                  create_state: bool = True, after_step: Callable[[str], None] | None = None,
-                 reconcile: Callable[[Plan, list[dict[str, Any]]], None] | None = None) -> None:
+                 reconcile: Callable[[Plan, list[dict[str, Any]]], None] | None = None,
+                 ranks: Callable[[Plan, list[dict[str, Any]]], object] | None = None,
+                 ranks_base: Callable[[], int | None] | None = None) -> None:
         self.run = run
         self.partitions = partitions  # the score table's cataloged partitions
         self.horizon_days = horizon_days
@@ -278,6 +295,10 @@ class IncrementalRefresh:
         # Writes the profiles' reconcile from its rows, before the pruning clears the batch's staging (on AWS
         # the writer does, on the reconcile query's state change).
         self.reconcile = reconcile
+        # Writes the ranks from the rank statement's rows, before the pruning (on AWS the writer does, on its
+        # state change); ranks_base says which batch's ranks the store holds (None: none), when a batch is
+        # planned: rows of the changed users step them only from the batch before.
+        self.ranks, self.ranks_base = ranks, ranks_base
 
     def reset(self) -> None:
         """Forget every state table's rows (the next batch builds the state from the whole lake)."""
@@ -319,6 +340,7 @@ class IncrementalRefresh:
         out = [Statement(step.name, render(step.template, params), True) for step in steps]
         out.append(Statement(SNAPSHOT_STEP, render(SNAPSHOT.read_text(), params), False))
         out.append(Statement(PROFILES_STEP, render(PROFILES.read_text(), params), False))
+        out.append(Statement(RANKS_STEP, render(RANKS.read_text(), params), False))
         out += [Statement(step.name, render(step.template, params), True)
                 for step in load_steps() if _number(step) >= PRUNE_FROM]
         out.append(Statement("done", self.record_sql(plan, "done"), False))
@@ -343,6 +365,10 @@ class IncrementalRefresh:
                 if self.reconcile is not None:
                     with gc_paused():
                         self.reconcile(plan, rows)
+            if statement.name == RANKS_STEP:
+                result.rank_rows = rows
+                if self.ranks is not None:
+                    self.ranks(plan, rows)
             if self.after_step is not None and statement.name != "done":  # a stop here makes the rerun run it again
                 self.after_step(statement.name)
             if statement.marks:
@@ -363,9 +389,12 @@ class IncrementalRefresh:
         # batch, which knows its deliveries already
         chosen = [] if full else choose_input(listed, previous_start, registered_until)
         seen = [p.created_at for p in listed if p.created_at is not None]
+        # the rank store steps from the batch before only when it holds that batch's ranks (a store that is
+        # empty, behind or ahead of the state is built again from every user's rows)
+        ranks_from = prev_batch if self.ranks_base is None or self.ranks_base() == prev_batch else 0
         return Plan(batch, max(now, prev_as_of), prev_batch, prev_as_of,
                     tuple(sorted(tuple(p.values) for p in chosen)), now,
-                    max(seen, default=registered_until), full)
+                    max(seen, default=registered_until), full, ranks_from)
 
     @staticmethod
     def record_sql(plan: Plan, step: str) -> str:

@@ -38,12 +38,17 @@ class Leaderboards(Construct):
             self, "Writer", handler="processors.leaderboards.writer_handler", code=code,
             description="Streamboard: replace the boards with a finished snapshot query's rows, reconcile the"
                         " profiles",
-            # the reconcile writes every profile a batch covered, 16 at a time: up to about a million an hour
-            timeout=cdk.Duration.minutes(15), memory_mb=1024, log_retention_days=log_retention_days,
+            # the reconcile writes every profile a batch covered, 16 at a time: up to about a million an hour;
+            # 3 GB: a first build of a million players' ranks holds their rows and trees (streamboard.ranks)
+            timeout=cdk.Duration.minutes(15), memory_mb=3008, log_retention_days=log_retention_days,
             reserved_concurrency=2,  # snapshots replace whole boards: two writers at most, never a stampede
         )
-        # a board's current head, its new version's pages and head copies, then the old pages (streamboard.boards)
-        grant_items(self.boards_table, self.writer.role, "GetItem", "PutItem", "BatchWriteItem")
+        # a board's current head, its new version's pages and head copies, then the old pages (streamboard.boards);
+        # the ranks (streamboard.ranks, in the same table): their head, the nodes the changed users' paths go
+        # through and the retired lists (BatchGetItem), the new nodes, the head copies, the retired nodes' deletes
+        grant_items(self.boards_table, self.writer.role, "GetItem", "BatchGetItem", "PutItem", "BatchWriteItem")
+        # a batch's plan says which batch's ranks it steps from: the ranks' head
+        grant_items(self.boards_table, self.query.role, "GetItem")
         grant_items(self.profiles_table, self.writer.role, "GetItem", "UpdateItem")  # the profiles' reconcile
         scan.skip_checkov(self.query.function, {
             "CKV_AWS_115": "Invoked by the refresh schedule, a crawl's end and rare manual runs: a few times an "

@@ -228,8 +228,14 @@ def read_api_app(backend: Backend) -> Starlette:
         result = await asyncio.to_thread(invoked(backend.usage, read_api.handle), event, backend)
         return Response(result["body"], status_code=result["statusCode"], headers=result["headers"])
 
+    async def unrouted(request: Request, exc: Exception) -> Response:
+        # Starlette's `{path:path}` is `.*`, which stops at a newline inside a path (a%0Ab): the handler
+        # answers those too, as API Gateway would pass them on
+        return await endpoint(request)
+
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=list(read_api.METHODS))],
-                     middleware=[Middleware(BodyGuard, body_limit=lambda method, path: read_api.MAX_BODY)])
+                     middleware=[Middleware(BodyGuard, body_limit=lambda method, path: read_api.MAX_BODY)],
+                     exception_handlers={404: unrouted})
 
 
 class LocalStack:

@@ -410,8 +410,11 @@ def test_boards_and_profiles_match_oracle(start_stack: StartStack, tmp_path: Pat
             assert (got["total"], got["categories"]) == (expected["total"], expected["categories"]), user
             assert got["user_name"] == expected["user_name"], user
             assert got["updated_at"], got
+            # every board the user has a score on (these boards are whole: under 1,000 entries), with its size and
+            # the share of it ranked strictly below the user
             ranks = sorted(
-                ({"scope": s, "window": w, "rank": e["rank"], "score": e["score"]}
+                ({"scope": s, "window": w, "rank": e["rank"], "score": e["score"], "of": len(b["entries"]),
+                  "percentile": sum(x["score"] < e["score"] for x in b["entries"]) / len(b["entries"])}
                  for (s, w), b in boards.items() for e in b["entries"] if e["user_id"] == user),
                 key=lambda r: (r["scope"], r["window"]))
             assert sorted(got["ranks"], key=lambda r: (r["scope"], r["window"])) == ranks, user

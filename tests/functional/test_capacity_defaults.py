@@ -111,3 +111,35 @@ def test_the_planners_board_rule_matches_what_the_board_store_counts(tmp_path: P
     wru, rru = board_units_per_refresh(1000, entry_bytes, copies=2)
     assert wru == pytest.approx(after["dynamodb_write_units"] - before["dynamodb_write_units"], rel=0.1)
     assert rru == after["dynamodb_read_units"] - before["dynamodb_read_units"]
+
+
+def test_the_planners_rank_rule_matches_what_the_rank_store_writes(tmp_path: Path) -> None:
+    """capacity.rank_units (the planner's rank lines) against the nodes streamboard.ranks writes for players with
+    uuid ids and 15-character names on 6 boards each: a build, then a refresh where 2% of them scored, each new
+    score anywhere on the board (the planner's assumption: an upper bound, as a small gain moves a player within a
+    leaf or to the next)."""
+    import random
+    import uuid
+
+    from streamboard.adapters.local.stores import LocalBoardStore
+    from streamboard.capacity import rank_units
+    from streamboard.ranks import RankTrees, UserScores
+
+    rng = random.Random(4)
+    n = 20_000
+    users = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
+
+    def row(user: str) -> UserScores:
+        a, d30, d365 = rng.randrange(1, 10**6), rng.randrange(1, 10**5), rng.randrange(1, 10**6)
+        return UserScores(user, f"player_{rng.randrange(10**8):08d}", False,
+                          (("chess", a, d30, d365), ("overall", a, d30, d365)))
+
+    store = RankTrees(LocalBoardStore(tmp_path / "boards.db").table)
+    built = store.write([row(u) for u in users], batch=1, plan="1", rebuild=True, base_batch=0, as_of=None,
+                        refreshed_at=None)
+    scorers = rng.sample(users, n // 50)
+    stepped = store.write([row(u) for u in scorers], batch=2, plan="2", rebuild=False, base_batch=1,
+                          as_of=None, refreshed_at=None)
+    planned = rank_units(n, len(scorers), 0)
+    assert planned["nodes"] == pytest.approx(built["nodes"], rel=0.15)
+    assert planned["written"] == pytest.approx(stepped["nodes"], rel=0.25)

@@ -22,13 +22,17 @@ import pytest
 from moto import mock_aws
 
 from streamboard.adapters.aws.items import layout, page_entries
+from streamboard.adapters.aws.stores import DynamoItems
+from streamboard.adapters.local.stores import SqliteItems
 from streamboard.backend import Backend, build_aws_backend, build_local_backend
 from streamboard.boards import PagedBoards
-from streamboard.errors import BadRequest, NotFound
+from streamboard.errors import BadRequest, NotFound, SinkError
 from streamboard.packing import MAX_RECORD_BYTES
 from streamboard.ports import Board, BoardEntry, Partition, StreamRecord
+from streamboard.ranks import RankTrees, UserScores, node_key, walk_nodes
 from streamboard.registry import REGISTRY
 from streamboard.settings import Settings
+from tests import rank_oracle
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -392,6 +396,218 @@ def test_local_boards_of_a_data_dir_made_before_pages_are_kept(tmp_path: Path) -
     assert build_local_backend(Settings(data_dir=tmp_path / "data")).boards.scopes() == ["arcade"]  # moved once
 
 
+# --- rank store (streamboard.ranks) --------------------------------------------------------------------
+
+SCOPES, WINDOWS3 = ("overall", "chess", "go"), ("all", "30d", "365d")
+
+
+def _rank_users(scores: dict[str, dict[tuple[str, str], int]], names: dict[str, str | None],
+                only: set[str] | None = None, renamed: frozenset[str] = frozenset()) -> list[UserScores]:
+    """rank_scores.sql's rows for these users (all of them, or ``only``)."""
+    out = []
+    for user in sorted(only if only is not None else scores):
+        mine = scores.get(user, {})
+        scopes = tuple((s, *(mine.get((s, w), 0) for w in WINDOWS3)) for s in SCOPES
+                       if any(mine.get((s, w), 0) for w in WINDOWS3))
+        out.append(UserScores(user, names.get(user), user in renamed, scopes))  # type: ignore[arg-type]
+    return out
+
+
+def _random_scores(rng: random.Random, n: int) -> tuple[dict[str, dict[tuple[str, str], int]], dict[str, str | None]]:
+    """n users on boards of three scopes, scores drawn from small ranges (many ties), some boards skipped."""
+    scores: dict[str, dict[tuple[str, str], int]] = {}
+    for i in range(n):
+        user = f"p{i:05d}" if i % 7 else str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        mine = {}
+        for scope in SCOPES[1:]:
+            if rng.random() < 0.6:
+                a = rng.randrange(1, 40)
+                d30 = rng.choice([0, rng.randrange(1, a + 1)])
+                d365 = max(d30, rng.randrange(0, a + 1))
+                mine.update({(scope, "all"): a, (scope, "30d"): d30, (scope, "365d"): d365})
+        if mine:
+            for w in WINDOWS3:
+                mine[("overall", w)] = sum(v for (s, ww), v in mine.items() if ww == w and s != "overall")
+            scores[user] = {k: v for k, v in mine.items() if v}
+    names = {u: rng.choice([None, f"Player {i}"]) for i, u in enumerate(scores)}
+    return scores, names
+
+
+def _check_ranks(store: Any, scores: dict[str, dict[tuple[str, str], int]], names: dict[str, str | None],
+                 rng: random.Random) -> None:
+    ordered = rank_oracle.boards(scores, names)
+    expected = rank_oracle.ranks(ordered)
+    for user in list(scores) + ["nobody"]:
+        assert store.ranks_for(user) == expected.get(user, []), user
+    for (scope, window), entries in ordered.items():
+        tie = next(e for i, e in enumerate(entries) if i and entries[i - 1].rank == e.rank)
+        for user in {entries[0].user_id, entries[len(entries) // 2].user_id, entries[-1].user_id, tie.user_id,
+                     rng.choice(entries).user_id}:
+            for limit in (1, 2, 11, 50):
+                got = store.around(scope, window, user, limit)
+                assert list(got.entries) == rank_oracle.around(entries, user, limit), (scope, window, user, limit)
+    absent = next(u for u in scores if ("chess", "30d") not in scores[u])
+    with pytest.raises(NotFound, match="not on the chess board"):
+        store.around("chess", "30d", absent, 10)
+    with pytest.raises(NotFound, match="no leaderboard for scope 'checkers'"):
+        store.around("checkers", "all", absent, 10)
+
+
+def _rank_items(backend: Backend) -> set[tuple[str, str]]:
+    """Every stored key of the ranks (a scan of the table: nodes, retired lists, heads)."""
+    table = backend.boards.table  # type: ignore[attr-defined]
+    if hasattr(table, "db"):
+        keys = set(table.db.conn().execute("SELECT pk, sk FROM board_table").fetchall())
+    else:
+        pages = table.clients("dynamodb").get_paginator("scan").paginate(TableName=table.table)
+        keys = {(i["pk"]["S"], i["sk"]["S"]) for page in pages for i in page["Items"]}
+    return {k for k in keys if k[0].startswith(("rnode#", "rretired#", "ranks"))}
+
+
+def _another_table(backend: Backend) -> Any:
+    """Another client of the boards' table (another process's)."""
+    table = backend.boards.table  # type: ignore[attr-defined]
+    if hasattr(table, "db"):
+        return SqliteItems(table.db.path)
+    return DynamoItems(table.clients, table.table)
+
+
+def _reachable(store: Any) -> set[tuple[str, str]]:
+    head = store.current(fresh=True)[0]
+    ids = walk_nodes(store._load, head.users)
+    for root in head.boards.values():
+        ids += walk_nodes(store._load, root)
+    return {node_key(n) for n in ids}
+
+
+def test_ranks_of_every_user_and_the_entries_around_any_user_agree_with_the_oracle(any_backend: Backend) -> None:
+    rng = random.Random(11)
+    store = any_backend.ranks
+    assert store.ranks_for("p00001") is None and store.built_batch() is None  # nothing written yet
+    assert store.around("overall", "all", "p00001", 10) is None
+    scores, names = _random_scores(rng, 1300)
+    assert max(len(v) for v in rank_oracle.boards(scores).values()) > 1000  # beyond a board's stored top 1000
+    written = store.write(_rank_users(scores, names), batch=1, plan="1@a", rebuild=True, base_batch=0,
+                          as_of="2026-01-01T00:00:00Z", refreshed_at="2026-01-01T00:00:05.000Z")
+    assert written["written"] and store.built_batch() == 1
+    _check_ranks(store, scores, names, rng)
+
+    # the next batch changed 40 users: moved, tied, renamed, gone from a board or from all, new
+    first = {u: dict(m) for u, m in scores.items()}
+    changed = set(rng.sample(sorted(scores), 36)) | {"new-1", "new-2", "new-3", "new-4"}
+    renamed = frozenset(rng.sample(sorted(changed - {"new-1", "new-2", "new-3", "new-4"}), 5))
+    for i, user in enumerate(sorted(changed)):
+        if i % 9 == 0:
+            scores.pop(user, None)
+            continue
+        mine = dict(scores.get(user, {}))
+        if i % 4 == 0:
+            mine.pop(("go", "30d"), None)
+        mine[("go", "all")] = mine.get(("go", "all"), 0) + rng.randrange(1, 6)
+        mine[("overall", "all")] = sum(v for (s, w), v in mine.items() if w == "all" and s != "overall")
+        scores[user] = mine
+    for user in renamed:
+        names[user] = "renamed " + user
+    head = store.current(fresh=True)[0]
+    depth = 1 + max(r.level for r in [head.users, *head.boards.values()])
+    written = store.write(_rank_users(scores, names, changed, renamed), batch=2, plan="2@b", rebuild=False,
+                          base_batch=1, as_of="2026-01-01T01:00:00Z", refreshed_at="2026-01-01T01:00:05.000Z")
+    assert written["written"] and written["version"] == 2
+    # at most the paths of the keys that changed: a delete and an insert per (user, board) changed, and the
+    # user's entry in the index
+    moves = sum(1 for u in changed for b in set(first.get(u, {})) | set(scores.get(u, {}))
+                if first.get(u, {}).get(b) != scores.get(u, {}).get(b) or u in renamed)
+    assert 0 < written["nodes"] <= (2 * moves + len(changed)) * depth
+    _check_ranks(store, scores, names, rng)
+    again = store.write(_rank_users(scores, names, changed, renamed), batch=2, plan="2@b", rebuild=False,
+                        base_batch=1, as_of=None, refreshed_at=None)
+    assert not again["written"] and _rank_items(any_backend) == _rank_items(any_backend)  # a retried write: nothing
+    # a batch planned on other ranks than the store's is refused (the next plan builds them again)
+    assert not store.write([], batch=3, plan="3@c", rebuild=False, base_batch=1, as_of=None,
+                           refreshed_at=None)["written"]
+    board = store.around("go", "all", sorted(changed - {"new-1"})[1], 3)
+    assert board is not None and board.as_of == "2026-01-01T01:00:00Z" and board.refreshed_at.endswith("05.000Z")
+
+
+def test_a_version_keeps_the_nodes_of_the_one_before_and_no_older(any_backend: Backend) -> None:
+    """After each write the table holds the current version's nodes, and those of the version before that it
+    replaced (a reader may hold that head), no other: a retried or stopped write leaves nothing behind."""
+    rng = random.Random(5)
+    store = any_backend.ranks
+    scores, names = _random_scores(rng, 300)
+    store.write(_rank_users(scores, names), batch=1, plan="1@a", rebuild=True, base_batch=0, as_of=None,
+                refreshed_at=None)
+    table = any_backend.boards.table  # type: ignore[attr-defined]
+    previous = _reachable(store)
+    for batch in range(2, 6):
+        changed = set(rng.sample(sorted(scores), 10))
+        for user in changed:
+            scores[user] = {**scores[user], ("overall", "all"): scores[user].get(("overall", "all"), 0) + batch}
+        rows = _rank_users(scores, names, changed)
+        if batch == 3:  # a writer that stops after writing its nodes, before its head: run again, same items
+            real = table.put_if
+            table.put_if = lambda item, version: (_ for _ in ()).throw(SinkError("stopped"))
+            with pytest.raises(SinkError):
+                store.write(rows, batch=batch, plan=f"{batch}@x", rebuild=False, base_batch=batch - 1, as_of=None,
+                            refreshed_at=None)
+            table.put_if = real
+        store.write(rows, batch=batch, plan=f"{batch}@x", rebuild=False, base_batch=batch - 1, as_of=None,
+                    refreshed_at=None)
+        current = _reachable(store)
+        head = store.current(fresh=True)[0]
+        stored = _rank_items(any_backend)
+        heads = {(f"ranks#{c}" if c else "ranks", "head") for c in range(store.copies)}
+        lists = {(f"rretired#{head.version}", str(i)) for i in range(head.retired)}
+        assert stored == current | (previous - current) | heads | lists, batch
+        previous = current
+    _check_ranks(store, scores, names, rng)
+    rebuilt = _rank_users(scores, names)  # full builds: every node of the version before is replaced
+    store.write(rebuilt, batch=6, plan="6@full", rebuild=True, base_batch=0, as_of=None, refreshed_at=None)
+    sixth = _reachable(store)
+    store.write(rebuilt, batch=7, plan="7@full", rebuild=True, base_batch=0, as_of=None, refreshed_at=None)
+    head = store.current(fresh=True)[0]
+    assert _rank_items(any_backend) == _reachable(store) | sixth | heads | {
+        (f"rretired#{head.version}", str(i)) for i in range(head.retired)}
+    _check_ranks(store, scores, names, rng)
+
+
+@pytest.mark.parametrize("landings", [1, 2])
+def test_a_rank_read_during_writes_never_mixes_two_versions(any_backend: Backend, monkeypatch: pytest.MonkeyPatch,
+                                                            landings: int) -> None:
+    """A reader holds a head; before it reads that version's nodes, a writer lands one version (its nodes are
+    kept: the reader answers from the version it holds, whole) or two (they are gone: it starts again from the
+    newest head and answers from that one, whole)."""
+    rng = random.Random(3)
+    scores, names = _random_scores(rng, 400)
+    writer = RankTrees(_another_table(any_backend), cache_seconds=0)  # another process's, on the same table
+    writer.write(_rank_users(scores, names), batch=1, plan="1", rebuild=True, base_batch=0, as_of=None,
+                 refreshed_at=None)
+    versions = [scores]
+    for batch in (2, 3):
+        nxt = {u: {b: s + batch * (i % 3) for b, s in mine.items()} for i, (u, mine) in enumerate(scores.items())}
+        versions.append(nxt)
+    expected = [rank_oracle.ranks(rank_oracle.boards(v, names)) for v in versions]
+    table = any_backend.boards.table  # type: ignore[attr-defined]
+    real = table.get_many
+    pending = list(range(2, 2 + landings))
+
+    def get_many(keys: Any, *, consistent: bool) -> Any:
+        if pending:  # the reader's first node read: versions land meanwhile
+            for batch in list(pending):
+                pending.remove(batch)
+                writer.write(_rank_users(versions[batch - 1], names), batch=batch, plan=str(batch), rebuild=True,
+                             base_batch=0, as_of=None, refreshed_at=None)
+        return real(keys, consistent=consistent)
+
+    monkeypatch.setattr(table, "get_many", get_many)
+    reader = RankTrees(table, cache_seconds=0)
+    user = sorted(scores)[7]
+    got = reader.ranks_for(user)
+    monkeypatch.undo()
+    assert got == expected[0 if landings == 1 else landings].get(user, [])
+    assert expected[0][user] != expected[landings][user]  # the versions differ for this user
+
+
 # --- profile store ------------------------------------------------------------------------------------
 
 def _score(user: str, points: int, ts: str, category: str = "arcade", challenge: str | None = None,
@@ -531,3 +747,22 @@ def test_aws_profiles_keep_one_item_per_user_and_none_per_event(tmp_path: Path, 
         ddb = backend.profiles.clients("dynamodb")  # type: ignore[attr-defined]
         items = ddb.scan(TableName=settings.profiles_table)["Items"]
         assert sorted(i["pk"]["S"] for i in items) == ["user#u0", "user#u1"]
+
+
+def test_a_rank_write_reports_the_write_units_the_local_store_bills(tmp_path: Path) -> None:
+    """What a rank write says it costs (the planner's and the benchmark's figure) is what the store billed."""
+    from streamboard.adapters.local.stores import LocalBoardStore
+    from streamboard.usage import Usage
+
+    usage = Usage(tmp_path / "usage.db")
+    store = RankTrees(LocalBoardStore(tmp_path / "boards.db", usage).table)
+    rng = random.Random(2)
+    scores, names = _random_scores(rng, 2000)
+    for batch in (1, 2, 3):
+        before = usage.counters().get("dynamodb_write_units", 0)
+        changed = set(rng.sample(sorted(scores), 50)) if batch > 1 else None
+        for user in changed or ():
+            scores[user] = {**scores[user], ("go", "all"): scores[user].get(("go", "all"), 0) + 7}
+        written = store.write(_rank_users(scores, names, changed), batch=batch, plan=str(batch), rebuild=batch == 1,
+                              base_batch=batch - 1, as_of=None, refreshed_at=None)
+        assert written["write_units"] == usage.counters()["dynamodb_write_units"] - before, batch

@@ -26,6 +26,7 @@ from streamboard.registry import REGISTRY, format_ts, parse_ts
 from streamboard.runtime.crawler import ensure_tables
 from streamboard.runtime.firehose import to_row
 from streamboard.settings import ENV_DATA_DIR, Settings
+from tests import rank_oracle
 from tests.conftest import events_of, load_event, stream_record
 
 LAKE_TS = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}$")
@@ -727,6 +728,116 @@ def test_the_admin_route_answers_no_browser_cross_origin(boards: Backend) -> Non
     assert post["statusCode"] == 401 and preflight["statusCode"] == 405
     for response in (post, preflight):
         assert not any(h.startswith("access-control-") for h in response["headers"])
+
+
+# --- every user's ranks, and the entries around a user (streamboard.ranks) ---------------------------------------
+
+RANK_SCOPES = ("overall", "chess")
+
+
+def land_ranks(backend: Backend, refreshed: dt.datetime, bonus: int = 0, batch: int = 1
+               ) -> dict[tuple[str, str], list[BoardEntry]]:
+    """Write ranks as a refresh that started at ``refreshed`` does: 40 players in ties of four (chess only for
+    the even ones, no 30d board for the last ten); returns the oracle's boards."""
+    from streamboard.ranks import UserScores
+
+    scores = {}
+    for i in range(40):
+        user = f"p{i:02d}"
+        base = 100 - (i // 4) * 10 + (bonus if i == 39 else 0)
+        mine = {("overall", "all"): base, ("overall", "365d"): base}
+        if i < 30:
+            mine[("overall", "30d")] = base // 2
+        if i % 2 == 0:
+            mine.update({("chess", "all"): base, ("chess", "365d"): base})
+        scores[user] = mine
+    users = [UserScores(u, f"Name {u}", True, tuple(
+        (scope, *(m.get((scope, w), 0) for w in read_api.WINDOWS)) for scope in RANK_SCOPES
+        if any(m.get((scope, w)) for w in read_api.WINDOWS))) for u, m in sorted(scores.items())]
+    backend.ranks.write(users, batch=batch, plan=f"{batch}@{refreshed}", rebuild=True, base_batch=0,
+                        as_of=format_ts(refreshed), refreshed_at=format_ts(refreshed + dt.timedelta(seconds=3)))
+    for user in scores:  # a profile (GET /v1/users needs one)
+        backend.profiles.apply([{"event_id": f"e-{user}", "event_type": "score", "user_id": user, "ts": "t",
+                                 "category": "chess", "points": 1}], format_ts(refreshed))
+    return rank_oracle.boards(scores, {u: f"Name {u}" for u in scores})
+
+
+def test_a_users_ranks_on_every_board_with_board_size_and_percentile(either: Backend) -> None:
+    ordered = land_ranks(either, dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC))
+    expected = rank_oracle.ranks(ordered)
+    for user in ("p00", "p05", "p38", "p39"):
+        body = body_of(read_api.handle(api_event(f"/v1/users/{user}"), either))
+        assert body["ranks"] == expected[user]
+    p05 = {(r["scope"], r["window"]): r for r in expected["p05"]}
+    # p05 ties with p04..p07 for rank 5 of 40; 32 players below
+    assert p05[("overall", "all")] == {"scope": "overall", "window": "all", "rank": 5, "score": 90, "of": 40,
+                                       "percentile": 32 / 40}
+    assert ("chess", "all") not in p05 and [r["window"] for r in expected["p39"] if r["scope"] == "overall"] == [
+        "365d", "all"]  # on no board without a score there
+
+
+@pytest.mark.parametrize(("user", "limit", "first_rank"), [
+    ("p00", 5, 1),  # at rank 1: clipped at the top, the user first
+    ("p02", 5, 1),  # inside the first tie: (limit - 1) // 2 = 2 before it, the tie of four and rank 5
+    ("p17", 6, 13),  # in the middle: 2 before, 3 after, across three scores
+    ("p21", 3, 21),  # inside a tie in the middle: the window starts in it, every entry rank 21
+    ("p39", 7, 33),  # at the last rank: clipped at the bottom, the user last
+])
+def test_around_a_user_is_a_board_centred_on_their_place(either: Backend, user: str, limit: int,
+                                                         first_rank: int) -> None:
+    ordered = land_ranks(either, dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC))
+    response = read_api.handle(api_event("/v1/leaderboards/overall", f"window=all&around={user}&limit={limit}"),
+                               either)
+    assert response["statusCode"] == 200
+    body = body_of(response)
+    assert set(body) == {"scope", "window", "as_of", "refreshed_at", "entries"}
+    assert body["as_of"] == "2026-03-01T12:00:00.000Z" and body["refreshed_at"] == "2026-03-01T12:00:03.000Z"
+    want = rank_oracle.around(ordered[("overall", "all")], user, limit)
+    assert want is not None and body["entries"] == [
+        {"rank": e.rank, "user_id": e.user_id, "user_name": e.user_name, "score": e.score} for e in want]
+    assert body["entries"][0]["rank"] == first_rank and user in [e["user_id"] for e in body["entries"]]
+    default = body_of(read_api.handle(api_event("/v1/leaderboards/overall", f"around={user}"), either))
+    assert len(default["entries"]) == 10 and default["window"] == "all"  # the board's defaults
+
+
+@pytest.mark.parametrize(("query", "status", "error"), [
+    ("window=30d&around=p35", 404, "'p35' is not on the overall board of window 30d"),
+    ("window=all&around=nobody", 404, "'nobody' is not on the overall board"),
+    ("around=", 400, "around must be a user_id"),
+    ("around=" + "u" * 129, 400, "around must be a user_id"),
+    ("around=p01&limit=0", 400, "limit must be"),
+])
+def test_around_a_user_not_on_the_board_is_a_clear_404(either: Backend, query: str, status: int, error: str) -> None:
+    land_ranks(either, dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC))
+    response = read_api.handle(api_event("/v1/leaderboards/overall", query), either)
+    assert response["statusCode"] == status and error in body_of(response)["error"]
+    assert response["headers"]["cache-control"] == "no-store"
+    chess = read_api.handle(api_event("/v1/leaderboards/chess", "around=p01"), either)  # odd players: no chess
+    assert chess["statusCode"] == 404 and "not on the chess board" in body_of(chess)["error"]
+    checkers = read_api.handle(api_event("/v1/leaderboards/checkers", "around=p01"), either)
+    assert checkers["statusCode"] == 404 and "no leaderboard for scope 'checkers'" in body_of(checkers)["error"]
+
+
+def test_around_is_cached_like_a_board_with_an_etag_per_version_and_user(either: Backend) -> None:
+    start = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    land_ranks(either, start)
+    now = start.timestamp() + 3600 - 40  # the next hourly refresh is 40 s away
+    first = read_api.handle(api_event("/v1/leaderboards/overall", "around=p39&limit=3"), either, now=now)
+    tag = first["headers"]["etag"]
+    assert max_age(first) == 40 and first["headers"]["access-control-allow-origin"] == "*"
+    cached = read_api.handle(api_event("/v1/leaderboards/overall", "around=p39&limit=3",
+                                       headers={"If-None-Match": tag}), either, now=now)
+    assert cached["statusCode"] == 304 and cached["body"] == "" and cached["headers"]["etag"] == tag
+    other = read_api.handle(api_event("/v1/leaderboards/overall", "around=p38&limit=3"), either, now=now)
+    board = read_api.handle(api_event("/v1/leaderboards/overall", "limit=3"), either, now=now)
+    assert len({tag, other["headers"]["etag"], board["headers"].get("etag")}) == 3
+    land_ranks(either, start + dt.timedelta(hours=1), bonus=100, batch=2)  # p39 now leads
+    reader = dataclasses.replace(either, ranks=type(either.ranks)(either.boards.table, cache_seconds=0))  # type: ignore[attr-defined]
+    after = read_api.handle(api_event("/v1/leaderboards/overall", "around=p39&limit=3",
+                                      headers={"If-None-Match": tag}), reader, now=now + 3600)
+    assert after["statusCode"] == 200 and after["headers"]["etag"] != tag
+    entries = body_of(after)["entries"]
+    assert [e["rank"] for e in entries] == [1, 2, 2] and entries[0]["user_id"] == "p39"
 
 
 # --- leaderboard writer ------------------------------------------------------------------------------------------

@@ -27,13 +27,16 @@ from processors.leaderboards import full_snapshot_sql
 from streamboard.adapters.local.catalog import LocalCatalog
 from streamboard.adapters.local.lake import LocalLake
 from streamboard.adapters.local.query import LocalQueryEngine
+from streamboard.adapters.local.stores import SqliteItems
 from streamboard.backend import Backend, build_local_backend
 from streamboard.ports import Partition
-from streamboard.refresh import IncrementalRefresh, RefreshResult, run_on, sql_ts, state_tables
+from streamboard.ranks import RankTrees, user_scores
+from streamboard.refresh import IncrementalRefresh, Plan, RefreshResult, run_on, sql_ts, state_tables
 from streamboard.registry import REGISTRY
 from streamboard.runtime.crawler import ensure_tables
 from streamboard.runtime.firehose import to_parquet
 from streamboard.settings import Settings
+from tests import rank_oracle
 
 HORIZON = dt.timedelta(days=30)
 MS = dt.timedelta(milliseconds=1)
@@ -50,6 +53,22 @@ Row = tuple[Any, ...]
 
 def oracle(deliveries: list[dict[str, Any]], as_of: dt.datetime) -> set[Row]:
     """Every board's rows (scope, window, rank, user_id, user_name, score; an empty board one row of Nones)."""
+    totals, names = oracle_totals(deliveries, as_of)
+    rows: set[Row] = set()
+    for (scope, window), board in totals.items():
+        ordered = sorted(board.items(), key=lambda kv: (-kv[1], kv[0]))
+        if not ordered:
+            rows.add((scope, window, None, None, None, None))
+        for user, points in ordered:
+            rank = 1 + sum(1 for _, p in ordered if p > points)
+            if rank <= 1000:
+                rows.add((scope, window, rank, user, names.get(user), points))
+    return rows
+
+
+def oracle_totals(deliveries: list[dict[str, Any]], as_of: dt.datetime
+                  ) -> tuple[dict[tuple[str, str], dict[str, int]], dict[str, str]]:
+    """Every board's scores (scope, window) -> user -> points, and each user's latest name."""
     by_id: dict[str, dict[dt.datetime, dict[str, Any]]] = defaultdict(dict)
     for d in deliveries:
         by_id[d["event_id"]].setdefault(d["received_at"], d)  # copies of one delivery are one
@@ -73,7 +92,7 @@ def oracle(deliveries: list[dict[str, Any]], as_of: dt.datetime) -> set[Row]:
             if d["user_name"] is not None:
                 names[d["user_id"]] = max(names.get(d["user_id"], (dt.datetime.min, "", "")),
                                           (d["ts"], d["event_id"], d["user_name"]))
-    rows: set[Row] = set()
+    boards: dict[tuple[str, str], dict[str, int]] = {}
     for scope in {"overall"} | {e["category"] for e in scoring}:
         for window, days in WINDOW_DAYS.items():
             totals: dict[str, int] = defaultdict(int)
@@ -82,14 +101,33 @@ def oracle(deliveries: list[dict[str, Any]], as_of: dt.datetime) -> set[Row]:
                 in_window = e["ts"] <= as_of and (days is None or e["ts"] > as_of - dt.timedelta(days=days))
                 if in_scope and in_window:
                     totals[e["user_id"]] += e["points"]
-            ordered = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
-            if not ordered:
-                rows.add((scope, window, None, None, None, None))
-            for user, points in ordered:
-                rank = 1 + sum(1 for _, p in ordered if p > points)
-                if rank <= 1000:
-                    rows.add((scope, window, rank, user, names.get(user, (None, None, None))[2], points))
-    return rows
+            boards[(scope, window)] = dict(totals)
+    return boards, {user: name for user, (_, _, name) in names.items()}
+
+
+def oracle_ranks(deliveries: list[dict[str, Any]], as_of: dt.datetime) -> dict[str, list[dict[str, Any]]]:
+    """What GET /v1/users lists as ranks, per user."""
+    boards, names = oracle_totals(deliveries, as_of)
+    scores: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
+    for board, totals in boards.items():
+        for user, points in totals.items():
+            scores[user][board] = points
+    return rank_oracle.ranks(rank_oracle.boards(scores, names))
+
+
+def rank_store(path: Path) -> tuple[RankTrees, dict[str, Any]]:
+    """A rank store in its own SQLite file, and the refresh's options that write it (the writer's part)."""
+    store = RankTrees(SqliteItems(path), cache_seconds=0)
+
+    def write(plan: Plan, rows: list[dict[str, Any]]) -> None:
+        store.write(user_scores(rows), batch=plan.batch, plan=f"{plan.batch}@{plan.started_at}",
+                    rebuild=plan.ranks_rebuild, base_batch=plan.ranks_from, as_of=None, refreshed_at=None)
+
+    return store, {"ranks": write, "ranks_base": store.built_batch}
+
+
+def store_ranks(store: RankTrees) -> dict[str, list[dict[str, Any]]]:
+    return {u: got for u in USERS if (got := store.ranks_for(u))}
 
 
 def as_rows(snapshot: list[dict[str, Any]]) -> set[Row]:
@@ -239,7 +277,8 @@ def test_incremental_boards_equal_the_full_recomputation_and_the_oracle(
 ) -> None:
     root = tmp_path_factory.mktemp("refresh")
     sim = SimLake(root)
-    incremental = sim.refresher(root / "state" / "state.duckdb")
+    ranks, writes_ranks = rank_store(root / "ranks.db")
+    incremental = sim.refresher(root / "state" / "state.duckdb", **writes_ranks)
     modes = iter(rebuilds)
 
     batches: list[int] = []
@@ -256,6 +295,8 @@ def test_incremental_boards_equal_the_full_recomputation_and_the_oracle(
         expected = oracle(sim.deliveries, as_of)
         assert sim.full_view(as_of) == expected  # the analyst views keep the same rules
         assert as_rows(rows) == expected
+        # every user's ranks, stepped by the users each batch changed (or built again by a full one)
+        assert store_ranks(ranks) == oracle_ranks(sim.deliveries, as_of)
     assert batches == list(range(1, len(batches) + 1))
     full = sim.refresher(root / "state-full" / "state.duckdb").refresh(full=True, now=as_of.replace(tzinfo=dt.UTC))
     assert as_rows(full.rows) == expected
@@ -287,9 +328,14 @@ def test_a_refresh_stopped_after_any_statement_and_run_again_gives_the_same_boar
     rounds = scenario()
     reference_root = tmp_path / "reference"
     sim = SimLake(reference_root)
-    reference = sim.refresher(reference_root / "state" / "state.duckdb")
-    expected = [as_rows(rows) for _, rows in play(sim, rounds, lambda a: reference.refresh(
-        now=a.replace(tzinfo=dt.UTC)).rows)]
+    reference_ranks, writes_ranks = rank_store(reference_root / "ranks.db")
+    reference = sim.refresher(reference_root / "state" / "state.duckdb", **writes_ranks)
+
+    def reference_refresh(as_of: dt.datetime) -> tuple[set[Row], dict[str, Any]]:
+        rows = reference.refresh(now=as_of.replace(tzinfo=dt.UTC)).rows
+        return as_rows(rows), store_ranks(reference_ranks)
+
+    expected = [got for _, got in play(sim, rounds, reference_refresh)]
     plan = reference.plan()[0]
     assert not plan.full
     # the first batch builds the state (the rebuild's steps), the later ones step it
@@ -310,20 +356,22 @@ def test_a_refresh_stopped_after_any_statement_and_run_again_gives_the_same_boar
                 flags["armed"] = False
                 raise Stop(name)
 
-        interrupted = sim.refresher(root / "state" / "state.duckdb", after_step=stop)
-        rerun = sim.refresher(root / "state" / "state.duckdb")
+        ranks, writes_ranks = rank_store(root / "ranks.db")
+        interrupted = sim.refresher(root / "state" / "state.duckdb", after_step=stop, **writes_ranks)
+        rerun = sim.refresher(root / "state" / "state.duckdb", **writes_ranks)
 
-        def refresh(as_of: dt.datetime, first: IncrementalRefresh = interrupted,
-                    second: IncrementalRefresh = rerun) -> list[dict[str, Any]]:
+        def refresh(as_of: dt.datetime, first: IncrementalRefresh = interrupted, second: IncrementalRefresh = rerun,
+                    store: RankTrees = ranks) -> tuple[set[Row], dict[str, Any]]:
             now = as_of.replace(tzinfo=dt.UTC)
             try:
-                return first.refresh(now=now).rows
+                rows = first.refresh(now=now).rows
             except Stop:
                 result = second.refresh(now=now + dt.timedelta(minutes=7))  # later: the batch resumes
                 assert result.resumed
-                return result.rows
+                rows = result.rows
+            return as_rows(rows), store_ranks(store)
 
-        got = [as_rows(rows) for _, rows in play(sim, rounds, refresh)]
+        got = [got for _, got in play(sim, rounds, refresh)]
         assert got == expected, f"stopped after {stop_at}"
         shutil.rmtree(root)
 
@@ -371,7 +419,8 @@ def test_the_aws_chain_of_queries_gives_the_boards_of_the_local_refresh(tmp_path
     backend.catalog = sim.catalog
     as_athena(backend)
     as_of = [a for a, _ in play(sim, scenario(), lambda a: [])][-1]
-    reference = sim.refresher(tmp_path / "reference.duckdb").refresh(now=as_of.replace(tzinfo=dt.UTC))
+    reference_ranks, writes_ranks = rank_store(tmp_path / "reference-ranks.db")
+    reference = sim.refresher(tmp_path / "reference.duckdb", **writes_ranks).refresh(now=as_of.replace(tzinfo=dt.UTC))
     started = leaderboards.query_handle({"time": as_of.isoformat() + "Z"}, backend)["query_ids"][0]
     query_id, steps = started, 0
     while query_id is not None and steps < 40:
@@ -382,6 +431,8 @@ def test_the_aws_chain_of_queries_gives_the_boards_of_the_local_refresh(tmp_path
                                                for s in backend.boards.scopes() for w in WINDOW_DAYS) if b}
     expected = leaderboards.boards_from_rows(reference.rows, "x")
     assert {(b.scope, b.window): b.entries for b in expected} == {k: b.entries for k, b in boards.items()}
+    # the writer wrote the ranks on the rank statement's state change
+    assert store_ranks(backend.ranks) == store_ranks(reference_ranks) == oracle_ranks(sim.deliveries, as_of)  # type: ignore[arg-type]
 
 
 def test_a_failed_chain_query_keeps_the_boards_and_the_next_refresh_resumes(tmp_path: Path) -> None:

@@ -254,6 +254,13 @@ def test_read_api_newline_in_a_path_is_not_dropped(read_api: Running) -> None:
         newline = client.get(f"{read_api.url}/v1/leaderboards/overall%0a")
     assert plain.status_code == 200
     assert newline.status_code == 404
+    inside = client_get(read_api, "/v1/leaderboards/a%3B%0A%C3%96b")  # a newline inside the path, not at its end
+    assert inside.status_code == 404 and "no leaderboard" in inside.json()["error"]  # the handler's JSON error
+
+
+def client_get(running: Running, path: str) -> httpx.Response:
+    with httpx.Client(trust_env=False) as client:
+        return client.get(f"{running.url}{path}")
 
 
 def test_read_api_head_and_allow(read_api: Running) -> None:

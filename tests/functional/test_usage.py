@@ -307,3 +307,33 @@ def test_a_refresh_statement_is_billed_by_the_state_columns_it_names(tmp_path: P
     # a few more rows: the widths measured before still hold, the row count is the table's own
     engine.run("INSERT INTO state_keys SELECT n, 'abcd' FROM UNNEST(sequence(1, 100000)) AS t (n)")
     assert engine.scanned_bytes("SELECT max(k), max(note) FROM state_keys") == 2_100_000 * 12
+
+
+def test_a_rank_write_logs_every_call_its_worker_threads_make(tmp_path: Path, fake_aws_credentials: None,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """The aws store writes a large rank build 8 BatchWriteItem calls at a time: their capacity counts in the
+    write's one log line, as the calls of its own thread do."""
+    import logging
+
+    from moto import mock_aws
+
+    from streamboard.adapters.aws.provision import provision
+    from streamboard.backend import build_aws_backend
+    from streamboard.ranks import UserScores
+    from streamboard.registry import REGISTRY
+
+    caplog.set_level(logging.INFO, logger="streamboard.dynamodb")
+    with mock_aws():
+        settings = Settings(data_dir=tmp_path)
+        backend = build_aws_backend(settings, REGISTRY, provision(settings, REGISTRY))
+        rng = random.Random(6)
+        users = [UserScores(f"{rng.getrandbits(128):032x}", f"player {rng.getrandbits(40)}", False,
+                            (("overall", rng.randrange(1, 10**6), rng.randrange(1, 10**5), rng.randrange(1, 10**6)),))
+                 for _ in range(20_000)]
+        written = backend.ranks.write(users, batch=1, plan="1", rebuild=True, base_batch=0, as_of=None,
+                                      refreshed_at=None)
+    assert written["nodes"] > 1000  # more than one part of 1,000 puts: several threads wrote
+    (line,) = [json.loads(r.getMessage())["dynamodb_consumed"] for r in caplog.records]
+    calls = -(-written["nodes"] // 25) + 1 + 2  # BatchWriteItem calls of 25, the head's GetItem, 2 head puts
+    # every call is in the line (moto reports a fixed capacity a call, whatever its items: not checked here)
+    assert line["operation"] == "ranks.write" and line["calls"] == calls and line["unreported_calls"] == 0

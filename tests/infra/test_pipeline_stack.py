@@ -449,12 +449,16 @@ def test_grants_follow_the_wiring(dev: Synth) -> None:
 
     writer = _statements(dev, roles["processors.leaderboards.writer_handler"])
     # a board's head read (the current version), the new version's pages and head copies, the old pages deleted;
-    # profiles are read and updated by the reconcile
+    # the ranks' head, the nodes of the changed users' paths and the retired lists read (BatchGetItem), their new
+    # nodes and head copies written, the retired nodes deleted; profiles are read and updated by the reconcile
     assert ddb_actions(writer) == {
-        "boards": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"},
+        "boards": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"},
         "profiles": {"dynamodb:GetItem", "dynamodb:UpdateItem"}}
+    query = _statements(dev, roles["processors.leaderboards.query_handler"])
+    assert ddb_actions(query) == {"boards": {"dynamodb:GetItem"}}  # a plan reads the ranks' head, nothing else
     read_api = _statements(dev, roles["processors.read_api.handler"])
-    # heads, the pages of longer reads, the heads of every board (scopes, ranks); profiles and their firsts
+    # heads, the pages of longer reads, the heads of every board (scopes); the ranks' head and the nodes of a
+    # user's paths (GetItem, BatchGetItem); profiles and their firsts
     assert ddb_actions(read_api) == {
         "boards": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"},
         "profiles": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import contextvars
 import datetime as dt
 import json
 import logging
@@ -87,22 +88,25 @@ class DynamoItems:
     def __init__(self, clients: Clients, table: str) -> None:
         self.clients = clients
         self.table = table
-        self._bill = threading.local()
+        # the operation a call belongs to: a context variable, so that calls a caller runs in worker threads
+        # with its context (contextvars.copy_context) count in its line too
+        self._bill: contextvars.ContextVar[_Billing | None] = contextvars.ContextVar(f"bill-{id(self)}",
+                                                                                     default=None)
 
     @contextlib.contextmanager
     def operation(self, name: str, write: bool = False) -> Iterator[None]:
-        if getattr(self._bill, "current", None) is not None:  # inside another operation: its line counts these
+        if self._bill.get() is not None:  # inside another operation: its line counts these
             yield
             return
         with _billing(name, self.table, logging.INFO if write else logging.DEBUG) as bill:
-            self._bill.current = bill
+            token = self._bill.set(bill)
             try:
                 yield
             finally:
-                self._bill.current = None
+                self._bill.reset(token)
 
     def _add(self, response: dict[str, Any]) -> dict[str, Any]:
-        bill: _Billing | None = getattr(self._bill, "current", None)
+        bill = self._bill.get()
         return response if bill is None else bill.add(response)
 
     @staticmethod
@@ -154,7 +158,7 @@ class DynamoItems:
                                    ReturnConsumedCapacity=TOTAL, **condition))
             return True
         except ddb.exceptions.ConditionalCheckFailedException:
-            bill: _Billing | None = getattr(self._bill, "current", None)
+            bill = self._bill.get()
             if bill is not None:
                 bill.failed()
             return False

@@ -54,12 +54,12 @@ _OLD_BOARDS = ("boards", "snapshots", "entries", "board_items")
 
 def _encode(item: Item) -> str:
     """An item as JSON text (binary attributes in base64)."""
-    return json.dumps({k: {"B": base64.b64encode(v["B"]).decode()} if "B" in v else v for k, v in item.items()},
-                      separators=(",", ":"))
+    return msgspec.json.encode({k: {"B": base64.b64encode(v["B"]).decode()} if "B" in v else v
+                                for k, v in item.items()}).decode()
 
 
 def _decode(text: str) -> Item:
-    return {k: {"B": base64.b64decode(v["B"])} if "B" in v else v for k, v in json.loads(text).items()}
+    return {k: {"B": base64.b64decode(v["B"])} if "B" in v else v for k, v in msgspec.json.decode(text).items()}
 
 
 class SqliteItems:
@@ -86,18 +86,22 @@ class SqliteItems:
 
     def get_many(self, keys: Sequence[Key], *, consistent: bool) -> dict[Key, Item]:
         found: dict[Key, Item] = {}
-        reads = 0.0
+        sizes: dict[Key, int] = {}
+        wanted = {(k[0], k[1]) for k in keys}
+        pks = sorted({k[0] for k in keys})
         conn = self.db.conn()
-        conn.execute("BEGIN")
+        conn.execute("BEGIN")  # one snapshot for the whole call
         try:
-            for key in keys:
-                row = conn.execute("SELECT item, bytes FROM board_table WHERE pk=? AND sk=?", key).fetchone()
-                reads += dynamodb_read_units(row[1] if row else 0, consistent=consistent)
-                if row is not None:
-                    found[key] = _decode(row[0])
+            for i in range(0, len(pks), 500):
+                chunk = pks[i:i + 500]
+                for pk, sk, text, size in conn.execute(f"SELECT pk, sk, item, bytes FROM board_table WHERE pk IN "
+                                                       f"({', '.join('?' * len(chunk))})", chunk):
+                    if (pk, sk) in wanted:
+                        found[(pk, sk)], sizes[(pk, sk)] = _decode(text), size
         finally:
             conn.execute("COMMIT")
-        self._bill(reads=reads)
+        # item by item, as BatchGetItem bills (a key not found costs the minimum)
+        self._bill(reads=sum(dynamodb_read_units(sizes.get((k[0], k[1]), 0), consistent=consistent) for k in keys))
         return found
 
     def query(self, pk: str, *, consistent: bool) -> list[Item]:
@@ -123,18 +127,32 @@ class SqliteItems:
 
     def write_many(self, puts: Sequence[Item], deletes: Sequence[Key]) -> None:
         writes = 0
+        rows = [(item["pk"]["S"], item["sk"]["S"], _encode(item), item_size(item)) for item in puts]
         with self.db.tx() as conn:
-            for item in puts:
-                key = (item["pk"]["S"], item["sk"]["S"])
-                size = item_size(item)
-                old = conn.execute("SELECT bytes FROM board_table WHERE pk=? AND sk=?", key).fetchone()
-                writes += dynamodb_write_units(max(size, old[0] if old else 0))
-                conn.execute("INSERT INTO board_table VALUES (?, ?, ?, ?) ON CONFLICT(pk, sk) DO UPDATE SET "
-                             "item=excluded.item, bytes=excluded.bytes", (*key, _encode(item), size))
-            for key in deletes:
-                old = conn.execute("DELETE FROM board_table WHERE pk=? AND sk=? RETURNING bytes", key).fetchone()
-                writes += dynamodb_write_units(old[0] if old else 0)
+            if rows:
+                old = self._sizes(conn, [(r[0], r[1]) for r in rows])
+                writes += sum(dynamodb_write_units(max(r[3], old.get((r[0], r[1]), 0))) for r in rows)
+                conn.executemany("INSERT INTO board_table VALUES (?, ?, ?, ?) ON CONFLICT(pk, sk) DO UPDATE SET "
+                                 "item=excluded.item, bytes=excluded.bytes", rows)
+            if deletes:
+                old = self._sizes(conn, deletes)
+                writes += sum(dynamodb_write_units(old.get((k[0], k[1]), 0)) for k in deletes)
+                conn.executemany("DELETE FROM board_table WHERE pk=? AND sk=?", deletes)
         self._bill(writes=writes)
+
+    @staticmethod
+    def _sizes(conn: sqlite3.Connection, keys: Sequence[Key]) -> dict[Key, int]:
+        """The stored sizes of those of ``keys`` that exist (what a put or a delete of them is billed by)."""
+        found: dict[Key, int] = {}
+        wanted = set(keys)
+        pks = sorted({k[0] for k in keys})
+        for i in range(0, len(pks), 500):
+            chunk = pks[i:i + 500]
+            for pk, sk, size in conn.execute(f"SELECT pk, sk, bytes FROM board_table WHERE pk IN "
+                                             f"({', '.join('?' * len(chunk))})", chunk):
+                if (pk, sk) in wanted:
+                    found[(pk, sk)] = size
+        return found
 
 
 class LocalBoardStore(PagedBoards):

@@ -1,0 +1,839 @@
+"""Every user's rank on every board, and the entries around any user (issue 14): versioned count trees over
+the board store's table (the aws store's DynamoDB table, the local store's SQLite one; ``ItemTable``).
+
+Layout. One B+ tree per board, keyed by ``(-score, user_id)`` (board order: score descending, ties by user_id),
+its leaves holding each user's name, every node the number of entries under each child; and one tree keyed
+by user_id holding each user's scores on every board (the index from a user to their keys). A node is one
+item, ``pk=rnode#<id>``, ``sk=n``: its entries, zlib-compressed JSON, about :data:`NODE_BYTES` (one write
+unit, half a read unit). One **head** item (``pk=ranks``, and ``ranks#<c>`` for its copy ``c``, ``sk=head``)
+names the root of every tree of one version, with the refresh batch and as_of it is of.
+
+- rank of score s = 1 + the entries before key (-s, ""); below = entries - those before (-s + 1, "");
+  of = the root's count; percentile = below / of. A lookup descends one path: O(log n) items, the inner
+  ones kept by each process (a node never changes: a version writes new ones).
+- around a user: the user's score from the user tree, their position, and the entries by position.
+- Writes: a refresh's changed users (``athena_sql/queries/rank_scores.sql``) become deletes and inserts on
+  the trees; only the leaves they touch and those leaves' ancestors are written, as new nodes (copy on
+  write), the rest of the trees shared with the version before. The cost of a refresh is O(changed users x
+  depth) node writes, never more than the trees' size; a full build writes every node once.
+- Versions: nodes first, then the list of the nodes this version replaced, then the head (copy 0 on the
+  condition that it still names the version read, then the other copies): a reader holding a head reads
+  that version whole, all boards and the user index together, never two versions mixed. The nodes a version
+  replaced are deleted when the version after it lands (a reader still on the head before finds nodes
+  missing and starts again from a fresh head, as with the board pages).
+- Node ids are a hash of the tree, the version and the content: a writer retried with the same input writes
+  the very same items (no orphans), and a node deleted as retired is never one a later version uses.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import concurrent.futures
+import contextvars
+import hashlib
+import json
+import logging
+import math
+import random
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from streamboard.errors import NotFound, SinkError
+from streamboard.ports import Board, BoardEntry
+from streamboard.usage import dynamodb_write_units, item_size
+
+log = logging.getLogger("streamboard.ranks")
+
+WINDOWS = ("all", "30d", "365d")
+HEAD_PK = "ranks"
+HEAD_SK = "head"
+NODE_PREFIX = "rnode#"
+NODE_SK = "n"
+RETIRED_PREFIX = "rretired#"
+NODE_BYTES = 960  # a node's packed entries: with its keys and names, within 1 KB (one write unit)
+FILL = 0.85  # a node split for size is cut into parts this full, leaving room for the next inserts
+MERGE_BYTES = NODE_BYTES // 4  # a node written smaller than this is merged with a neighbour
+RETIRED_PER_ITEM = 10_000  # node ids per item of a version's retired list (about 210 KB of 400)
+_PROBE = 4096  # a run longer than this never packs into one node
+ATTEMPTS = 3  # fresh heads a read takes before it gives up
+CACHED_NODES = 16_384  # decoded nodes kept per process (1 KB items: about 40 MB at most)
+USERS = "users"  # the user index's tree name
+
+Key = tuple[Any, ...]
+Item = dict[str, Any]
+ItemKey = tuple[str, str]
+
+
+class _Delete:
+    """An op that removes its key."""
+
+
+DELETE = _Delete()
+
+
+# --- nodes ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A child as its parent (or the head) names it: the subtree's first key, its entry count, its node."""
+
+    key: Key
+    count: int
+    node: str
+
+
+@dataclass(frozen=True)
+class Node:
+    """A decoded node. ``entries``: a leaf's rows (its key's parts, then its value: ``(-score, user_id, name)``
+    on a board, ``(user_id, scopes)`` in the user index), an inner node's child :class:`Ref`\\ s."""
+
+    level: int  # 0: a leaf
+    entries: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Root:
+    level: int
+    ref: Ref | None  # None: an empty tree
+
+
+EMPTY = Root(0, None)
+
+
+_ENCODE = msgspec.json.Encoder()
+_DECODE = msgspec.json.Decoder(tuple[int, list[tuple[Any, ...]]])  # rows as tuples: a leaf's keys are slices
+
+
+def pack(level: int, entries: Sequence[Any]) -> bytes:
+    """A node's item body: ``[level, entries]`` as JSON, zlib-compressed. A leaf entry is its row (the key's
+    parts, then the value); an inner entry ``[key, count, node]``."""
+    rows = entries if level == 0 else [(r.key, r.count, r.node) for r in entries]
+    return zlib.compress(_ENCODE.encode((level, rows)), 6)
+
+
+def unpack(blob: bytes) -> Node:
+    level, rows = _DECODE.decode(zlib.decompress(blob))
+    if level == 0:
+        return Node(0, tuple(rows))
+    return Node(level, tuple(Ref(tuple(k), c, n) for k, c, n in rows))
+
+
+def row_key(row: tuple[Any, ...]) -> Key:
+    """A leaf row's key: every part but the last (the value)."""
+    return row[:-1]
+
+
+def node_key(node: str) -> ItemKey:
+    return NODE_PREFIX + node, NODE_SK
+
+
+def retired_key(version: int, part: int) -> ItemKey:
+    return f"{RETIRED_PREFIX}{version}", str(part)
+
+
+def _first(level: int, entries: Sequence[Any]) -> Key:
+    return entries[0][:-1] if level == 0 else entries[0].key  # type: ignore[no-any-return]
+
+
+def _count(level: int, entries: Sequence[Any]) -> int:
+    return len(entries) if level == 0 else sum(r.count for r in entries)
+
+
+class Gone(Exception):
+    """A node of the version being read is no longer stored (two versions landed since its head was read)."""
+
+
+Loader = Callable[[Sequence[str]], Mapping[str, Node]]
+
+
+# --- reading a tree ------------------------------------------------------------------------------------------
+
+
+def count_before(load: Loader, root: Root, key: Key) -> int:
+    """How many entries of the tree sort before ``key``."""
+    ref, level, before = root.ref, root.level, 0
+    while ref is not None:
+        node = load([ref.node])[ref.node]
+        if level == 0:
+            return before + bisect.bisect_left(node.entries, key, key=row_key)
+        i = max(0, bisect.bisect_left([c.key for c in node.entries], key) - 1)
+        before += sum(c.count for c in node.entries[:i])
+        ref, level = node.entries[i], level - 1
+    return before
+
+
+def count_before_many(load: Loader, probes: Sequence[tuple[Root, Key]]) -> list[int]:
+    """:func:`count_before` of each (tree, key), all descents a level at a time: one read per level for all."""
+    state: list[tuple[Ref | None, int, int]] = [(root.ref, root.level, 0) for root, _ in probes]
+    while True:
+        todo = sorted({ref.node for ref, _, _ in state if ref is not None})
+        if not todo:
+            return [before for _, _, before in state]
+        nodes = load(todo)
+        for i, (ref, level, before) in enumerate(state):
+            if ref is None:
+                continue
+            node, key = nodes[ref.node], probes[i][1]
+            if level == 0:
+                state[i] = (None, 0, before + bisect.bisect_left(node.entries, key, key=row_key))
+                continue
+            j = max(0, bisect.bisect_left([c.key for c in node.entries], key) - 1)
+            state[i] = (node.entries[j], level - 1, before + sum(c.count for c in node.entries[:j]))
+
+
+def find(load: Loader, root: Root, key: Key) -> Any:
+    """The value stored under ``key``, or None."""
+    found = find_many(load, root, [key])
+    return found.get(key)
+
+
+def find_many(load: Loader, root: Root, keys: Iterable[Key]) -> dict[Key, Any]:
+    """The values stored under these keys (those present), one level of nodes read at a time."""
+    if root.ref is None:
+        return {}
+    todo: dict[str, list[Key]] = {root.ref.node: sorted(set(keys))}
+    level, out = root.level, {}
+    while todo:
+        nodes = load(list(todo))
+        nxt: dict[str, list[Key]] = collections.defaultdict(list)
+        for nid, wanted in todo.items():
+            node = nodes[nid]
+            if level == 0:
+                for k in wanted:
+                    i = bisect.bisect_left(node.entries, k, key=row_key)
+                    if i < len(node.entries) and node.entries[i][:-1] == k:
+                        out[k] = node.entries[i][-1]
+                continue
+            firsts = [c.key for c in node.entries]
+            for k in wanted:
+                nxt[node.entries[max(0, bisect.bisect_right(firsts, k) - 1)].node].append(k)
+        todo, level = dict(nxt), level - 1
+    return out
+
+
+def entries_at(load: Loader, root: Root, start: int, n: int) -> list[tuple[Any, ...]]:
+    """The rows at positions ``start`` .. ``start + n - 1`` (0-based), in order."""
+    out: list[tuple[Any, ...]] = []
+
+    def visit(ref: Ref, level: int, start: int, n: int) -> None:
+        node = load([ref.node])[ref.node]
+        if level == 0:
+            out.extend(node.entries[start:start + n])
+            return
+        for child in node.entries:
+            if n <= 0:
+                return
+            if start >= child.count:
+                start -= child.count
+                continue
+            take = min(n, child.count - start)
+            visit(child, level - 1, start, take)
+            n -= take
+            start = 0
+
+    if root.ref is not None and n > 0:
+        visit(root.ref, root.level, start, n)
+    return out
+
+
+def _route(children: Sequence[Ref], ops: Sequence[tuple[Key, Any]]) -> dict[int, list[tuple[Key, Any]]]:
+    """The sorted ops by the child each falls in (child i holds the keys from its first on; keys before the
+    first child's go to it), in one pass over both."""
+    groups: dict[int, list[tuple[Key, Any]]] = {}
+    i, last = 0, len(children) - 1
+    for op in ops:
+        while i < last and children[i + 1].key <= op[0]:
+            i += 1
+        groups.setdefault(i, []).append(op)
+    return groups
+
+
+def walk_nodes(load: Loader, root: Root) -> list[str]:
+    """Every node of the tree (the inner nodes read, the leaves named by their parents)."""
+    if root.ref is None:
+        return []
+    out, todo, level = [root.ref.node], [root.ref.node], root.level
+    while level > 0 and todo:
+        nodes = load(todo)
+        todo = [c.node for nid in todo for c in nodes[nid].entries]
+        out.extend(todo)
+        level -= 1
+    return out
+
+
+# --- writing a tree ------------------------------------------------------------------------------------------
+
+
+class TreeWriter:
+    """Builds one tree's next version from the one before (or from nothing): new nodes in :attr:`blobs`
+    (id -> packed), and the ids of the nodes of the version before that it no longer uses in :attr:`retired`."""
+
+    def __init__(self, tree: str, version: int, load: Loader, forget: Callable[[str], None] | None = None) -> None:
+        self.tree, self.version, self.load = tree, version, load
+        self.forget = forget  # drops a node of the version before from ``load``'s cache (memory: a large step)
+        self.fresh: dict[str, Node] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.retired: set[str] = set()
+
+    def node(self, ref: Ref) -> Node:
+        """A node of this write (decoded, kept while its parent may still change) or of the version before."""
+        made = self.fresh.get(ref.node)
+        if made is not None:
+            return made
+        if ref.node in self.blobs:
+            return unpack(self.blobs[ref.node])
+        node = self.load([ref.node])[ref.node]
+        if self.forget is not None and node.level == 0:  # a leaf of the version before is read once
+            self.forget(ref.node)
+        return node
+
+    def _retire(self, ref: Ref) -> None:
+        if ref.node in self.blobs:  # made by this write and replaced within it: never written
+            del self.blobs[ref.node]
+            self.fresh.pop(ref.node, None)
+        else:
+            self.retired.add(ref.node)
+
+    def _chunks(self, level: int, entries: Sequence[Any]) -> list[tuple[Sequence[Any], bytes]]:
+        """``entries`` cut into runs that pack within :data:`NODE_BYTES` (a run that fits stays whole; a longer
+        one is cut evenly into runs about :data:`FILL` full), with their packed bytes."""
+        n = len(entries)
+        if n <= _PROBE:
+            blob = pack(level, entries)
+            if len(blob) <= NODE_BYTES or n == 1:
+                return [(entries, blob)]
+            if len(blob) <= 4 * NODE_BYTES:  # a node or two over: parts of its own density
+                parts = max(2, math.ceil(len(blob) / (NODE_BYTES * FILL)))
+                return self._parts(level, entries, parts)
+        lo, hi = 1, min(n, _PROBE)  # entries a node holds at the density of the first ones
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if len(pack(level, entries[:mid])) <= NODE_BYTES * FILL:
+                lo = mid
+            else:
+                hi = mid - 1
+        return self._parts(level, entries, max(2, math.ceil(n / lo)))
+
+    def _parts(self, level: int, entries: Sequence[Any], parts: int) -> list[tuple[Sequence[Any], bytes]]:
+        """``entries`` cut evenly into ``parts`` runs, each cut again if it packs over :data:`NODE_BYTES`."""
+        n = len(entries)
+        out: list[tuple[Sequence[Any], bytes]] = []
+        for i in range(parts):
+            part = entries[i * n // parts:(i + 1) * n // parts]
+            blob = pack(level, part)
+            out.extend([(part, blob)] if len(blob) <= NODE_BYTES or len(part) == 1 else self._chunks(level, part))
+        return out
+
+    def emit(self, level: int, entries: Sequence[Any], *, keep: bool = True) -> list[Ref]:
+        """New nodes holding these entries (in order); their refs (none for no entries). ``keep``: also keep
+        them decoded (an update may merge or replace them before it ends; a build never does)."""
+        refs: list[Ref] = []
+        if not entries:
+            return refs
+        for chunk, blob in self._chunks(level, entries):
+            nid = hashlib.sha256(f"{self.tree}\n{self.version}\n".encode() + blob).hexdigest()[:20]
+            self.blobs[nid] = blob
+            if keep:
+                self.fresh[nid] = Node(level, tuple(chunk))
+            refs.append(Ref(_first(level, chunk), _count(level, chunk), nid))
+        return refs
+
+    def build(self, entries: Sequence[tuple[Any, ...]]) -> Root:
+        """A tree of these rows (sorted by key, keys unique)."""
+        refs, level = self.emit(0, entries, keep=False), 0
+        while len(refs) > 1:
+            refs, level = self.emit(level + 1, refs, keep=False), level + 1
+        return Root(level, refs[0]) if refs else EMPTY
+
+    def update(self, root: Root, ops: Sequence[tuple[Key, Any]]) -> Root:
+        """The tree after ``ops`` (sorted by key, one per key): ``(key, value)`` sets, ``(key, DELETE)`` removes.
+        Only the leaves the ops fall in and their ancestors are written again."""
+        if not ops:
+            return root
+        if root.ref is None:
+            return self.build([(*k, v) for k, v in ops if v is not DELETE])
+        refs, level = self._apply(root.ref, root.level, ops), root.level
+        while len(refs) > 1:
+            refs, level = self.emit(level + 1, refs), level + 1
+        if not refs:
+            return EMPTY
+        ref = refs[0]
+        while level > 0:  # a root with one child gives way to it
+            node = self.node(ref)
+            if len(node.entries) != 1:
+                break
+            self._retire(ref)
+            ref, level = node.entries[0], level - 1
+        return Root(level, ref)
+
+    def _apply(self, ref: Ref, level: int, ops: Sequence[tuple[Key, Any]]) -> list[Ref]:
+        """The refs that replace ``ref`` after ``ops`` (none when its subtree is emptied; itself when nothing
+        in it changes)."""
+        node = self.node(ref)
+        if level == 0:
+            merged = {r[:-1]: r for r in node.entries}
+            for k, v in ops:
+                if v is DELETE:
+                    merged.pop(k, None)
+                else:
+                    merged[k] = (*k, v)
+            entries = sorted(merged.values())  # rows order as their keys do: the keys are unique
+            if tuple(entries) == node.entries:
+                return [ref]
+            self._retire(ref)
+            return self.emit(0, entries)
+        groups = _route(node.entries, ops)
+        wanted = [node.entries[i].node for i in groups if node.entries[i].node not in self.fresh]
+        if len(wanted) > 1:
+            self.load(wanted)  # one read for the children the ops go to
+        children: list[Ref] = []
+        for i, child in enumerate(node.entries):
+            children.extend(self._apply(child, level - 1, groups[i]) if i in groups else [child])
+        if children == list(node.entries):
+            return [ref]
+        self._retire(ref)
+        children = self._rebalanced(level - 1, children)
+        for child in children:  # no longer merged with anything: only their bytes are kept
+            self.fresh.pop(child.node, None)
+        return self.emit(level, children) if children else []
+
+    def _rebalanced(self, level: int, children: list[Ref]) -> list[Ref]:
+        """Siblings with every node written here small merged into a neighbour (and cut again if need be), so
+        that deletes do not leave the tree full of near-empty nodes."""
+        i = 0
+        while i < len(children) and len(children) > 1:
+            c = children[i]
+            if c.node not in self.fresh or len(self.blobs[c.node]) >= MERGE_BYTES:
+                i += 1
+                continue
+            a = i if i + 1 < len(children) else i - 1
+            entries = list(self.node(children[a]).entries) + list(self.node(children[a + 1]).entries)
+            self._retire(children[a])
+            self._retire(children[a + 1])
+            merged = self.emit(level, entries)
+            children[a:a + 2] = merged
+            i = a if len(merged) == 1 else a + len(merged)
+        return children
+
+
+# --- the head --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RankHead:
+    """One version of every tree: the user index and one tree per board with entries."""
+
+    version: int
+    batch: int  # the refresh batch whose ranks these are
+    plan: str  # that batch's identity (a batch number recurs after the state is built from nothing)
+    as_of: str | None
+    refreshed_at: str | None
+    users: Root
+    boards: dict[tuple[str, str], Root]
+    retired: int = 0  # items of this version's retired list (the nodes it replaced)
+    gc: tuple[int, int] | None = None  # (version, items): the retired list this head's writer deletes
+    copies: int = 1
+
+
+def head_pk(copy: int) -> str:
+    return HEAD_PK if copy == 0 else f"{HEAD_PK}#{copy}"
+
+
+def _root_json(root: Root) -> list[Any] | None:
+    return None if root.ref is None else [root.level, list(root.ref.key), root.ref.count, root.ref.node]
+
+
+def _root(data: list[Any] | None) -> Root:
+    return EMPTY if data is None else Root(data[0], Ref(tuple(data[1]), data[2], data[3]))
+
+
+def head_item(h: RankHead, copy: int) -> Item:
+    trees = {"users": _root_json(h.users),
+             "boards": [[s, w, _root_json(r)] for (s, w), r in sorted(h.boards.items())]}
+    item: Item = {"pk": {"S": head_pk(copy)}, "sk": {"S": HEAD_SK}, "version": {"S": str(h.version)},
+                  "batch": {"N": str(h.batch)}, "plan": {"S": h.plan}, "copies": {"N": str(h.copies)},
+                  "retired": {"N": str(h.retired)},
+                  "trees": {"B": zlib.compress(json.dumps(trees, separators=(",", ":")).encode(), 6)}}
+    for name in ("as_of", "refreshed_at"):
+        if getattr(h, name) is not None:
+            item[name] = {"S": getattr(h, name)}
+    if h.gc is not None:
+        item["gc_version"], item["gc_items"] = {"N": str(h.gc[0])}, {"N": str(h.gc[1])}
+    return item
+
+
+def read_head(item: Item) -> RankHead:
+    trees = json.loads(zlib.decompress(bytes(item["trees"]["B"])))
+    gc = (int(item["gc_version"]["N"]), int(item["gc_items"]["N"])) if "gc_version" in item else None
+    return RankHead(int(item["version"]["S"]), int(item["batch"]["N"]), item["plan"]["S"],
+                    item.get("as_of", {}).get("S"), item.get("refreshed_at", {}).get("S"), _root(trees["users"]),
+                    {(s, w): _root(r) for s, w, r in trees["boards"]}, int(item["retired"]["N"]), gc,
+                    int(item["copies"]["N"]))
+
+
+# --- the rows of rank_scores.sql ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserScores:
+    """A user's row of ``rank_scores.sql``: every scope's [scope, all, 30d, 365d] (none: on no board)."""
+
+    user_id: str
+    user_name: str | None
+    name_changed: bool
+    scopes: tuple[tuple[str, int, int, int], ...]
+
+    def boards(self) -> dict[tuple[str, str], int]:
+        return boards_of(self.scopes)
+
+
+def boards_of(scopes: Iterable[Sequence[Any]]) -> dict[tuple[str, str], int]:
+    """Each board a user has a score on (nonzero, as the boards list them) and the score."""
+    out = {}
+    for scope, a, b, c in scopes:
+        if a:
+            out[(scope, "all")] = int(a)
+        if b:
+            out[(scope, "30d")] = int(b)
+        if c:
+            out[(scope, "365d")] = int(c)
+    return out
+
+
+def user_scores(rows: Iterable[Mapping[str, Any]]) -> list[UserScores]:
+    """The statement's rows, parsed (scores ``scope:all:30d:365d`` per scope, ``;``-separated)."""
+    out = []
+    for row in rows:
+        scopes = []
+        for part in (row.get("scores") or "").split(";"):
+            if part:
+                scope, a, b, c = part.split(":")
+                scopes.append((scope, int(a), int(b), int(c)))
+        out.append(UserScores(row["user_id"], row.get("user_name"), bool(row.get("name_changed")),
+                              tuple(sorted(scopes))))
+    return out
+
+
+def _node_item_size(item: Item) -> int:
+    """``usage.item_size`` of a node or retired-list item (a key and one binary attribute), computed directly."""
+    (name, value), = ((k, v) for k, v in item.items() if k not in ("pk", "sk"))
+    return 2 + len(item["pk"]["S"].encode()) + 2 + len(item["sk"]["S"].encode()) + len(name) + len(value["B"])
+
+
+def _negative_score(row: tuple[Any, ...]) -> int:
+    return int(row[0])
+
+
+# --- the store -------------------------------------------------------------------------------------------------
+
+
+class RankTrees:
+    """The ranks of every user on every board (:class:`streamboard.ports.RankStore`) over an ``ItemTable``
+    (``streamboard.boards``): written by the refresh's writer, read by the read API, with a per-process cache
+    of heads (``cache_seconds``, as the boards) and of nodes (they never change)."""
+
+    def __init__(self, table: Any, *, copies: int = 2, cache_seconds: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
+                 workers: int = 1) -> None:
+        if copies < 1:
+            raise ValueError("the ranks' head needs at least one copy")
+        self.table, self.copies, self.cache_seconds, self.clock = table, copies, cache_seconds, clock
+        self.rng = rng or random.Random()
+        self.workers = workers  # parallel BatchWriteItem calls of a large write (the aws store)
+        self._lock = threading.Lock()
+        self._head: tuple[RankHead, float] | None = None
+        self._nodes: collections.OrderedDict[str, Node] = collections.OrderedDict()
+
+    # --- reads -------------------------------------------------------------------------------------------
+
+    def current(self, *, fresh: bool = False) -> tuple[RankHead, float] | None:
+        """The head, and when this process read it: cached, a random copy (copy 0 if that one is missing), or
+        when ``fresh`` copy 0 strongly consistent."""
+        now = self.clock()
+        if not fresh and self.cache_seconds > 0:
+            with self._lock:
+                cached = self._head
+            if cached is not None and now - cached[1] < self.cache_seconds:
+                return cached
+        if fresh:
+            item = self.table.get((head_pk(0), HEAD_SK), consistent=True)
+        else:
+            copy = self.rng.randrange(self.copies)
+            item = self.table.get((head_pk(copy), HEAD_SK), consistent=False)
+            if item is None and copy != 0:
+                item = self.table.get((head_pk(0), HEAD_SK), consistent=False)
+        if item is None:
+            return None
+        got = read_head(item), now
+        if self.cache_seconds > 0:
+            with self._lock:
+                self._head = got
+        return got
+
+    def built_batch(self) -> int | None:
+        """The batch whose ranks the store holds (None: none yet): what the next batch's plan steps from."""
+        with self.table.operation("ranks.base"):
+            got = self.current(fresh=True)
+        return None if got is None else got[0].batch
+
+    def _load(self, ids: Sequence[str]) -> dict[str, Node]:
+        """Nodes by id: cached, else read (eventually consistent, then strongly for any not found: a node
+        just written may not be on every replica). :class:`Gone` when one is not stored."""
+        out: dict[str, Node] = {}
+        missing = []
+        with self._lock:
+            for nid in ids:
+                node = self._nodes.get(nid)
+                if node is None:
+                    missing.append(nid)
+                else:
+                    self._nodes.move_to_end(nid)
+                    out[nid] = node
+        for consistent in (False, True):
+            if not missing:
+                break
+            got = self.table.get_many([node_key(n) for n in missing], consistent=consistent)
+            for (pk, _), item in got.items():
+                nid = pk[len(NODE_PREFIX):]
+                out[nid] = node = unpack(bytes(item["b"]["B"]))
+                with self._lock:
+                    self._nodes[nid] = node
+            missing = [n for n in missing if n not in out]
+        with self._lock:
+            while len(self._nodes) > CACHED_NODES:
+                self._nodes.popitem(last=False)
+        if missing:
+            raise Gone(missing[0])
+        return out
+
+    def _read(self, fn: Callable[[RankHead], Any]) -> tuple[Any, RankHead, float] | None:
+        """``fn`` on the current head, again on a fresh head when a node of its version is gone."""
+        got = self.current()
+        for _ in range(ATTEMPTS):
+            if got is None:
+                return None
+            head, read_at = got
+            try:
+                return fn(head), head, read_at
+            except Gone:
+                got = self.current(fresh=True)
+        raise SinkError(f"the ranks were replaced {ATTEMPTS} times while being read; retry")
+
+    def ranks_for(self, user_id: str) -> list[dict[str, Any]] | None:
+        """The user's rank, score, board size and percentile on every board they have a score on at the last
+        refresh, by scope and window; None when no ranks were ever written."""
+        def ranks(head: RankHead) -> list[dict[str, Any]]:
+            scopes = find(self._load, head.users, (user_id,)) or []
+            mine = sorted(boards_of(scopes).items())
+            roots = [head.boards.get(board, EMPTY) for board, _ in mine]
+            # per board, the entries that scored more and those that scored as much or more: every descent at once
+            counts = count_before_many(self._load, [(root, (-score + d, "")) for root, (_, score) in zip(roots, mine,
+                                                                                                      strict=True)
+                                                    for d in (0, 1)])
+            out = []
+            for i, (((scope, window), score), root) in enumerate(zip(mine, roots, strict=True)):
+                of = root.ref.count if root.ref is not None else 0
+                above, at_least = counts[2 * i], counts[2 * i + 1]
+                if of == 0 or at_least <= above:  # not in that version's board: cannot happen within one version
+                    continue
+                out.append({"scope": scope, "window": window, "rank": above + 1, "score": score, "of": of,
+                            "percentile": (of - at_least) / of})
+            return out
+
+        with self.table.operation("ranks.user"):
+            got = self._read(ranks)
+        return None if got is None else got[0]
+
+    def around(self, scope: str, window: str, user_id: str, limit: int) -> Board | None:
+        """The ``limit`` entries of a board centred on the user (clipped at the first and the last place), with
+        their ranks; None when no ranks were ever written; NotFound when the user is not on that board."""
+        def window_of(head: RankHead) -> tuple[BoardEntry, ...]:
+            root = head.boards.get((scope, window), EMPTY)
+            if scope != "overall" and not any((scope, w) in head.boards for w in WINDOWS):
+                raise NotFound(f"no leaderboard for scope {scope!r} (no scores in that category at the last refresh)")
+            score = boards_of(find(self._load, head.users, (user_id,)) or []).get((scope, window))
+            if score is None or root.ref is None:
+                raise NotFound(f"{user_id!r} is not on the {scope} board of window {window} (no score there at the "
+                               "last refresh)")
+            n = root.ref.count
+            at = count_before(self._load, root, (-score, user_id))
+            start = max(0, min(at - (limit - 1) // 2, n - limit))
+            rows = entries_at(self._load, root, start, limit)
+            first_score = -rows[0][0]
+            rank = 1 + count_before(self._load, root, (-first_score, ""))
+            out: list[BoardEntry] = []
+            for i, (neg, uid, name) in enumerate(rows):
+                if i and -neg != out[-1].score:
+                    rank = start + i + 1  # the first of its score here: everyone before scored more
+                out.append(BoardEntry(rank, uid, name, -neg))
+            return tuple(out)
+
+        with self.table.operation("ranks.around"):
+            got = self._read(window_of)
+        if got is None:
+            return None
+        entries, head, read_at = got
+        return Board(scope, window, head.as_of, head.refreshed_at, entries, age=max(0.0, self.clock() - read_at))
+
+    # --- writes ------------------------------------------------------------------------------------------
+
+    def write(self, users: Sequence[UserScores], *, batch: int, plan: str, rebuild: bool, base_batch: int,
+              as_of: str | None, refreshed_at: str | None) -> dict[str, Any]:
+        """A batch's ranks. ``rebuild``: ``users`` are every user, the trees are built from them (and the
+        nodes of the version before all retired); otherwise ``users`` are those whose rows changed since
+        ``base_batch``, stepped onto its trees (which the store must hold). Idempotent: a batch written
+        already (``plan``) writes nothing again."""
+        with self.table.operation("ranks.write", write=True):
+            cur_item = self.table.get((head_pk(0), HEAD_SK), consistent=True)
+            cur = read_head(cur_item) if cur_item is not None else None
+            if cur is not None and cur.plan == plan:
+                self._collect(cur.gc)  # a writer stopped after its head landed: finish its work
+                return {"version": cur.version, "nodes": 0, "written": False}
+            if not rebuild and (cur is None or cur.batch != base_batch):
+                log.error("rank rows of batch %d step from batch %d, but the store holds %s: ranks not written; the "
+                          "next batch builds them again from every user", batch, base_batch,
+                          "no ranks" if cur is None else f"batch {cur.batch}")
+                return {"version": None if cur is None else cur.version, "nodes": 0, "written": False}
+            version = 1 if cur is None else cur.version + 1
+            loaded: dict[str, Node] = {}
+
+            def load(ids: Sequence[str]) -> Mapping[str, Node]:
+                """The version before's nodes, read once each for this write: eventually consistent (a node
+                never changes, so such a read finds it whole or not at all), then strongly for any not found."""
+                need = [n for n in dict.fromkeys(ids) if n not in loaded]
+                for consistent in (False, True):
+                    if not need:
+                        break
+                    got = self.table.get_many([node_key(n) for n in need], consistent=consistent)
+                    for (pk, _), item in got.items():
+                        loaded[pk[len(NODE_PREFIX):]] = unpack(bytes(item["b"]["B"]))
+                    need = [n for n in need if n not in loaded]
+                if need:
+                    raise SinkError("a node of the ranks' current version is missing; a full refresh builds them "
+                                    "again")
+                return {n: loaded[n] for n in ids}
+
+            if rebuild:
+                writers, users_root, boards = self._build(users, version, load)
+                if cur is not None:  # every node of the version before goes
+                    writers[0].retired.update(walk_nodes(load, cur.users))
+                    for root in cur.boards.values():
+                        writers[0].retired.update(walk_nodes(load, root))
+            else:
+                assert cur is not None
+                def forget(nid: str) -> None:
+                    loaded.pop(nid, None)
+
+                writers, users_root, boards = self._step(cur, users, version, load, forget)
+            retired = sorted(set().union(*(w.retired for w in writers)))
+            parts = [retired[i:i + RETIRED_PER_ITEM] for i in range(0, len(retired), RETIRED_PER_ITEM)]
+            puts: list[Item] = [{"pk": {"S": node_key(n)[0]}, "sk": {"S": NODE_SK}, "b": {"B": blob}}
+                    for w in writers for n, blob in w.blobs.items()]
+            puts += [{"pk": {"S": retired_key(version, i)[0]}, "sk": {"S": retired_key(version, i)[1]},
+                      "ids": {"B": zlib.compress("\n".join(p).encode(), 6)}} for i, p in enumerate(parts)]
+            self._write_many(puts)
+            head = RankHead(version, batch, plan, as_of, refreshed_at, users_root,
+                            {b: r for b, r in boards.items() if r.ref is not None}, len(parts),
+                            None if cur is None else (cur.version, cur.retired), self.copies)
+            if not self.table.put_if(head_item(head, 0), None if cur is None else str(cur.version)):
+                again = self.table.get((head_pk(0), HEAD_SK), consistent=True)
+                if again is not None and read_head(again).plan == plan:  # a twin writer landed the same ranks
+                    return {"version": version, "nodes": 0, "written": False}
+                raise SinkError("the ranks were replaced by another writer meanwhile; retry")
+            for copy in range(1, self.copies):
+                self.table.put(head_item(head, copy))
+            stale = [(head_pk(c), HEAD_SK) for c in range(self.copies, cur.copies)] if cur is not None else []
+            if stale:
+                self.table.write_many([], stale)
+            deleted = self._collect(head.gc)
+        with self._lock:
+            self._head = None
+        # the write units DynamoDB bills for them: each new item by its size, the heads (each copy), and a unit
+        # for each node deleted (nodes are under 1 KB)
+        units = sum(dynamodb_write_units(_node_item_size(i)) for i in puts) + \
+            self.copies * dynamodb_write_units(item_size(head_item(head, 0))) + len(stale) + deleted
+        return {"version": version, "nodes": len(puts) - len(parts), "retired": len(retired), "written": True,
+                "write_units": units}
+
+    def _build(self, users: Sequence[UserScores], version: int, load: Loader
+               ) -> tuple[list[TreeWriter], Root, dict[tuple[str, str], Root]]:
+        users = sorted(users, key=lambda u: u.user_id)
+        index = [(u.user_id, [list(s) for s in u.scopes]) for u in users if u.scopes]
+        per_board: dict[tuple[str, str], list[tuple[Any, ...]]] = collections.defaultdict(list)
+        for u in users:
+            for board, score in u.boards().items():
+                per_board[board].append((-score, u.user_id, u.user_name))
+        writers = [TreeWriter(USERS, version, load)]
+        users_root = writers[0].build(index)
+        boards = {}
+        for board, entries in sorted(per_board.items()):
+            # by user_id already: a stable sort by score gives board order (an int key sorts fast)
+            entries.sort(key=_negative_score)
+            writers.append(TreeWriter(f"{board[0]}#{board[1]}", version, load))
+            boards[board] = writers[-1].build(entries)
+        return writers, users_root, boards
+
+    def _step(self, cur: RankHead, users: Sequence[UserScores], version: int, load: Loader,
+              forget: Callable[[str], None]) -> tuple[list[TreeWriter], Root, dict[tuple[str, str], Root]]:
+        """The trees after the changed users' rows: their old entries (from the user index) deleted, their new
+        ones inserted, each tree's ops in one pass (a leaf read is dropped from the write's cache once used)."""
+        before = find_many(load, cur.users, [(u.user_id,) for u in users])
+        user_ops: list[tuple[Key, Any]] = []
+        board_ops: dict[tuple[str, str], list[tuple[Key, Any]]] = collections.defaultdict(list)
+        for u in users:
+            old_scopes = before.get((u.user_id,)) or []
+            new_scopes = [list(s) for s in u.scopes]
+            if old_scopes != new_scopes:
+                user_ops.append(((u.user_id,), new_scopes if new_scopes else DELETE))
+            old, new = boards_of(old_scopes), u.boards()
+            for board in old.keys() | new.keys():
+                o, n = old.get(board), new.get(board)
+                if o != n:
+                    if o is not None:
+                        board_ops[board].append(((-o, u.user_id), DELETE))
+                    if n is not None:
+                        board_ops[board].append(((-n, u.user_id), u.user_name))
+                elif n is not None and u.name_changed:  # the same place, a new name (a no-op if it is not new)
+                    board_ops[board].append(((-n, u.user_id), u.user_name))
+        writers = [TreeWriter(USERS, version, load, forget)]
+        users_root = writers[0].update(cur.users, sorted(user_ops, key=lambda op: op[0]))
+        boards = dict(cur.boards)
+        for board, ops in sorted(board_ops.items()):
+            writers.append(TreeWriter(f"{board[0]}#{board[1]}", version, load, forget))
+            boards[board] = writers[-1].update(cur.boards.get(board, EMPTY), sorted(ops, key=lambda op: op[0]))
+        return writers, users_root, boards
+
+    def _write_many(self, puts: list[Item]) -> None:
+        """BatchWriteItem calls of 25, ``workers`` at a time. The node keys are random, so a large first build
+        spreads over every partition of the table (none takes more than its share of the 1,000 units/s)."""
+        chunk = 25 * 40
+        parts = [puts[i:i + chunk] for i in range(0, len(puts), chunk)]
+        if self.workers <= 1 or len(parts) <= 1:
+            for part in parts:
+                self.table.write_many(part, [])
+            return
+        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:  # each call in the caller's context
+            for future in [pool.submit(contextvars.copy_context().run, self.table.write_many, part, [])
+                           for part in parts]:
+                future.result()
+
+    def _collect(self, gc: tuple[int, int] | None) -> int:
+        """Delete the nodes a version replaced, and its list of them (idempotent: a list gone is done); returns
+        the write units of the deletes (a unit a node, each list by its size)."""
+        keys = [] if gc is None else [retired_key(gc[0], i) for i in range(gc[1])]
+        if not keys:
+            return 0
+        lists = self.table.get_many(keys, consistent=True)
+        ids = [n for item in lists.values() for n in zlib.decompress(bytes(item["ids"]["B"])).decode().split("\n") if n]
+        deletes = [node_key(n) for n in ids] + list(lists)
+        for i in range(0, len(deletes), 25 * 40):
+            self.table.write_many([], deletes[i:i + 25 * 40])
+        return len(ids) + sum(dynamodb_write_units(item_size(item)) for item in lists.values())
