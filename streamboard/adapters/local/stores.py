@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
-import json
 import re
 import sqlite3
 from collections.abc import Mapping, Sequence
