@@ -126,6 +126,10 @@ ASSUMED = {
                               " (no pruning assumed)"),
     "window_total_row_bytes": (48.0, "state_window_totals row: user, scope, three totals"),
     "ledger_row_bytes": (40.0, "state_contributions row: user, category, points, ts"),
+    "user_name_row_bytes": (64.0, "state_user_names row: user, event_id, ts, name, batch"),
+    "challenge_first_row_bytes": (72.0, "state_challenge_firsts row: user, challenge, event_id, ts, category,"
+                                        " points"),
+    "challenges_per_user": (10.0, "challenges a player has completed (a first each in the lake's state)"),
     "categories": (4, "score categories (boards: one per category and overall, three windows each)"),
     "board_entry_bytes": (36.0, "packed (zlib JSON) bytes of one board entry: 34 for uuid ids and numbered names"
                                 " (tests/functional/test_usage.py's board)"),
@@ -476,6 +480,12 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
         "dedupe ids": ids * ASSUMED["dedupe_id_bytes"][0],
         "window totals": traffic.users * (cats + 1) * ASSUMED["window_total_row_bytes"][0],
         "ledger window edges": ledger_edges * ASSUMED["ledger_row_bytes"][0],
+        # after the snapshot, the profiles' reconcile and the ranks' changed users read the per-user state whole
+        # (their user filter prunes no file): the window totals twice more, the names twice, the firsts once;
+        # the reconcile's ledger rows with ts after as_of are in the last hour's files (row-group statistics)
+        "profiles and ranks": traffic.users * (
+            2 * (cats + 1) * ASSUMED["window_total_row_bytes"][0] + 2 * ASSUMED["user_name_row_bytes"][0]
+            + ASSUMED["challenges_per_user"][0] * ASSUMED["challenge_first_row_bytes"][0]),
     }
     per_refresh = sum(parts.values()) + statements.value * ATHENA_MINIMUM
     athena_tb = per_refresh * HOURS_PER_MONTH / TB

@@ -77,6 +77,20 @@ def test_the_lake_grows_with_months_but_the_refresh_reads_stay_flat() -> None:
         m3, "leaderboards", "TB scanned")["per_month"]
 
 
+def test_the_refresh_reads_the_per_player_state_for_profiles_and_ranks() -> None:
+    """The reconcile and the ranks' query read the players' state whole: more players, more bytes a refresh,
+    the same traffic otherwise."""
+    few, many = project(Traffic(10_000, users=100_000)), project(Traffic(10_000, users=10_000_000))
+    grown = (_line(many, "leaderboards", "TB scanned")["per_month"]
+             - _line(few, "leaderboards", "TB scanned")["per_month"]) * 1e12 / capacity.HOURS_PER_MONTH
+    a = capacity.ASSUMED
+    per_player = (2 * (a["categories"][0] + 1) * a["window_total_row_bytes"][0] + 2 * a["user_name_row_bytes"][0]
+                  + a["challenges_per_user"][0] * a["challenge_first_row_bytes"][0])
+    window_totals = (a["categories"][0] + 1) * a["window_total_row_bytes"][0]  # the refresh's own read of them
+    assert grown == pytest.approx(9_900_000 * (per_player + window_totals), rel=1e-6)
+    assert "profiles and ranks" in next(s["needs"] for s in many["stages"] if s["stage"].startswith("leaderboards"))
+
+
 def test_costs_add_up_per_stage_and_per_billion_events_and_every_figure_has_a_source() -> None:
     result = project(Traffic(41_667, users=1_000_000, month=12))
     for s in result["stages"]:
