@@ -25,12 +25,12 @@ from streamboard.ports import Board, BoardEntry
 from streamboard.profiles import bases_from_rows
 from streamboard.ranks import user_scores
 from streamboard.refresh import (
-    PROFILES_STEP,
     RANKS_STEP,
     SNAPSHOT_STEP,
     IncrementalRefresh,
     Plan,
     gc_paused,
+    is_profiles_step,
     run_on,
     sql_ts,
     tag,
@@ -104,7 +104,8 @@ def refresher(backend: Backend, *, create_state: bool = True, **options: Any) ->
     options.setdefault("ranks_base", backend.ranks.built_batch)
     return IncrementalRefresh(run_on(engine), lambda: backend.catalog.partitions("score"),
                               horizon_days=s.dedupe_horizon_days, max_arrival_delay_days=s.max_arrival_delay_days,
-                              create_state=create_state, **options)
+                              create_state=create_state,
+                              reconcile_parts=(s.profile_reconcile_parts, s.profile_reconcile_parts_full), **options)
 
 
 def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict[str, Any]:
@@ -169,7 +170,7 @@ def advance_chain(backend: Backend, query_id: str) -> dict[str, Any]:
     done = {"query_id": query_id, "state": status.state, "batch": plan.batch, "step": name}
     if name == SNAPSHOT_STEP:
         done["boards"] = len(write_boards(backend, backend.query.results(query_id)))
-    if name == PROFILES_STEP:
+    if is_profiles_step(name):
         done["profiles"] = reconcile_profiles(backend, plan, backend.query.results(query_id))
     if name == RANKS_STEP:
         done["ranks"] = write_ranks(backend, plan, backend.query.results(query_id))

@@ -213,6 +213,23 @@ class Plan:
                 "ranks_from": self.ranks_from}
 
 
+def profiles_step(part: int, parts: int) -> str:
+    """The name of a part of the profiles' reconcile: ``profile_reconcile``, or ``profile_reconcile_3of8``."""
+    return PROFILES_STEP if parts == 1 else f"{PROFILES_STEP}_{part + 1}of{parts}"
+
+
+def is_profiles_step(name: str) -> bool:
+    return name == PROFILES_STEP or re.fullmatch(rf"{PROFILES_STEP}_\d+of\d+", name) is not None
+
+
+def part_predicate(part: int, parts: int) -> str:
+    """The users of one part: a 64-bit hash of user_id modulo the parts (Trino's mod keeps the dividend's
+    sign, so a negative hash lands on part - parts; locally the hash is DuckDB's own, see streamboard.sql)."""
+    if parts == 1:
+        return "true"
+    return f"mod(from_big_endian_64(xxhash64(to_utf8(user_id))), {parts}) IN ({part}, {part - parts})"
+
+
 class SqlRunner(Protocol):
     """Runs one Trino statement to its end and returns its rows (the local engine; a poller on Athena)."""
 
@@ -238,7 +255,7 @@ class RefreshResult:
     resumed: bool
     full: bool
     steps: dict[str, float] = field(default_factory=dict)  # step -> seconds (the steps this run ran)
-    profile_rows: list[dict[str, Any]] = field(default_factory=list)  # what the profiles' reconcile writes
+    profile_rows: int = 0  # the rows the profiles' reconcile read (in all its parts)
     rank_rows: list[dict[str, Any]] = field(default_factory=list)  # what the rank store writes
 
     def summary(self) -> dict[str, Any]:
@@ -281,7 +298,8 @@ class IncrementalRefresh:
                  create_state: bool = True, after_step: Callable[[str], None] | None = None,
                  reconcile: Callable[[Plan, list[dict[str, Any]]], None] | None = None,
                  ranks: Callable[[Plan, list[dict[str, Any]]], object] | None = None,
-                 ranks_base: Callable[[], int | None] | None = None) -> None:
+                 ranks_base: Callable[[], int | None] | None = None,
+                 reconcile_parts: tuple[int, int] = (1, 8)) -> None:
         self.run = run
         self.partitions = partitions  # the score table's cataloged partitions
         self.horizon_days = horizon_days
@@ -299,6 +317,10 @@ class IncrementalRefresh:
         # state change); ranks_base says which batch's ranks the store holds (None: none), when a batch is
         # planned: rows of the changed users step them only from the batch before.
         self.ranks, self.ranks_base = ranks, ranks_base
+        # the statements the profiles' reconcile of a batch runs as (incremental, full): a share of the players each
+        if min(reconcile_parts) < 1:
+            raise ValueError(f"reconcile parts must be at least 1, not {reconcile_parts}")
+        self.reconcile_parts = reconcile_parts
 
     def reset(self) -> None:
         """Forget every state table's rows (the next batch builds the state from the whole lake)."""
@@ -339,7 +361,11 @@ class IncrementalRefresh:
         steps = load_steps(REBUILD_DIR) if plan.full else [s for s in load_steps() if _number(s) < PRUNE_FROM]
         out = [Statement(step.name, render(step.template, params), True) for step in steps]
         out.append(Statement(SNAPSHOT_STEP, render(SNAPSHOT.read_text(), params), False))
-        out.append(Statement(PROFILES_STEP, render(PROFILES.read_text(), params), False))
+        parts = self.reconcile_parts[1] if plan.full else self.reconcile_parts[0]
+        for part in range(parts):
+            out.append(Statement(profiles_step(part, parts),
+                                 render(PROFILES.read_text(), {**params, "profile_part": part_predicate(part, parts)}),
+                                 False))
         out.append(Statement(RANKS_STEP, render(RANKS.read_text(), params), False))
         out += [Statement(step.name, render(step.template, params), True)
                 for step in load_steps() if _number(step) >= PRUNE_FROM]
@@ -354,14 +380,15 @@ class IncrementalRefresh:
                 continue
             started = time.monotonic()
             # the snapshot's and the reconcile's rows: a row per board entry, and per player (a full build)
-            with gc_paused() if statement.name in (SNAPSHOT_STEP, PROFILES_STEP) else contextlib.nullcontext():
+            with gc_paused() if is_profiles_step(statement.name) or statement.name == SNAPSHOT_STEP \
+                    else contextlib.nullcontext():
                 rows = self.run(tag(plan, statement.name, statement.sql))
             result.steps[statement.name] = time.monotonic() - started
             log.info("refresh batch %d: %s took %.2f s", plan.batch, statement.name, result.steps[statement.name])
             if statement.name == SNAPSHOT_STEP:
                 result.rows = rows
-            if statement.name == PROFILES_STEP:
-                result.profile_rows = rows
+            if is_profiles_step(statement.name):
+                result.profile_rows += len(rows)
                 if self.reconcile is not None:
                     with gc_paused():
                         self.reconcile(plan, rows)

@@ -103,6 +103,12 @@ class Settings:
     dedupe_horizon_days: int = 30
     max_arrival_delay_days: int = 14
     refresh_memory_mb: int = 3072  # the local refresh's DuckDB memory limit; beyond it, it spills to disk
+    # The profiles' reconcile of a batch runs as this many statements, each for a share of its players (by a
+    # hash of user_id): an incremental batch's, and a full build's (every player). Each part's rows are
+    # written before the next part runs: the local refresh holds one part in memory, and on AWS each part is
+    # one writer invocation (a million players in one would not fit its 15 minutes).
+    profile_reconcile_parts: int = 1
+    profile_reconcile_parts_full: int = 8
     # Connection hygiene of every HTTP server (streamboard.serving).
     header_timeout_s: float = 10.0  # to receive a whole request head, then 408
     keep_alive_s: float = 5.0  # idle keep-alive; behind an ALB set it above the ALB's idle timeout

@@ -252,12 +252,16 @@ def oracle(deliveries: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
 
 
 @pytest.mark.slow
-def test_profiles_are_exact_after_each_refresh_and_never_below_the_routed_events(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parts", [1, 3])
+def test_profiles_are_exact_after_each_refresh_and_never_below_the_routed_events(tmp_path: Path, parts: int) -> None:
     """Random traffic with resent events, repeated stream records and challenges, in rounds: after each
     round's routing every profile counts at least the distinct events routed so far; after each refresh every
-    profile equals the oracle, and so do the racing router batches' events once the next refresh has them."""
+    profile equals the oracle, and so do the racing router batches' events once the next refresh has them.
+    With ``parts`` > 1 each reconcile (the first build's too) runs as that many statements, a share of the
+    players each."""
     rng = random.Random(5)
-    pipeline = Pipeline(Settings(data_dir=tmp_path / "data", shards=2))
+    pipeline = Pipeline(Settings(data_dir=tmp_path / "data", shards=2, profile_reconcile_parts=parts,
+                                 profile_reconcile_parts_full=parts))
     now = dt.datetime.now(dt.UTC)
     users = [f"p{i}" for i in range(12)]
     sent: list[dict[str, Any]] = []  # every accepted client event, in order (resends included)
@@ -291,15 +295,22 @@ def test_profiles_are_exact_after_each_refresh_and_never_below_the_routed_events
                        "category": "chess", "points": 1000}]
             real = leaderboards.reconcile_profiles
 
+            calls: list[int] = []
+
             def racing_reconcile(backend: Any, plan: Any, rows: list[dict[str, Any]],
-                                 racing: list[dict[str, Any]] = racing, real: Any = real) -> int:
-                backend.stream.put_records([stream_record(racing, received_at=now)])
-                pipeline.esm.poll_all()
+                                 racing: list[dict[str, Any]] = racing, real: Any = real,
+                                 calls: list[int] = calls) -> int:
+                if not calls:  # before the first part's write
+                    backend.stream.put_records([stream_record(racing, received_at=now)])
+                    pipeline.esm.poll_all()
+                calls.append(len(rows))
                 return real(backend, plan, rows)
 
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(leaderboards, "reconcile_profiles", racing_reconcile)
-                pipeline.refresh()
+                summary = pipeline.refresh()
+            assert len(calls) == parts and [k for k in summary["steps"] if k.startswith("profile_reconcile")] == (
+                ["profile_reconcile"] if parts == 1 else [f"profile_reconcile_{i}of{parts}" for i in (1, 2, 3)])
             sent.extend(racing)
             assert points(pipeline.backend.profiles, "p0") == oracle(sent)["p0"]  # the racing batch counts
         else:
