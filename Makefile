@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 CHECKOV_VENV := $(VENV)/checkov
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install tools browser demo test lint typecheck unit functional e2e infra-test synth screenshots bench bench-stack bench-refresh bench-router clean
+.PHONY: install tools browser demo test lint typecheck unit functional e2e infra-test synth screenshots bench bench-stack bench-read bench-refresh bench-router clean
 
 # Node runs the CDK's jsii runtime (CDK synth in the tests); install it from Debian if the machine lacks it.
 tools:
@@ -79,6 +79,13 @@ bench-stack: install
 	  (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || \
 	  { echo "the stack benchmark needs wrk: install wrk"; exit 1; }; }
 	$(BIN)/python -m bench.stack_latency
+
+# The read API's board reads per second (200 and 304) against a bare endpoint sending the same bytes; wrk needed.
+bench-read: install
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (for bench-read)"; \
+	  (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || \
+	  { echo "the read benchmark needs wrk: install wrk"; exit 1; }; }
+	$(BIN)/python -m bench.read
 
 # Builds synthetic lakes of 4M, 20M and 50M events under /tmp (deleted after); takes a long while.
 bench-refresh: install

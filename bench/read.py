@@ -1,0 +1,267 @@
+"""Read benchmark (issue 12): the local read API's board reads per second, unconditional (200 with the board)
+and conditional (``If-None-Match`` with the current ETag: 304), against a bare endpoint that returns the same
+bytes, measured in the same run.
+
+Servers (bench/read_server.py), one at a time, each on 127.0.0.1 in its own process:
+  ours: the read API as ``streamboard up`` serves it (read_api_app over the local backend of a data dir
+        with real boards, under streamboard.serving.build_server: uvicorn + httptools on asyncio's loop);
+  bare: a plain ASGI callable under plain uvicorn with uvloop and httptools (the fastest stack bench/ingest.py
+        found here) replaying ours' captured answers: the same body and headers, 304 on a matching ETag.
+
+Load: ``wrk -t1 -cN -dS --latency`` on ``/v1/leaderboards/overall?window=all&limit=10`` and ``limit=100``,
+without and with ``-H 'If-None-Match: ETAG'``. The server is pinned to one CPU and wrk to the other. Rounds
+alternate (ours, bare, ours, ...), each server freshly started per round and checked, every case warmed up;
+the median round of each case counts. The ratio is ours / bare in requests/s.
+
+Results go to bench/results/read.json and bench/results/read.md.
+Usage: python -m bench.read [--seconds 5] [--rounds 5] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import (
+    CLIENT_CPU,
+    CPUS,
+    RESULTS,
+    SERVER_CPU,
+    cpu_seconds,
+    free_port,
+    pinned,
+    pinning_text,
+    rss_kb,
+    run_wrk,
+    server,
+    wrk_version,
+)
+from bench.read_server import capture, seed_data_dir
+
+BOARD = "/v1/leaderboards/overall?window=all&limit={limit}"
+LIMITS = (10, 100)
+CASES = {f"limit{n}_{kind}": (n, kind) for n in LIMITS for kind in ("200", "304")}
+WARM_UP_S = 1.0
+SEED_USERS, SEED_EVENTS = 2000, 20000
+LABELS = {"ours": "ours (read_api_app, build_server)", "bare": "bare ASGI (uvicorn + uvloop + httptools)"}
+
+
+def _url(limit: int) -> str:
+    return BOARD.format(limit=limit)
+
+
+def check(port: int, captured: dict[str, Any] | None) -> bool:
+    """The server answers every board as ours did (the same body and ETag; 304 on a matching ETag). False
+    while it does not listen yet."""
+    if captured is None:  # ours, before the capture: just wait for it to listen
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2, trust_env=False).status_code == 200
+        except httpx.TransportError:
+            return False
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, trust_env=False) as client:
+            for url, c in captured.items():
+                ok = client.get(url)
+                if ok.status_code != 200 or ok.content != base64.b64decode(c["ok"]["body_b64"]) \
+                        or ok.headers.get("etag") != c["etag"]:
+                    raise RuntimeError(f"{url}: answered {ok.status_code} with another body or ETag")
+                nm = client.get(url, headers={"if-none-match": c["etag"]})
+                if nm.status_code != 304 or nm.content:
+                    raise RuntimeError(f"{url} with If-None-Match: answered {nm.status_code}")
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def measure_server(mode: str, data: Path, captured_file: Path, captured: dict[str, Any] | None,
+                   seconds: float, connections: int, tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Start one server, capture ours' answers (the first time) or check them, then every case: a warm-up and
+    a measurement. Returns the figures per case and the captured answers; stops the server whatever happens."""
+    port, info = free_port(), tmp / f"{mode}.info.json"
+    info.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "bench.read_server", "--mode", mode, "--port", str(port), "--info", str(info)]
+    argv += ["--data-dir", str(data)] if mode == "ours" else ["--captured", str(captured_file)]
+    base = f"http://127.0.0.1:{port}"
+    out: dict[str, Any] = {}
+    with server(argv, lambda: check(port, captured), tmp / f"{mode}.log") as proc:
+        if captured is None:
+            with httpx.Client(base_url=base, timeout=10, trust_env=False) as client:
+                captured = capture(client, [_url(n) for n in LIMITS])
+            captured_file.write_text(json.dumps(captured))
+        for case, (limit, kind) in CASES.items():
+            url = _url(limit)
+            header = ["-H", f"If-None-Match: {captured[url]['etag']}"] if kind == "304" else []
+
+            def wrk(duration: float, header: list[str] = header, url: str = url) -> dict[str, Any]:
+                cmd = pinned(CLIENT_CPU, ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+                                          "--latency", "--timeout", "10s", *header, f"{base}{url}"])
+                return {**run_wrk(cmd, duration), "command": shlex.join(cmd)}  # -H's value has a space
+
+            wrk(WARM_UP_S)
+            cpu, started = cpu_seconds(proc.pid), time.perf_counter()
+            figures = wrk(seconds)
+            elapsed = time.perf_counter() - started
+            figures["command"] = figures["command"].replace(f":{port}/", ":PORT/")
+            rss, peak = rss_kb(proc.pid), rss_kb(proc.pid, "VmHWM")
+            out[case] = {**figures, "server_cpus": round((cpu_seconds(proc.pid) - cpu) / elapsed, 2),
+                         "rss_mb": round(rss / 1024, 1) if rss else None,
+                         "peak_rss_mb": round(peak / 1024, 1) if peak else None}
+        stack = json.loads(info.read_text()) if info.exists() else {}
+    for entry in out.values():
+        entry["stack"] = stack
+    return out, captured
+
+
+def _median(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median requests/s (the upper middle one for an even count), with every round's."""
+    median = sorted(entries, key=lambda e: e["requests_per_s"])[len(entries) // 2]
+    return {**median, "rounds_requests_per_s": [e["requests_per_s"] for e in entries]}
+
+
+def run(seconds: float, connections: int, rounds: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Seed a data dir, then ``rounds`` rounds of ours and bare in turn, every case on each."""
+    with tempfile.TemporaryDirectory(prefix="streamboard-bench-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        data = tmp / "data"
+        started = time.perf_counter()
+        seeded = seed_data_dir(data, SEED_USERS, SEED_EVENTS)
+        seeded = {"events": seeded["events"], "users": seeded["users"],
+                  "seconds": round(time.perf_counter() - started, 1)}
+        captured_file = tmp / "captured.json"
+        captured: dict[str, Any] | None = None
+        runs: dict[str, dict[str, list[dict[str, Any]]]] = {c: {"ours": [], "bare": []} for c in CASES}
+        for n in range(rounds):
+            for mode in ("ours", "bare"):
+                figures, captured = measure_server(mode, data, captured_file, captured, seconds, connections, tmp)
+                for case, entry in figures.items():
+                    runs[case][mode].append(entry)
+                    print(f"round {n + 1}/{rounds} {mode} {case}: {entry['requests_per_s']:,.0f} req/s, "
+                          f"p50 {entry['p50_ms']} ms, p99 {entry['p99_ms']} ms, peak RSS {entry['peak_rss_mb']} MB",
+                          file=sys.stderr)
+    assert captured is not None
+    results: dict[str, Any] = {}
+    for case, (limit, kind) in CASES.items():
+        ours, bare = _median(runs[case]["ours"]), _median(runs[case]["bare"])
+        c = captured[_url(limit)]
+        body_bytes = len(base64.b64decode(c["ok"]["body_b64"])) if kind == "200" else 0
+        results[case] = {
+            "url": _url(limit), "conditional": kind == "304", "status": int(kind), "body_bytes": body_bytes,
+            "ours": ours, "bare": bare,
+            "ratio_requests_per_s": round(ours["requests_per_s"] / bare["requests_per_s"], 3),
+            "rounds_ratio": [round(o["requests_per_s"] / b["requests_per_s"], 3)
+                             for o, b in zip(runs[case]["ours"], runs[case]["bare"], strict=True)],
+            "p50_vs_bare": round(ours["p50_ms"] / bare["p50_ms"], 2) if bare["p50_ms"] else None,
+        }
+    peaks = {m: max(e["peak_rss_mb"] or 0 for case in runs.values() for e in case[m]) for m in ("ours", "bare")}
+    headers = {url: {"ok": c["ok"]["headers"], "not_modified": c["not_modified"]["headers"]}
+               for url, c in captured.items()}
+    return results, {"seeded": seeded, "peak_rss_mb": peaks, "headers": headers}
+
+
+# --- results ----------------------------------------------------------------------------------------------
+
+def write(results: dict[str, Any], extra: dict[str, Any], method: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    doc = {"measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+           "machine": {"nproc": len(CPUS) or os.cpu_count(), "cpu_count": os.cpu_count(),
+                       "python": platform.python_version(), "platform": platform.platform(),
+                       "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+           "method": method, "results": results, **extra}
+    (RESULTS / "read.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (RESULTS / "read.md").write_text("# Read benchmark (board reads)\n\n" + table(doc))
+    return RESULTS / "read.md"
+
+
+def table(doc: dict[str, Any]) -> str:
+    m = doc["method"]
+    lines = [f"Measured {doc['measured_at']} on {doc['machine']['nproc']} CPUs, Python {doc['machine']['python']}; "
+             f"wrk -t1 -c{m['connections']}, {m['seconds_per_point']:g} s per point, {m['rounds']} alternating "
+             f"rounds, medians; {m['pinning']}. Boards from {doc['seeded']['events']:,} events of "
+             f"{doc['seeded']['users']:,} players through the local pipeline. Ratio = ours / bare (requests/s), "
+             "same run; the bare endpoint sends the same bytes and headers.", "",
+             "| request | server | requests/s | p50 / p99 | RSS after (peak) | CPUs busy: server, wrk "
+             "| ratio to bare (rounds) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in doc["results"].values():
+        what = f"limit={r['url'].rsplit('=', 1)[1]}, " + (
+            "If-None-Match -> 304" if r["conditional"] else f"200, {r['body_bytes']:,} B body")
+        for mode in ("ours", "bare"):
+            e = r[mode]
+            if mode == "ours":
+                rounds = ", ".join(f"{x:.2f}" for x in r["rounds_ratio"])
+                ratio = f"**{r['ratio_requests_per_s']:.2f}** ({rounds})"
+            else:
+                ratio = "ceiling"
+            lines.append(f"| {what} | {LABELS[mode]} | {e['requests_per_s']:,.0f} | {e['p50_ms']:g} / "
+                         f"{e['p99_ms']:g} ms | {e['rss_mb']} MB ({e['peak_rss_mb']} MB) | {e['server_cpus']}, "
+                         f"{e['load_generator_cpus']} | {ratio} |")
+    peaks = doc["peak_rss_mb"]
+    lines += ["", f"Server peak RSS over the run: ours {peaks['ours']} MB, bare {peaks['bare']} MB."]
+    starved = [f"{case} {mode} ({r[mode]['server_cpus']})" for case, r in doc["results"].items()
+               for mode in ("ours", "bare") if r[mode]["server_cpus"] < 0.9]
+    if starved:
+        lines += ["", f"Warning: in these median rounds the server used under 0.9 of its CPU, so something else "
+                      f"limited them (a busy machine, or wrk): {', '.join(starved)}. Run again on a quiet machine "
+                      "before trusting the ratios."]
+    for note in m.get("notes", []):
+        lines += ["", f"Note: {note}"]
+    return "\n".join(lines) + "\n"
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=5.0, help="seconds per measurement (default 5)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections (default 32)")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds of both servers (default 5)")
+    p.add_argument("--note", action="append", default=[], help="a note for the results (repeatable)")
+    args = p.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk (make bench-read does it)")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    notes = list(args.note)
+    if load_before[0] > 0.5:
+        notes.append(f"the machine was not idle: load average {load_before[0]} (1 min) before the run, on "
+                     f"{len(CPUS) or os.cpu_count()} CPUs; a server sharing its CPU gets less of it, so the "
+                     "figures are noisy")
+    results, extra = run(args.seconds, args.connections, args.rounds)
+    method = {
+        "load_generator": f"wrk ({wrk_version()}), -t1", "seconds_per_point": args.seconds,
+        "connections": args.connections, "rounds": args.rounds, "warm_up_s": WARM_UP_S,
+        "pinning": pinning_text(), "server_cpu": SERVER_CPU, "load_generator_cpu": CLIENT_CPU,
+        "servers": LABELS,
+        "ceiling": "a plain ASGI callable under uvicorn (uvloop, httptools) replaying ours' captured answers: the "
+                   "same body and headers (less Date and Server, which uvicorn adds to both), 304 with ours' 304 "
+                   "headers when If-None-Match equals the ETag; bench/ingest.py found this the fastest bare stack",
+        "summary": "servers alternate within each round, each freshly started and checked (the same body and ETag "
+                   "as ours' first answer, 304 on a matching ETag); every case warmed up; the median round counts",
+        "latency": "closed loop: measured from each request's send (coordinated omission: queueing behind a slow "
+                   "answer is not counted)",
+        "loadavg_before": load_before,
+        "notes": notes,
+        "commands": sorted({r[m]["command"] for r in results.values() for m in ("ours", "bare")}),
+    }
+    path = write(results, extra, method)
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()
