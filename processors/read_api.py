@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import math
 import re
 import time
 from typing import Any
 from urllib.parse import parse_qs
+
+import msgspec
 
 from processors import webconsole
 from streamboard.backend import Backend
@@ -68,11 +69,21 @@ class Preflight(Exception):
     """An OPTIONS request on a read route: answered with 204 and the CORS headers, never with a body."""
 
 
-def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+_encode = msgspec.json.Encoder().encode
+
+
+def to_json(body: Any) -> str:
+    """A body's JSON, compact, in UTF-8 (msgspec: a board of 100 entries in microseconds)."""
+    return _encode(body).decode()
+
+
+def _response(status: int, body: Any, headers: dict[str, str] | None = None, payload: str | None = None
+              ) -> dict[str, Any]:
+    """An API Gateway (v2) answer; ``payload``: the body's JSON when the caller has it already."""
     return {
         "statusCode": status,
         "headers": {"content-type": "application/json", **(headers or {})},
-        "body": json.dumps(body, separators=(",", ":")),
+        "body": to_json(body) if payload is None else payload,
         "isBase64Encoded": False,
     }
 
@@ -98,10 +109,11 @@ def board_max_age(board: dict[str, Any], refresh_seconds: float, now: float) -> 
 
 
 def _cache_headers(path: str, body: Any, params: dict[str, str], backend: Backend, now: float,
-                   age: float = 0.0) -> dict[str, str]:
+                   age: float = 0.0, payload: str | None = None) -> dict[str, str]:
     """The validator and freshness of a 200 answer on ``path`` (see the module docstring); ``age``: seconds
-    since the board store read the board (it keeps a head for a second or so)."""
-    payload = json.dumps(body, separators=(",", ":"))
+    since the board store read the board (it keeps a head for a second or so); ``payload``: the body's JSON,
+    the answer's very bytes (the tag is theirs)."""
+    payload = to_json(body) if payload is None else payload
     if path.startswith("/v1/leaderboards/") and path != "/v1/leaderboards/":  # that one lists the scopes
         # The body names the snapshot (refreshed_at) and the window; the limit is named too, so each
         # variant of a board has its own tag even when their entries coincide. A board the store had kept
@@ -267,8 +279,10 @@ def handle(event: dict[str, Any], backend: Backend, now: float | None = None) ->
         if event.get("body") and len(event["body"]) > MAX_BODY:
             raise PayloadTooLarge(f"this API takes no request body (at most {MAX_BODY} bytes, ignored)")
         status, body, age = route(method, path, params, headers, backend)
+        payload = to_json(body)  # once: the tag is over these bytes, and they are the body
         response = _response(status, body, _cache_headers(path, body, params, backend,
-                                                          time.time() if now is None else now, age))
+                                                          time.time() if now is None else now, age, payload),
+                             payload)
         if method in ("GET", "HEAD") and "etag" in response["headers"] and \
                 none_match(headers.get("if-none-match"), response["headers"]["etag"]):
             # The client's copy is current: validators and freshness again, no body (RFC 9110 15.4.5).
