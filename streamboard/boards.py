@@ -87,6 +87,7 @@ class PagedBoards:
         self.rng = rng or random.Random()
         self._lock = threading.Lock()
         self._heads: dict[tuple[str, str], tuple[Head, float]] = {}
+        self.writes = 0  # the snapshots this process wrote (what it answered from memory before is stale)
         self._listing: tuple[list[Head], float] | None = None
         self._pages: collections.OrderedDict[tuple[str, str, str, int], tuple[BoardEntry, ...]] = \
             collections.OrderedDict()
@@ -101,6 +102,7 @@ class PagedBoards:
             for b in boards:
                 self._heads.pop((b.scope, b.window), None)
             self._listing = None
+            self.writes += 1
 
     def _replace(self, b: Board) -> None:
         """Pages, then the heads, then the stale pages. Copy 0's put is conditioned on the version it

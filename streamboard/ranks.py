@@ -551,6 +551,7 @@ class RankTrees:
         self._lock = threading.Lock()
         self._head: tuple[RankHead, float] | None = None
         self._nodes: collections.OrderedDict[str, Node] = collections.OrderedDict()
+        self.writes = 0  # the versions this process wrote (what it answered from memory before is stale)
 
     # --- reads -------------------------------------------------------------------------------------------
 
@@ -756,6 +757,7 @@ class RankTrees:
             deleted = self._collect(head.gc)
         with self._lock:
             self._head = None
+            self.writes += 1
         # the write units DynamoDB bills for them: each new item by its size, the heads (each copy), and a unit
         # for each node deleted (nodes are under 1 KB)
         units = sum(dynamodb_write_units(_node_item_size(i)) for i in puts) + \

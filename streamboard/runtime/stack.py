@@ -29,7 +29,6 @@ from streamboard.settings import Settings
 from streamboard.usage import Usage
 
 if TYPE_CHECKING:  # the HTTP services are imported where they are built: `streamboard refresh` needs none
-    from starlette.applications import Starlette
 
     from streamboard.serving import Server
 
@@ -187,10 +186,11 @@ class Pipeline:
         return summary
 
 
-def read_api_app(backend: Backend) -> Starlette:
+def read_api_app(backend: Backend) -> Any:
     """Serve the read API Lambda locally: each request becomes an API Gateway HTTP API (v2) event. No route
     takes a request body, so one is capped at a few bytes and refused before it is read when it says it is
-    larger (:class:`BodyGuard`); API Gateway would cap it at 10 MB."""
+    larger (:class:`BodyGuard`); API Gateway would cap it at 10 MB. A board read answered less than
+    ``board_cache_seconds`` ago is answered again from memory (:mod:`streamboard.microcache`)."""
     import msgspec
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
@@ -200,6 +200,7 @@ def read_api_app(backend: Backend) -> Starlette:
 
     from processors import read_api
     from streamboard.errors import PayloadTooLarge
+    from streamboard.microcache import MicroCache
     from streamboard.serving import BodyGuard
 
     async def endpoint(request: Request) -> Response:
@@ -233,9 +234,11 @@ def read_api_app(backend: Backend) -> Starlette:
         # answers those too, as API Gateway would pass them on
         return await endpoint(request)
 
-    return Starlette(routes=[Route("/{path:path}", endpoint, methods=list(read_api.METHODS))],
-                     middleware=[Middleware(BodyGuard, body_limit=lambda method, path: read_api.MAX_BODY)],
-                     exception_handlers={404: unrouted})
+    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=list(read_api.METHODS))],
+                    middleware=[Middleware(BodyGuard, body_limit=lambda method, path: read_api.MAX_BODY)],
+                    exception_handlers={404: unrouted})
+    return MicroCache(app, backend.settings.board_cache_seconds,
+                      generation=lambda: (getattr(backend.boards, "writes", 0), getattr(backend.ranks, "writes", 0)))
 
 
 class LocalStack:

@@ -1,0 +1,136 @@
+"""A board read answered less than a second ago is answered again from memory (the local read API).
+
+Boards change only when a refresh lands, and the board store already keeps a board's head for
+``board_cache_seconds`` (1 s): within that time the handler would build the very same bytes again. This ASGI
+layer in front of the local read API keeps, per board URL (method, path and query string), the last ``200``
+the handler gave, for that long, and answers from it:
+
+- with ``304`` and no body when ``If-None-Match`` matches its ``ETag`` (RFC 9110's weak comparison, as the
+  handler does), else with the stored body;
+- with the stored validators and headers, and a ``max-age`` counted down from the one the handler gave (by
+  whole seconds, rounded up, as the handler counts a cached board's age): a response never outlives the next
+  refresh, cached or not.
+
+Only what the handler marked ``public, max-age=N`` is kept (never an error, a ``no-store`` answer, or
+anything but ``GET``/``HEAD`` on ``/v1/leaderboards/<scope>``), and a request with a body always reaches
+the handler. After a refresh lands, a board shows at most this long late: the same bound as the board
+store's own cache. On AWS, CloudFront plays this part in front of API Gateway (infra/README.md, the CDN).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_MAX_AGE = re.compile(rb"^public, max-age=(\d+)$")
+MAX_ENTRIES = 4096  # board URLs kept (scopes x windows x limits x around users); beyond it, the oldest go
+
+
+@dataclass
+class _Entry:
+    until: float  # monotonic: served from memory before this
+    generation: object  # the stores' writes when the handler answered
+    stored: float  # monotonic: when the handler answered
+    max_age: int  # the handler's max-age then
+    etag: bytes
+    headers: list[tuple[bytes, bytes]]  # the handler's, in its order (cache-control's value set per answer)
+    body: bytes
+
+
+def _none_match(header: bytes | None, etag: bytes) -> bool:
+    """RFC 9110 13.1.2: ``*``, or a list of tags compared weakly (``W/`` ignored)."""
+    if not header:
+        return False
+    if header.strip() == b"*":
+        return True
+    return etag.removeprefix(b"W/") in {t.strip().removeprefix(b"W/") for t in header.split(b",")}
+
+
+class MicroCache:
+    """ASGI middleware: see the module docstring. ``seconds`` <= 0 turns it off."""
+
+    def __init__(self, app: ASGIApp, seconds: float, prefix: str = "/v1/leaderboards/",
+                 clock: Callable[[], float] = time.monotonic, generation: Callable[[], object] = lambda: 0) -> None:
+        self.app, self.seconds, self.prefix, self.clock, self.generation = app, seconds, prefix, clock, generation
+        self.entries: dict[tuple[str, str, bytes], _Entry] = {}
+        self.hits = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (self.seconds <= 0 or scope["type"] != "http" or scope["method"] not in ("GET", "HEAD")
+                or not scope["path"].startswith(self.prefix) or len(scope["path"]) == len(self.prefix)):
+            await self.app(scope, receive, send)
+            return
+        inm: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                inm = value
+            elif name in (b"content-length", b"transfer-encoding") and value not in (b"0", b""):
+                await self.app(scope, receive, send)  # a body: the handler caps it and says so
+                return
+        key = (scope["method"], scope["path"], scope["query_string"])
+        now = self.clock()
+        entry = self.entries.get(key)
+        generation = self.generation()
+        if entry is not None and now < entry.until and entry.generation == generation:
+            self.hits += 1
+            await self._answer(entry, now, inm, scope["method"] == "HEAD", send)
+            return
+        await self.app(scope, receive, self._recording(key, now, generation, send))
+
+    def _recording(self, key: tuple[str, str, bytes], started: float, generation: object, send: Send) -> Send:
+        """``send`` that also keeps a ``200`` marked ``public, max-age=N`` with an ``ETag``."""
+        start: MutableMapping[str, Any] | None = None
+        chunks: list[bytes] = []
+
+        async def recording_send(message: MutableMapping[str, Any]) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body" and start is not None:
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self._keep(key, started, generation, start, b"".join(chunks))
+            await send(message)
+
+        return recording_send
+
+    def _keep(self, key: tuple[str, str, bytes], started: float, generation: object,
+              start: MutableMapping[str, Any], body: bytes) -> None:
+        if start["status"] != 200 or key[0] != "GET":
+            return
+        headers, etag, max_age = list(start.get("headers", [])), None, None
+        for name, value in headers:
+            if name == b"etag":
+                etag = value
+            elif name == b"cache-control":
+                m = _MAX_AGE.match(value)
+                max_age = int(m.group(1)) if m else None
+        if etag is None or max_age is None:
+            return
+        if len(self.entries) >= MAX_ENTRIES:
+            self.entries.pop(next(iter(self.entries)))
+        entry = _Entry(started + self.seconds, generation, started, max_age, etag, headers, body)
+        self.entries[key] = entry
+        self.entries[("HEAD", key[1], key[2])] = entry
+
+    async def _answer(self, entry: _Entry, now: float, inm: bytes | None, head: bool, send: Send) -> None:
+        cache = b"public, max-age=%d" % max(0, entry.max_age - math.ceil(now - entry.stored))
+        if _none_match(inm, entry.etag):
+            # as the handler answers a 304: its headers less the body's (RFC 9110 15.4.5)
+            headers = [(k, cache if k == b"cache-control" else v) for k, v in entry.headers
+                       if k not in (b"content-type", b"content-length")]
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers = [(k, cache if k == b"cache-control" else v) for k, v in entry.headers]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head else entry.body})
