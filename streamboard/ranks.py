@@ -64,7 +64,7 @@ RETIRED_PER_ITEM = 10_000  # node ids per item of a version's retired list (abou
 _PROBE = 4096  # a run longer than this never packs into one node
 ATTEMPTS = 3  # fresh heads a read takes before it gives up
 CACHED_NODES = 16_384  # decoded nodes kept per process (1 KB items: about 40 MB at most)
-ZLIB_LEVEL = 1  # a node's compression: level 1 packs nearly as small as 6 at a fraction of the time
+ZLIB_LEVEL = 4  # a node's compression: within 3% of level 6's size (the same on board leaves) at 65-75% of its time
 USERS = "users"  # the user index's tree name
 
 Key = tuple[Any, ...]
