@@ -15,7 +15,9 @@ names the root of every tree of one version, with the refresh batch and as_of it
 - Writes: a refresh's changed users (``athena_sql/queries/rank_scores.sql``) become deletes and inserts on
   the trees; only the leaves they touch and those leaves' ancestors are written, as new nodes (copy on
   write), the rest of the trees shared with the version before. The cost of a refresh is O(changed users x
-  depth) node writes, never more than the trees' size; a full build writes every node once.
+  depth) node writes, never more than the trees' size; a full build writes every node once. The nodes a
+  step visits are read ahead, every tree a level at a time (:func:`prefetch_paths`), the leaves kept packed
+  until used; each node is decoded once.
 - Versions: nodes first, then the list of the nodes this version replaced, then the head (copy 0 on the
   condition that it still names the version read, then the other copies): a reader holding a head reads
   that version whole, all boards and the user index together, never two versions mixed. The nodes a version
