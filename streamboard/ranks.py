@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import random
 import threading
 import time
@@ -568,10 +569,6 @@ def _node_item_size(item: Item) -> int:
     return 2 + len(item["pk"]["S"].encode()) + 2 + len(item["sk"]["S"].encode()) + len(name) + len(value["B"])
 
 
-def _negative_score(row: tuple[Any, ...]) -> int:
-    return int(row[0])
-
-
 # --- the store -------------------------------------------------------------------------------------------------
 
 
@@ -829,7 +826,7 @@ class RankTrees:
         boards = {}
         for board, entries in sorted(per_board.items()):
             # by user_id already: a stable sort by score gives board order (an int key sorts fast)
-            entries.sort(key=_negative_score)
+            entries.sort(key=operator.itemgetter(0))
             writers.append(TreeWriter(f"{board[0]}#{board[1]}", version, load))
             boards[board] = writers[-1].build(entries)
         return writers, users_root, boards
