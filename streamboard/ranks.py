@@ -15,7 +15,9 @@ names the root of every tree of one version, with the refresh batch and as_of it
 - Writes: a refresh's changed users (``athena_sql/queries/rank_scores.sql``) become deletes and inserts on
   the trees; only the leaves they touch and those leaves' ancestors are written, as new nodes (copy on
   write), the rest of the trees shared with the version before. The cost of a refresh is O(changed users x
-  depth) node writes, never more than the trees' size; a full build writes every node once.
+  depth) node writes, never more than the trees' size; a full build writes every node once. The nodes a
+  step visits are read ahead, every tree a level at a time (:func:`prefetch_paths`), the leaves kept packed
+  until used; each node is decoded once.
 - Versions: nodes first, then the list of the nodes this version replaced, then the head (copy 0 on the
   condition that it still names the version read, then the other copies): a reader holding a head reads
   that version whole, all boards and the user index together, never two versions mixed. The nodes a version
@@ -35,6 +37,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import random
 import threading
 import time
@@ -64,6 +67,7 @@ RETIRED_PER_ITEM = 10_000  # node ids per item of a version's retired list (abou
 _PROBE = 4096  # a run longer than this never packs into one node
 ATTEMPTS = 3  # fresh heads a read takes before it gives up
 CACHED_NODES = 16_384  # decoded nodes kept per process (1 KB items: about 40 MB at most)
+ZLIB_LEVEL = 4  # a node's compression: within 3% of level 6's size (the same on board leaves) at 65-75% of its time
 USERS = "users"  # the user index's tree name
 
 Key = tuple[Any, ...]
@@ -116,7 +120,7 @@ def pack(level: int, entries: Sequence[Any]) -> bytes:
     """A node's item body: ``[level, entries]`` as JSON, zlib-compressed. A leaf entry is its row (the key's
     parts, then the value); an inner entry ``[key, count, node]``."""
     rows = entries if level == 0 else [(r.key, r.count, r.node) for r in entries]
-    return zlib.compress(_ENCODE.encode((level, rows)), 6)
+    return zlib.compress(_ENCODE.encode((level, rows)), ZLIB_LEVEL)
 
 
 def unpack(blob: bytes) -> Node:
@@ -247,13 +251,39 @@ def entries_at(load: Loader, root: Root, start: int, n: int) -> list[tuple[Any, 
 def _route(children: Sequence[Ref], ops: Sequence[tuple[Key, Any]]) -> dict[int, list[tuple[Key, Any]]]:
     """The sorted ops by the child each falls in (child i holds the keys from its first on; keys before the
     first child's go to it), in one pass over both."""
-    groups: dict[int, list[tuple[Key, Any]]] = {}
-    i, last = 0, len(children) - 1
-    for op in ops:
-        while i < last and children[i + 1].key <= op[0]:
-            i += 1
-        groups.setdefault(i, []).append(op)
-    return groups
+    keys = [op[0] for op in ops]
+    return {i: list(ops[lo:hi]) for i, (lo, hi) in enumerate(_splits(children, keys)) if lo < hi}
+
+
+def _splits(children: Sequence[Ref], keys: Sequence[Key]) -> list[tuple[int, int]]:
+    """For each child, the slice of the sorted ``keys`` that falls in it (child i holds the keys from its first
+    to the next child's first; keys before the first child's go to it): a bisection per child, not per key."""
+    cuts = [0] + [bisect.bisect_left(keys, c.key) for c in children[1:]] + [len(keys)]
+    return list(zip(cuts, cuts[1:], strict=False))
+
+
+def prefetch_paths(load: Loader, fetch_leaves: Callable[[Sequence[str]], None],
+                   trees: Sequence[tuple[Root, Sequence[Key]]]) -> None:
+    """Read ahead the nodes an update of each tree by ops on these keys visits: every tree's inner nodes on
+    those keys' paths a level at a time (``load``: one read per level for all trees), and the leaves they
+    reach (``fetch_leaves``: read at once, decoded only when used)."""
+    frontier: dict[str, tuple[int, list[Key]]] = {}
+    for root, keys in trees:
+        if root.ref is not None and keys:
+            frontier[root.ref.node] = (root.level, list(keys))
+    while frontier:
+        leaves = [nid for nid, (level, _) in frontier.items() if level == 0]
+        if leaves:
+            fetch_leaves(leaves)
+        inner = {nid: lk for nid, lk in frontier.items() if lk[0] > 0}
+        nodes = load(list(inner)) if inner else {}
+        nxt: dict[str, tuple[int, list[Key]]] = {}
+        for nid, (level, keys) in inner.items():
+            children = nodes[nid].entries
+            for child, (lo, hi) in zip(children, _splits(children, keys), strict=True):
+                if lo < hi:
+                    nxt[child.node] = (level - 1, keys[lo:hi])
+        frontier = nxt
 
 
 def walk_nodes(load: Loader, root: Root) -> list[str]:
@@ -379,14 +409,25 @@ class TreeWriter:
         in it changes)."""
         node = self.node(ref)
         if level == 0:
-            merged = {r[:-1]: r for r in node.entries}
+            entries = list(node.entries)  # the ops merged in place (a few per leaf: no dict of every row)
+            changed = False
             for k, v in ops:
+                # a key sorts before its row and after every row of a smaller key: no key function needed
+                i = bisect.bisect_left(entries, k)
+                hit = i < len(entries) and entries[i][:-1] == k
                 if v is DELETE:
-                    merged.pop(k, None)
-                else:
-                    merged[k] = (*k, v)
-            entries = sorted(merged.values())  # rows order as their keys do: the keys are unique
-            if tuple(entries) == node.entries:
+                    if hit:
+                        del entries[i]
+                        changed = True
+                    continue
+                row = (*k, v)
+                if not hit:
+                    entries.insert(i, row)
+                    changed = True
+                elif entries[i] != row:
+                    entries[i] = row
+                    changed = True
+            if not changed:
                 return [ref]
             self._retire(ref)
             return self.emit(0, entries)
@@ -526,10 +567,6 @@ def _node_item_size(item: Item) -> int:
     """``usage.item_size`` of a node or retired-list item (a key and one binary attribute), computed directly."""
     (name, value), = ((k, v) for k, v in item.items() if k not in ("pk", "sk"))
     return 2 + len(item["pk"]["S"].encode()) + 2 + len(item["sk"]["S"].encode()) + len(name) + len(value["B"])
-
-
-def _negative_score(row: tuple[Any, ...]) -> int:
-    return int(row[0])
 
 
 # --- the store -------------------------------------------------------------------------------------------------
@@ -705,21 +742,33 @@ class RankTrees:
                 return {"version": None if cur is None else cur.version, "nodes": 0, "written": False}
             version = 1 if cur is None else cur.version + 1
             loaded: dict[str, Node] = {}
+            raw: dict[str, bytes] = {}  # nodes read ahead, not decoded yet (each is decoded once, when used)
 
-            def load(ids: Sequence[str]) -> Mapping[str, Node]:
+            def fetch(ids: Sequence[str], decode: bool) -> None:
                 """The version before's nodes, read once each for this write: eventually consistent (a node
                 never changes, so such a read finds it whole or not at all), then strongly for any not found."""
-                need = [n for n in dict.fromkeys(ids) if n not in loaded]
+                need = [n for n in dict.fromkeys(ids) if n not in loaded and n not in raw]
                 for consistent in (False, True):
                     if not need:
                         break
                     got = self.table.get_many([node_key(n) for n in need], consistent=consistent)
                     for (pk, _), item in got.items():
-                        loaded[pk[len(NODE_PREFIX):]] = unpack(bytes(item["b"]["B"]))
-                    need = [n for n in need if n not in loaded]
+                        blob = bytes(item["b"]["B"])
+                        if decode:
+                            loaded[pk[len(NODE_PREFIX):]] = unpack(blob)
+                        else:
+                            raw[pk[len(NODE_PREFIX):]] = blob
+                    need = [n for n in need if n not in loaded and n not in raw]
                 if need:
                     raise SinkError("a node of the ranks' current version is missing; a full refresh builds them "
                                     "again")
+
+            def load(ids: Sequence[str]) -> Mapping[str, Node]:
+                for n in ids:
+                    blob = raw.pop(n, None)
+                    if blob is not None:
+                        loaded[n] = unpack(blob)
+                fetch(ids, True)
                 return {n: loaded[n] for n in ids}
 
             if rebuild:
@@ -733,7 +782,8 @@ class RankTrees:
                 def forget(nid: str) -> None:
                     loaded.pop(nid, None)
 
-                writers, users_root, boards = self._step(cur, users, version, load, forget)
+                writers, users_root, boards = self._step(cur, users, version, load, forget,
+                                                         lambda ids: fetch(ids, False))
             retired = sorted(set().union(*(w.retired for w in writers)))
             parts = [retired[i:i + RETIRED_PER_ITEM] for i in range(0, len(retired), RETIRED_PER_ITEM)]
             puts: list[Item] = [{"pk": {"S": node_key(n)[0]}, "sk": {"S": NODE_SK}, "b": {"B": blob}}
@@ -778,13 +828,14 @@ class RankTrees:
         boards = {}
         for board, entries in sorted(per_board.items()):
             # by user_id already: a stable sort by score gives board order (an int key sorts fast)
-            entries.sort(key=_negative_score)
+            entries.sort(key=operator.itemgetter(0))
             writers.append(TreeWriter(f"{board[0]}#{board[1]}", version, load))
             boards[board] = writers[-1].build(entries)
         return writers, users_root, boards
 
     def _step(self, cur: RankHead, users: Sequence[UserScores], version: int, load: Loader,
-              forget: Callable[[str], None]) -> tuple[list[TreeWriter], Root, dict[tuple[str, str], Root]]:
+              forget: Callable[[str], None], fetch_leaves: Callable[[Sequence[str]], None] | None = None,
+              ) -> tuple[list[TreeWriter], Root, dict[tuple[str, str], Root]]:
         """The trees after the changed users' rows: their old entries (from the user index) deleted, their new
         ones inserted, each tree's ops in one pass (a leaf read is dropped from the write's cache once used)."""
         before = find_many(load, cur.users, [(u.user_id,) for u in users])
@@ -805,12 +856,18 @@ class RankTrees:
                         board_ops[board].append(((-n, u.user_id), u.user_name))
                 elif n is not None and u.name_changed:  # the same place, a new name (a no-op if it is not new)
                     board_ops[board].append(((-n, u.user_id), u.user_name))
+        user_ops.sort(key=lambda op: op[0])
+        for ops in board_ops.values():
+            ops.sort(key=lambda op: op[0])
+        if fetch_leaves is not None:  # every node the updates visit, read ahead in a few large reads
+            prefetch_paths(load, fetch_leaves, [(cur.users, [k for k, _ in user_ops])] +
+                           [(cur.boards.get(b, EMPTY), [k for k, _ in ops]) for b, ops in board_ops.items()])
         writers = [TreeWriter(USERS, version, load, forget)]
-        users_root = writers[0].update(cur.users, sorted(user_ops, key=lambda op: op[0]))
+        users_root = writers[0].update(cur.users, user_ops)
         boards = dict(cur.boards)
         for board, ops in sorted(board_ops.items()):
             writers.append(TreeWriter(f"{board[0]}#{board[1]}", version, load, forget))
-            boards[board] = writers[-1].update(cur.boards.get(board, EMPTY), sorted(ops, key=lambda op: op[0]))
+            boards[board] = writers[-1].update(cur.boards.get(board, EMPTY), ops)
         return writers, users_root, boards
 
     def _write_many(self, puts: list[Item]) -> None:
