@@ -217,7 +217,27 @@ def refresh(data_dir: Path, checkout: Path, full: bool, timeout: float, log_dir:
     summary = parse_summary(run.pop("stdout"))
     return {**run, "summary": summary, "seconds_reported": summary.get("seconds"),
             "bytes_read": summary.get("bytes_read"), "input_partitions": summary.get("input_partitions"),
-            "boards": summary.get("boards")}
+            "boards": summary.get("boards"), "per_player": per_player(summary)}
+
+
+def per_player(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a refresh spent on its per-player writes (the profiles' reconcile, every player's rank): their
+    queries' steps and their writes, in seconds, and the players each covered. The rest of the refresh is the
+    boards' path: the state steps, the snapshot, the pruning."""
+    steps = summary.get("steps", {})
+    profiles, ranks = summary.get("profiles", {}), summary.get("ranks", {})
+    queries = sum(v for k, v in steps.items() if k.startswith("profile_reconcile") or k == "rank_scores")
+    return {"seconds": round(queries + profiles.get("seconds", 0) + ranks.get("seconds", 0), 3),
+            "queries_seconds": round(queries, 3), "profiles_seconds": profiles.get("seconds"),
+            "ranks_seconds": ranks.get("seconds"), "profile_players": profiles.get("players"),
+            "rank_players": ranks.get("users"), "rank_nodes": ranks.get("nodes")}
+
+
+def boards_path_seconds(r: dict[str, Any]) -> float | None:
+    """A refresh's wall time less its per-player writes."""
+    if "wall_seconds" not in r:
+        return None
+    return round(float(r["wall_seconds"]) - float((r.get("per_player") or {}).get("seconds", 0)), 3)
 
 
 def written_boards(data_dir: Path) -> tuple[str | None, dict[str, list[list[Any]]]]:
@@ -330,7 +350,12 @@ def measure_size(events: int, root: Path, checkout: Path, full_flag: bool, timeo
         "incremental_fixed": fixed,
         "check_after_append": after, "after_append": {"parquet_files": files, "parquet_bytes": size},
         "ratios": {"incremental_vs_full": _ratio(incremental.get("wall_seconds"), full.get("wall_seconds")),
-                   "bare_vs_full": _ratio(bare.get("wall_seconds"), full.get("wall_seconds"))},
+                   "bare_vs_full": _ratio(bare.get("wall_seconds"), full.get("wall_seconds")),
+                   # without the per-player writes (profiles, ranks), which scale with the players a batch
+                   # touched: the boards' path alone
+                   "boards_path_incremental_vs_full": _ratio(boards_path_seconds(incremental),
+                                                             boards_path_seconds(full)),
+                   "bare_vs_boards_path_full": _ratio(bare.get("wall_seconds"), boards_path_seconds(full))},
     }
 
 
@@ -412,6 +437,26 @@ def write(doc: dict[str, Any]) -> str:
              "| events | Parquet | full build | incremental | bare query | incremental / full | bare / full "
              f"| boards = ceiling's | incremental after {FIXED_APPEND // 1000}k more |",
              "|---|---|---|---|---|---|---|---|---|"]
+    split = ["", "Of which per-player writes (the profiles' reconcile and every player's rank: their queries and "
+             "writes; they scale with the players a batch touched, not with the lake), and the boards' path (the "
+             "rest):", "",
+             "| events | refresh | per-player writes | profiles: players, write s | ranks: players, nodes, write s "
+             "| boards' path | boards' path incremental / full | bare / boards' path full |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        for kind in ("full", "incremental"):
+            run, pp = r[kind], r[kind].get("per_player") or {}
+            if "error" in run:
+                continue
+            first = kind == "full"
+            split.append(
+                f"| {_size(r['events'])} | {kind}: {run['wall_seconds']:.1f} s | {pp.get('seconds', 0):.1f} s "
+                f"| {pp.get('profile_players') or 0:,}, {pp.get('profiles_seconds') or 0:.1f} s "
+                f"| {pp.get('rank_players') or 0:,}, {pp.get('rank_nodes') or 0:,}, "
+                f"{pp.get('ranks_seconds') or 0:.1f} s "
+                f"| {boards_path_seconds(run):.1f} s "
+                f"| {_x(r['ratios'].get('boards_path_incremental_vs_full')) if not first else ''} "
+                f"| {_x(r['ratios'].get('bare_vs_boards_path_full')) if first else ''} |")
     for r in runs:
         lines.append(f"| {_size(r['events'])} | {r['parquet_bytes'] / 1e6:,.0f} MB | {_run(r['full'], True)} "
                      f"| {_run(r['incremental'], True)} | {_run(r['bare'])} "
@@ -428,6 +473,7 @@ def write(doc: dict[str, Any]) -> str:
               f"(bare query: {_mb(s['max_bare_peak_rss_mb'])}) |",
               "", f"Not a target: the incremental refresh after {FIXED_APPEND:,} more events (the same new data at "
               f"every size), {large} / {small}: {_x(s['incremental_fixed_growth']['value'])}."]
+    lines += split
     if s["sizes_compared"] != [SMALL, LARGE]:
         lines.append(f"\nThe issue's targets name 4M and 20M; this run compares {small} and {large}.")
     if s["failed_steps"]:

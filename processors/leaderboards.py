@@ -116,16 +116,27 @@ def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict
     engine = backend.refresh_query or backend.query
     billed_before = getattr(engine, "billed_bytes", 0)
     ranks: dict[str, Any] = {}
+    profiles = {"players": 0, "parts": 0, "seconds": 0.0}
 
     def rank_write(plan: Plan, rows: list[dict[str, Any]]) -> None:
         started = time.monotonic()
         ranks.update(write_ranks(backend, plan, rows), seconds=round(time.monotonic() - started, 3))
 
+    def profile_write(plan: Plan, rows: list[dict[str, Any]]) -> None:
+        started = time.monotonic()
+        profiles["players"] += reconcile_profiles(backend, plan, rows)
+        profiles["parts"] += 1
+        profiles["seconds"] = round(profiles["seconds"] + time.monotonic() - started, 3)
+
     options.setdefault("ranks", rank_write)
+    options.setdefault("reconcile", profile_write)
     result = refresher(backend, **options).refresh(full=full)
     boards = write_boards(backend, result.rows)
     shown = ("users", "rebuild", "nodes", "write_units", "seconds")
+    # what the per-player writes took (the steps' times are the queries' only): the profiles' reconcile writes
+    # and the ranks' write, each after its query
     summary = {**result.summary(), "boards": len(boards),
+               **({"profiles": profiles} if profiles["parts"] else {}),
                **({"ranks": {k: ranks[k] for k in shown if k in ranks}} if ranks else {})}
     if backend.usage is not None:
         # on AWS: the query Lambda starts the first statement, the writer runs on each one's state change
