@@ -36,3 +36,41 @@ def test_the_state_file_alone_holds_each_finished_batch(tmp_path: Path) -> None:
         finally:
             con.close()
     engine.close()
+
+
+def test_a_refresh_holds_less_memory_while_it_writes_profiles_and_ranks(tmp_path: Path) -> None:
+    """From the snapshot on, a batch's statements read a share of the players each while Python writes their
+    rows: DuckDB runs them under a smaller memory limit (it evicts its cache to fit), the next batch gets the
+    whole limit back, and the engine keeps no more rows of past results than KEPT_ROWS beyond the latest."""
+    from streamboard.adapters.local import query
+
+    sim = SimLake(tmp_path)
+    engine = LocalQueryEngine(sim.lake.root, sim.catalog, state_path=tmp_path / "state" / "state.duckdb",
+                              memory_limit_mb=2048)
+    limits: dict[str, str] = {}
+    real_run = run_on(engine, poll_seconds=0)
+
+    def run(sql: str) -> list[dict[str, object]]:
+        rows = real_run(sql)
+        step = sql.split(" step=", 1)[1].split(" ", 1)[0] if sql.startswith("-- streamboard refresh") else None
+        if step is not None:  # asked as the same step (its first-line tag) would run
+            probe = sql.split("\n", 1)[0] + "\nSELECT current_setting('memory_limit') AS m"
+            limits[step] = str(real_run(probe)[0]["m"])
+        return rows
+
+    refresher = IncrementalRefresh(run, sim.partitions, reconcile_parts=(2, 2))
+    now = START + dt.timedelta(hours=1)
+    sim.arrive([{"event_id": f"{event_ids[1]}", "user_id": "ann", "category": "chess", "points": 1,
+                 "challenge_id": None, "user_name": None, "ts": now, "received_at": now}],
+               now.replace(minute=0, second=0, microsecond=0), now)
+    refresher.refresh(now=now.replace(tzinfo=dt.UTC))
+    full, small = limits["board_snapshot"], limits["profile_reconcile_1of2"]
+    assert limits["profile_reconcile_2of2"] == limits["rank_scores"] == small != full
+    assert limits["10_prune_deliveries"] == limits["done"] == full  # the rest of the batch: the whole limit again
+    engine.close()
+
+    engine = LocalQueryEngine(sim.lake.root, sim.catalog)
+    for n in (60_000, 60_000, 10):
+        engine.start_query(f"SELECT * FROM range({n})")
+    assert sum(len(rows) for _, rows in engine._results.values()) <= query.KEPT_ROWS + 10
+    assert len(engine.results(engine.start_query("SELECT * FROM range(150000)"))) == 150_000  # the latest, whole

@@ -64,6 +64,8 @@ _FIXED_WIDTH = {"BOOLEAN": 1, "TINYINT": 1, "SMALLINT": 2, "INTEGER": 4, "FLOAT"
 # Its strings are stored uncompressed: DuckDB's string compression (DICT_FSST) spent most of the time of
 # writing the state (4M event ids: 2.3 s compressed, 0.5 s not), a third of a full build, for a file about
 # 1.75 times smaller.
+KEPT_ROWS = 100_000  # query results kept beyond the latest one's rows (LocalQueryEngine.start_query)
+PER_PLAYER_MEMORY_MB = 1024  # DuckDB's limit while the refresh writes profiles and ranks (LocalQueryEngine)
 _STATE_SETTINGS = ("SET checkpoint_threshold='4GB'", "SET disabled_compression_methods='dict_fsst'")
 
 
@@ -105,9 +107,15 @@ class LocalQueryEngine:
         # Trino SQL that replaces a view's file (tests pin board_clock to a fixed as_of this way).
         self.view_overrides = dict(view_overrides or {})
         self._results: dict[str, tuple[QueryStatus, list[dict[str, Any]]]] = {}
+        self._kept_rows = 0
         self._lock = threading.Lock()
         self._state_con: duckdb.DuckDBPyConnection | None = None
         self._state_lock = threading.Lock()
+        # After the board snapshot a batch's statements read little (a share of the players each) while Python
+        # writes profiles and ranks from their rows: DuckDB's cache is cut to this meanwhile, so that the two
+        # never hold the whole budget each (the next batch's first statement restores the limit).
+        self.per_player_memory_mb = min(memory_limit_mb, PER_PLAYER_MEMORY_MB)
+        self._limit_mb = memory_limit_mb
         # Athena's bill: each successful query's bytes scanned is counted in ``usage``, and summed here too
         # (the refresh takes the difference over its statements).
         self.usage = usage
@@ -175,7 +183,7 @@ class LocalQueryEngine:
         except Exception as exc:  # sqlglot raises several error types for bad SQL
             raise QueryFailed(f"could not parse the SQL as Trino: {exc}") from exc
         if self.state_path is not None:
-            result = self._run_in_state(duck_sql)
+            result = self._run_in_state(duck_sql, self._memory_for(trino_sql))
             self._after_batch(trino_sql)
         else:
             con = self.connect()
@@ -286,17 +294,30 @@ class LocalQueryEngine:
         """The catalog's tables a statement names (most refresh statements read only state tables)."""
         return [t for t in self.catalog.table_names() if re.search(rf"\b{re.escape(t)}\b", sql)]
 
-    def _run_in_state(self, duck_sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def _memory_for(self, trino_sql: str) -> int:
+        """The memory limit a statement runs under: the per-player one from the snapshot to the batch's end."""
+        from streamboard.refresh import RANKS_STEP, is_profiles_step, untag
+
+        tagged = untag(trino_sql)
+        if tagged is not None and (is_profiles_step(tagged[1]) or tagged[1] == RANKS_STEP):
+            return self.per_player_memory_mb
+        return self.memory_limit_mb
+
+    def _run_in_state(self, duck_sql: str, limit_mb: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """On the state database's one connection, kept open (opening it costs a checkpoint each time). A lake
         table the statement reads is defined again first, as files arrive (listing every partition's folder
         costs milliseconds; most statements read only state)."""
         with self._state_lock:
             if self._state_con is None:
                 self._state_con = self.connect()
+                self._limit_mb = self.memory_limit_mb
             else:
                 for table in self.lake_tables_in(duck_sql):
                     self._state_con.execute(self._table_view(table))
             try:
+                if limit_mb is not None and limit_mb != self._limit_mb:
+                    self._state_con.execute(f"SET memory_limit='{limit_mb}MB'")  # evicts cached blocks to fit
+                    self._limit_mb = limit_mb
                 cur = self._state_con.execute(duck_sql)
                 names = [d[0] for d in cur.description] if cur.description else []
                 return names, cur.fetchall()
@@ -335,8 +356,11 @@ class LocalQueryEngine:
             entry = (QueryStatus(query_id, "FAILED", str(exc), sql), [])
         with self._lock:
             self._results[query_id] = entry
-            while len(self._results) > 64:  # keep the latest results only, like a results bucket lifecycle
-                self._results.pop(next(iter(self._results)))
+            self._kept_rows += len(entry[1])
+            # keep the latest results only, like a results bucket lifecycle: 64 queries, and no more rows than
+            # KEPT_ROWS beyond the latest one's (a full build's reconcile reads every player, part by part)
+            while len(self._results) > 64 or (len(self._results) > 1 and self._kept_rows > KEPT_ROWS):
+                self._kept_rows -= len(self._results.pop(next(iter(self._results)))[1])
         return query_id
 
     def _entry(self, query_id: str) -> tuple[QueryStatus, list[dict[str, Any]]]:
