@@ -55,6 +55,20 @@ def _none_match(header: bytes | None, etag: bytes) -> bool:
     return etag.removeprefix(b"W/") in {t.strip().removeprefix(b"W/") for t in header.split(b",")}
 
 
+def _without_body(receive: Receive) -> Receive:
+    """``receive`` of a request without a body (only those reach the cache), for the app to call again."""
+    given = False
+
+    async def replay() -> MutableMapping[str, Any]:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class MicroCache:
     """ASGI middleware: see the module docstring. ``seconds`` <= 0 turns it off."""
 
@@ -84,7 +98,22 @@ class MicroCache:
             self.hits += 1
             await self._answer(entry, now, inm, scope["method"] == "HEAD", send)
             return
-        await self.app(scope, receive, self._recording(key, now, generation, send))
+        if inm is None or scope["method"] != "GET":
+            await self.app(scope, receive, self._recording(key, now, generation, send))
+            return
+        # A conditional GET: the handler is asked without the condition (a 304 has no body to keep), once a
+        # second per URL at most, and the condition is answered here from what it gave.
+        unconditional = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"if-none-match"]}
+
+        async def discard(message: MutableMapping[str, Any]) -> None:
+            return None
+
+        await self.app(unconditional, _without_body(receive), self._recording(key, now, generation, discard))
+        entry = self.entries.get(key)
+        if entry is not None and entry.stored == now and entry.generation == generation:
+            await self._answer(entry, now, inm, False, send)
+            return
+        await self.app(scope, _without_body(receive), send)  # not kept (an error, say): the handler answers
 
     def _recording(self, key: tuple[str, str, bytes], started: float, generation: object, send: Send) -> Send:
         """``send`` that also keeps a ``200`` marked ``public, max-age=N`` with an ``ETag``."""

@@ -68,6 +68,25 @@ def test_a_board_read_again_within_the_second_is_answered_from_memory(clock: lis
     assert client.get(BOARD).content == b'{"n":3}'
 
 
+def test_conditional_reads_alone_fill_the_cache_and_get_304s(clock: list[float]) -> None:
+    """Clients that all hold the current version send only conditional requests: the first one a second asks
+    the handler for the board without the condition, keeps it, and every answer is a 304 from memory."""
+    handler = Handler()
+    client = TestClient(MicroCache(handler, seconds=1.0, clock=lambda: clock[0]))
+    answers = [client.get(BOARD, headers={"if-none-match": '"v1"'}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [304] * 3 and handler.calls == 1
+    assert all(a.content == b"" and a.headers["etag"] == '"v1"' for a in answers)
+    stale = client.get(BOARD, headers={"if-none-match": '"v0"'})  # an older copy: the body
+    assert stale.status_code == 200 and stale.content == b'{"n":1}' and handler.calls == 1
+    clock[0] += 1.5
+    after = client.get(BOARD, headers={"if-none-match": '"v1"'})  # a second later the handler says "v2"
+    assert after.status_code == 200 and after.headers["etag"] == '"v2"' and handler.calls == 2
+    # an answer that is not kept (an error) is the handler's own, asked with the condition
+    handler.status = 404
+    clock[0] += 1.5
+    assert client.get(BOARD, headers={"if-none-match": '"v2"'}).status_code == 404
+
+
 @pytest.mark.parametrize("case", ["error", "no-store", "post", "body", "other-route", "board-list", "off"])
 def test_what_is_never_answered_from_memory(clock: list[float], case: str) -> None:
     handler = Handler()
