@@ -157,3 +157,13 @@ def run_wrk(cmd: list[str], seconds: float) -> dict[str, Any]:
     figures["load_generator_cpus"] = round((usage.ru_utime + usage.ru_stime) / elapsed, 2)
     return {"command": " ".join(cmd), **figures}
 
+
+def median_round(entries: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The round with the median ``key`` (the upper middle one for an even count), with every round's."""
+    median = sorted(entries, key=lambda e: e[key])[len(entries) // 2]
+    return {**median, f"rounds_{key}": [e[key] for e in entries]}
+
+
+def exit_on_sigterm(signum: int, frame: Any) -> None:
+    """A SIGTERM handler that unwinds through the finally blocks that stop the servers."""
+    raise SystemExit(128 + signum)

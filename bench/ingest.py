@@ -47,7 +47,9 @@ from bench.common import (
     RESULTS,
     SERVER_CPU,
     cpu_seconds,
+    exit_on_sigterm,
     free_port,
+    median_round,
     pinned,
     pinning_text,
     rss_kb,
@@ -205,17 +207,14 @@ def measure(mode: str, batch: int, bodies: list[bytes], script: Path, generator:
             "stack": stack}
 
 
-def _median(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round with the median events/s (the upper middle one for an even count), with every round's."""
-    median = sorted(entries, key=lambda e: e["events_per_s"])[len(entries) // 2]
-    return {**median, "rounds_events_per_s": [e["events_per_s"] for e in entries]}
 
 
 def summarise(shape: str, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """One shape's result from every server's rounds (``full`` is ours, the others bare): each server's
     median round, the ceiling (the best bare median), ours / ceiling in events/s and per round."""
     bares = [m for m in runs if m != "full"]
-    result: dict[str, Any] = {"events_per_request": SHAPES[shape], **{m: _median(e) for m, e in runs.items()}}
+    result: dict[str, Any] = {"events_per_request": SHAPES[shape],
+                              **{m: median_round(e, "events_per_s") for m, e in runs.items()}}
     ceiling = max(bares, key=lambda m: result[m]["events_per_s"])
     ratio = result["full"]["events_per_s"] / result[ceiling]["events_per_s"]
     result.update(ceiling=ceiling, ratio_events_per_s=round(ratio, 3), target=TARGETS[shape],
@@ -292,8 +291,6 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
 
 
 def main() -> None:
@@ -320,7 +317,7 @@ def main() -> None:
         print(f"note: {note}", file=sys.stderr)
     if generator == "python" and CLIENT_CPU is not None:
         os.sched_setaffinity(0, {CLIENT_CPU})
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     results = run(args.seconds, args.connections, args.rounds, generator, modes)
     method = {
         "load_generator": f"wrk ({wrk_version()}), -t1, Lua script POSTing pre-built bodies" if generator == "wrk"

@@ -42,7 +42,9 @@ from bench.common import (
     RESULTS,
     SERVER_CPU,
     cpu_seconds,
+    exit_on_sigterm,
     free_port,
+    median_round,
     pinned,
     pinning_text,
     rss_kb,
@@ -126,10 +128,6 @@ def measure_server(mode: str, data: Path, captured_file: Path, captured: dict[st
     return out, captured
 
 
-def _median(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round with the median requests/s (the upper middle one for an even count), with every round's."""
-    median = sorted(entries, key=lambda e: e["requests_per_s"])[len(entries) // 2]
-    return {**median, "rounds_requests_per_s": [e["requests_per_s"] for e in entries]}
 
 
 def run(seconds: float, connections: int, rounds: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -155,7 +153,7 @@ def run(seconds: float, connections: int, rounds: int) -> tuple[dict[str, Any], 
     assert captured is not None
     results: dict[str, Any] = {}
     for case, (limit, kind) in CASES.items():
-        ours, bare = _median(runs[case]["ours"]), _median(runs[case]["bare"])
+        ours, bare = (median_round(runs[case][m], "requests_per_s") for m in ("ours", "bare"))
         c = captured[_url(limit)]
         body_bytes = len(base64.b64decode(c["ok"]["body_b64"])) if kind == "200" else 0
         results[case] = {
@@ -222,8 +220,6 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
 
 
 def main() -> None:
@@ -235,7 +231,7 @@ def main() -> None:
     args = p.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk (make bench-read does it)")
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     load_before = [round(x, 2) for x in os.getloadavg()]
     notes = list(args.note)
     if load_before[0] > 0.5:
