@@ -1,7 +1,7 @@
 """The server side of bench/ingest.py, one process per measurement, each on 127.0.0.1:PORT:
 
 - ``full``: OUR ingest server, as ``python -m ingest`` builds it (``create_app`` under
-  ``streamboard.serving.build_server``: uvicorn with our connection hygiene, on httptools and asyncio's loop
+  ``streamboard.serving.build_server``: uvicorn with our connection hygiene, on httptools and uvloop
   ), with a null stream sink and rate limiting off;
 - ``bare_asgi``: a plain ASGI callable (no framework, no middleware) that reads the body, decodes it with
   msgspec and answers 202, under plain uvicorn with uvloop and httptools;

@@ -2,7 +2,7 @@
 
 - ``ours``: OUR local read API, as ``streamboard up`` serves it (``streamboard.runtime.stack.read_api_app``
   over the local backend of a data dir, under ``streamboard.serving.build_server``: uvicorn with our
-  connection hygiene, on httptools and asyncio's loop);
+  connection hygiene, on httptools and uvloop);
 - ``bare``: a plain ASGI callable (no framework, no middleware) under plain uvicorn with uvloop and
   httptools, answering each benchmarked URL with the very bytes and headers ours sent for it (captured from
   ours by :func:`capture`), and 304 with ours' 304 headers when ``If-None-Match`` is its ETag.

@@ -23,7 +23,7 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -44,6 +44,7 @@ class _Entry:
     etag: bytes
     headers: list[tuple[bytes, bytes]]  # the handler's, in its order (cache-control's value set per answer)
     body: bytes
+    answers: dict[tuple[bool, int], list[tuple[bytes, bytes]]] = field(default_factory=dict)  # (304?, max-age)
 
 
 def _none_match(header: bytes | None, etag: bytes) -> bool:
@@ -152,14 +153,18 @@ class MicroCache:
         self.entries[("HEAD", key[1], key[2])] = entry
 
     async def _answer(self, entry: _Entry, now: float, inm: bytes | None, head: bool, send: Send) -> None:
-        cache = b"public, max-age=%d" % max(0, entry.max_age - math.ceil(now - entry.stored))
-        if _none_match(inm, entry.etag):
-            # as the handler answers a 304: its headers less the body's (RFC 9110 15.4.5)
-            headers = [(k, cache if k == b"cache-control" else v) for k, v in entry.headers
-                       if k not in (b"content-type", b"content-length")]
+        max_age = max(0, entry.max_age - math.ceil(now - entry.stored))
+        not_modified = _none_match(inm, entry.etag)
+        headers = entry.answers.get((not_modified, max_age))
+        if headers is None:  # made once per second of max-age: the same list for every answer meanwhile
+            cache = b"public, max-age=%d" % max_age
+            # a 304 is the handler's headers less the body's (RFC 9110 15.4.5)
+            headers = entry.answers[(not_modified, max_age)] = [
+                (k, cache if k == b"cache-control" else v) for k, v in entry.headers
+                if not (not_modified and k in (b"content-type", b"content-length"))]
+        if not_modified:
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
-        headers = [(k, cache if k == b"cache-control" else v) for k, v in entry.headers]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head else entry.body})
