@@ -84,7 +84,6 @@ def reconcile_profiles(backend: Backend, plan: Plan, rows: list[dict[str, Any]])
                                           now=format_ts(dt.datetime.now(dt.UTC)))
 
 
-
 def write_ranks(backend: Backend, plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Write a batch's ranks from its rank statement's rows (``streamboard.ranks``): the users it changed,
     stepped onto the store's ranks of the batch before, or every user, built again (the cycle collector

@@ -41,6 +41,7 @@ from streamboard.errors import (
     http_status,
 )
 from streamboard.health import health_report
+from streamboard.microcache import none_match
 from streamboard.ports import Board
 from streamboard.registry import parse_ts
 
@@ -127,16 +128,6 @@ def _cache_headers(path: str, body: Any, params: dict[str, str], backend: Backen
     if path in NO_STORE_PATHS:
         return {"cache-control": NO_STORE}
     return {"etag": _etag("read", payload), "cache-control": f"public, max-age={SHORT_MAX_AGE}"}
-
-
-def none_match(header: str | None, etag: str) -> bool:
-    """Whether ``If-None-Match`` matches ``etag`` (RFC 9110 13.1.2: weak comparison, a list, or ``*``)."""
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
-    return etag.removeprefix("W/") in tags
 
 
 def _limit(params: dict[str, str]) -> int:

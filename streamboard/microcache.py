@@ -47,13 +47,15 @@ class _Entry:
     answers: dict[tuple[bool, int], list[tuple[bytes, bytes]]] = field(default_factory=dict)  # (304?, max-age)
 
 
-def _none_match(header: bytes | None, etag: bytes) -> bool:
-    """RFC 9110 13.1.2: ``*``, or a list of tags compared weakly (``W/`` ignored)."""
+def none_match(header: str | None, etag: str) -> bool:
+    """Whether ``If-None-Match`` matches ``etag`` (RFC 9110 13.1.2: weak comparison, a list, or ``*``); the
+    read API's handler and this cache answer the same."""
     if not header:
         return False
-    if header.strip() == b"*":
+    if header.strip() == "*":
         return True
-    return etag.removeprefix(b"W/") in {t.strip().removeprefix(b"W/") for t in header.split(b",")}
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return etag.removeprefix("W/") in tags
 
 
 def _without_body(receive: Receive) -> Receive:
@@ -77,7 +79,6 @@ class MicroCache:
                  clock: Callable[[], float] = time.monotonic, generation: Callable[[], object] = lambda: 0) -> None:
         self.app, self.seconds, self.prefix, self.clock, self.generation = app, seconds, prefix, clock, generation
         self.entries: dict[tuple[str, str, bytes], _Entry] = {}
-        self.hits = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (self.seconds <= 0 or scope["type"] != "http" or scope["method"] not in ("GET", "HEAD")
@@ -96,7 +97,6 @@ class MicroCache:
         entry = self.entries.get(key)
         generation = self.generation()
         if entry is not None and now < entry.until and entry.generation == generation:
-            self.hits += 1
             await self._answer(entry, now, inm, scope["method"] == "HEAD", send)
             return
         if inm is None or scope["method"] != "GET":
@@ -154,7 +154,7 @@ class MicroCache:
 
     async def _answer(self, entry: _Entry, now: float, inm: bytes | None, head: bool, send: Send) -> None:
         max_age = max(0, entry.max_age - math.ceil(now - entry.stored))
-        not_modified = _none_match(inm, entry.etag)
+        not_modified = inm is not None and none_match(inm.decode("latin-1"), entry.etag.decode("latin-1"))
         headers = entry.answers.get((not_modified, max_age))
         if headers is None:  # made once per second of max-age: the same list for every answer meanwhile
             cache = b"public, max-age=%d" % max_age

@@ -390,8 +390,7 @@ class IncrementalRefresh:
             if is_profiles_step(statement.name):
                 result.profile_rows += len(rows)
                 if self.reconcile is not None:
-                    with gc_paused():
-                        self.reconcile(plan, rows)
+                    self.reconcile(plan, rows)
             if statement.name == RANKS_STEP:
                 result.rank_rows = rows
                 if self.ranks is not None:

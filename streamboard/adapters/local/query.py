@@ -111,9 +111,9 @@ class LocalQueryEngine:
         self._lock = threading.Lock()
         self._state_con: duckdb.DuckDBPyConnection | None = None
         self._state_lock = threading.Lock()
-        # After the board snapshot a batch's statements read little (a share of the players each) while Python
-        # writes profiles and ranks from their rows: DuckDB's cache is cut to this meanwhile, so that the two
-        # never hold the whole budget each (the next batch's first statement restores the limit).
+        # The profiles' reconcile parts and the ranks' query read little (a share of the players each) while
+        # Python writes profiles and ranks from their rows: DuckDB's cache is cut to this for them, so that the
+        # two never hold the whole budget each (the statement after them, a pruning step, restores the limit).
         self.per_player_memory_mb = min(memory_limit_mb, PER_PLAYER_MEMORY_MB)
         self._limit_mb = memory_limit_mb
         # Athena's bill: each successful query's bytes scanned is counted in ``usage``, and summed here too
@@ -183,8 +183,13 @@ class LocalQueryEngine:
         except Exception as exc:  # sqlglot raises several error types for bad SQL
             raise QueryFailed(f"could not parse the SQL as Trino: {exc}") from exc
         if self.state_path is not None:
-            result = self._run_in_state(duck_sql, self._memory_for(trino_sql))
-            self._after_batch(trino_sql)
+            from streamboard.refresh import untag
+
+            tagged = untag(trino_sql)  # the step, read once (the tag carries the batch's whole plan)
+            step = None if tagged is None else tagged[1]
+            result = self._run_in_state(duck_sql, self._memory_for(step))
+            if tagged is not None and step == "done":
+                self._after_batch(tagged[0].batch)
         else:
             con = self.connect()
             try:
@@ -294,12 +299,12 @@ class LocalQueryEngine:
         """The catalog's tables a statement names (most refresh statements read only state tables)."""
         return [t for t in self.catalog.table_names() if re.search(rf"\b{re.escape(t)}\b", sql)]
 
-    def _memory_for(self, trino_sql: str) -> int:
-        """The memory limit a statement runs under: the per-player one from the snapshot to the batch's end."""
-        from streamboard.refresh import RANKS_STEP, is_profiles_step, untag
+    def _memory_for(self, step: str | None) -> int:
+        """The memory limit a refresh step (None: any other statement) runs under: the per-player one for the
+        profiles' reconcile and the ranks' query, whose rows Python writes after them."""
+        from streamboard.refresh import RANKS_STEP, is_profiles_step
 
-        tagged = untag(trino_sql)
-        if tagged is not None and (is_profiles_step(tagged[1]) or tagged[1] == RANKS_STEP):
+        if step is not None and (is_profiles_step(step) or step == RANKS_STEP):
             return self.per_player_memory_mb
         return self.memory_limit_mb
 
@@ -324,20 +329,15 @@ class LocalQueryEngine:
             except duckdb.Error as exc:
                 raise QueryFailed(str(exc).splitlines()[0]) from exc
 
-    def _after_batch(self, trino_sql: str) -> None:
+    def _after_batch(self, batch: int) -> None:
         """After the statement that ends a refresh batch: checkpoint the state database."""
-        from streamboard.refresh import untag
-
-        tagged = untag(trino_sql)
-        if tagged is None or tagged[1] != "done":
-            return
         with self._state_lock:
             if self._state_con is None:
                 return
             try:
                 self._state_con.execute("CHECKPOINT")
             except duckdb.Error as exc:  # the batch is committed (in the log): DuckDB checkpoints it later
-                log.warning("checkpoint of the refresh state after batch %d failed: %s", tagged[0].batch, exc)
+                log.warning("checkpoint of the refresh state after batch %d failed: %s", batch, exc)
 
     def close(self) -> None:
         """Close the state database's connection (it opens again on the next query)."""
