@@ -2,25 +2,27 @@
 and conditional (``If-None-Match`` with the current ETag: 304), against a bare endpoint that returns the same
 bytes, measured in the same run.
 
-Servers (bench/read_server.py), one at a time, each on 127.0.0.1 in its own process:
+Servers (bench/read_server.py), both up for the whole run, each on 127.0.0.1 in its own process:
   ours: the read API as ``streamboard up`` serves it (read_api_app over the local backend of a data dir
-        with real boards, under streamboard.serving.build_server: uvicorn + httptools on asyncio's loop);
+        with real boards, under streamboard.serving.build_server: uvicorn + httptools on uvloop);
   bare: a plain ASGI callable under plain uvicorn with uvloop and httptools (the fastest stack bench/ingest.py
         found here) replaying ours' captured answers: the same body and headers, 304 on a matching ETag.
 
 Load: ``wrk -t1 -cN -dS --latency`` on ``/v1/leaderboards/overall?window=all&limit=10`` and ``limit=100``,
-without and with ``-H 'If-None-Match: ETAG'``. The server is pinned to one CPU and wrk to the other. Rounds
-alternate (ours, bare, ours, ...), each server freshly started per round and checked, every case warmed up;
-the median round of each case counts. The ratio is ours / bare in requests/s.
+without and with ``-H 'If-None-Match: ETAG'``. Both servers are pinned to one CPU (only the one under
+load works) and wrk to the other. Each round measures every case on ours and on bare back to back, the
+first of the pair alternating by round, each measurement after a warm-up; the median round of each case
+counts. The ratio is ours / bare in requests/s (the median of the pairs' ratios is reported next to it).
 
 Results go to bench/results/read.json and bench/results/read.md.
-Usage: python -m bench.read [--seconds 5] [--rounds 5] [--connections 32]
+Usage: python -m bench.read [--seconds 3] [--rounds 7] [--connections 32]
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import json
 import os
@@ -28,9 +30,12 @@ import platform
 import shlex
 import shutil
 import signal
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,80 +94,90 @@ def check(port: int, captured: dict[str, Any] | None) -> bool:
     return True
 
 
-def measure_server(mode: str, data: Path, captured_file: Path, captured: dict[str, Any] | None,
-                   seconds: float, connections: int, tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Start one server, capture ours' answers (the first time) or check them, then every case: a warm-up and
-    a measurement. Returns the figures per case and the captured answers; stops the server whatever happens."""
+@contextlib.contextmanager
+def started(mode: str, data: Path, captured_file: Path, captured: dict[str, Any] | None,
+            tmp: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, Any]]]:
+    """One server up (pinned to the server CPU) and checked: ours' answers captured (when ``captured`` is
+    None) or compared with what ours gave; yields the process, its base URL and the captured answers. Stopped
+    on the way out whatever happens."""
     port, info = free_port(), tmp / f"{mode}.info.json"
     info.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "bench.read_server", "--mode", mode, "--port", str(port), "--info", str(info)]
     argv += ["--data-dir", str(data)] if mode == "ours" else ["--captured", str(captured_file)]
     base = f"http://127.0.0.1:{port}"
-    out: dict[str, Any] = {}
     with server(argv, lambda: check(port, captured), tmp / f"{mode}.log") as proc:
         if captured is None:
             with httpx.Client(base_url=base, timeout=10, trust_env=False) as client:
                 captured = capture(client, [_url(n) for n in LIMITS])
             captured_file.write_text(json.dumps(captured))
-        for case, (limit, kind) in CASES.items():
-            url = _url(limit)
-            header = ["-H", f"If-None-Match: {captured[url]['etag']}"] if kind == "304" else []
-
-            def wrk(duration: float, header: list[str] = header, url: str = url) -> dict[str, Any]:
-                cmd = pinned(CLIENT_CPU, ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
-                                          "--latency", "--timeout", "10s", *header, f"{base}{url}"])
-                return {**run_wrk(cmd, duration), "command": shlex.join(cmd)}  # -H's value has a space
-
-            wrk(WARM_UP_S)
-            cpu, started = cpu_seconds(proc.pid), time.perf_counter()
-            figures = wrk(seconds)
-            elapsed = time.perf_counter() - started
-            figures["command"] = figures["command"].replace(f":{port}/", ":PORT/")
-            rss, peak = rss_kb(proc.pid), rss_kb(proc.pid, "VmHWM")
-            out[case] = {**figures, "server_cpus": round((cpu_seconds(proc.pid) - cpu) / elapsed, 2),
-                         "rss_mb": round(rss / 1024, 1) if rss else None,
-                         "peak_rss_mb": round(peak / 1024, 1) if peak else None}
-        stack = json.loads(info.read_text()) if info.exists() else {}
-    for entry in out.values():
-        entry["stack"] = stack
-    return out, captured
+        yield proc, base, captured
 
 
+def measure(proc: subprocess.Popen[bytes], base: str, case: str, etag: str, seconds: float,
+            connections: int) -> dict[str, Any]:
+    """One case on one running server: a warm-up, then the measurement (with the server's CPU and memory)."""
+    limit, kind = CASES[case]
+    header = ["-H", f"If-None-Match: {etag}"] if kind == "304" else []
+
+    def wrk(duration: float) -> dict[str, Any]:
+        cmd = pinned(CLIENT_CPU, ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+                                  "--latency", "--timeout", "10s", *header, f"{base}{_url(limit)}"])
+        return {**run_wrk(cmd, duration), "command": shlex.join(cmd)}  # -H's value has a space
+
+    wrk(WARM_UP_S)
+    cpu, t0 = cpu_seconds(proc.pid), time.perf_counter()
+    figures = wrk(seconds)
+    elapsed = time.perf_counter() - t0
+    figures["command"] = figures["command"].replace(base.rsplit(":", 1)[1] + "/", "PORT/")
+    rss, peak = rss_kb(proc.pid), rss_kb(proc.pid, "VmHWM")
+    return {**figures, "server_cpus": round((cpu_seconds(proc.pid) - cpu) / elapsed, 2),
+            "rss_mb": round(rss / 1024, 1) if rss else None, "peak_rss_mb": round(peak / 1024, 1) if peak else None}
 
 
 def run(seconds: float, connections: int, rounds: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Seed a data dir, then ``rounds`` rounds of ours and bare in turn, every case on each."""
-    with tempfile.TemporaryDirectory(prefix="streamboard-bench-") as tmp_dir:
+    """Seed a data dir, start both servers (on the same CPU; only the one under load works), then ``rounds``
+    rounds: every case on ours and on bare back to back, in turn first (ours, bare; then bare, ours), so that
+    each pair is measured within seconds and a slow spell of the machine falls on both alike."""
+    with tempfile.TemporaryDirectory(prefix="streamboard-bench-") as tmp_dir, contextlib.ExitStack() as stack:
         tmp = Path(tmp_dir)
         data = tmp / "data"
-        started = time.perf_counter()
+        t0 = time.perf_counter()
         seeded = seed_data_dir(data, SEED_USERS, SEED_EVENTS)
-        seeded = {"events": seeded["events"], "users": seeded["users"],
-                  "seconds": round(time.perf_counter() - started, 1)}
+        seeded = {"events": seeded["events"], "users": seeded["users"], "seconds": round(time.perf_counter() - t0, 1)}
         captured_file = tmp / "captured.json"
-        captured: dict[str, Any] | None = None
+        ours = stack.enter_context(started("ours", data, captured_file, None, tmp))
+        captured = ours[2]
+        servers = {"ours": ours, "bare": stack.enter_context(started("bare", data, captured_file, captured, tmp))}
         runs: dict[str, dict[str, list[dict[str, Any]]]] = {c: {"ours": [], "bare": []} for c in CASES}
         for n in range(rounds):
-            for mode in ("ours", "bare"):
-                figures, captured = measure_server(mode, data, captured_file, captured, seconds, connections, tmp)
-                for case, entry in figures.items():
+            for case in CASES:
+                etag = captured[_url(CASES[case][0])]["etag"]
+                for mode in (("ours", "bare") if n % 2 == 0 else ("bare", "ours")):
+                    proc, base, _ = servers[mode]
+                    entry = measure(proc, base, case, etag, seconds, connections)
                     runs[case][mode].append(entry)
                     print(f"round {n + 1}/{rounds} {mode} {case}: {entry['requests_per_s']:,.0f} req/s, "
                           f"p50 {entry['p50_ms']} ms, p99 {entry['p99_ms']} ms, peak RSS {entry['peak_rss_mb']} MB",
                           file=sys.stderr)
-    assert captured is not None
+        stacks = {m: json.loads(p.read_text()) if (p := tmp / f"{m}.info.json").exists() else {} for m in servers}
+    for case_runs in runs.values():
+        for mode, entries in case_runs.items():
+            for entry in entries:
+                entry["stack"] = stacks[mode]
     results: dict[str, Any] = {}
     for case, (limit, kind) in CASES.items():
-        ours, bare = (median_round(runs[case][m], "requests_per_s") for m in ("ours", "bare"))
+        ours_m, bare_m = (median_round(runs[case][m], "requests_per_s") for m in ("ours", "bare"))
         c = captured[_url(limit)]
         body_bytes = len(base64.b64decode(c["ok"]["body_b64"])) if kind == "200" else 0
+        pairs = [round(o["requests_per_s"] / b["requests_per_s"], 3)
+                 for o, b in zip(runs[case]["ours"], runs[case]["bare"], strict=True)]
         results[case] = {
             "url": _url(limit), "conditional": kind == "304", "status": int(kind), "body_bytes": body_bytes,
-            "ours": ours, "bare": bare,
-            "ratio_requests_per_s": round(ours["requests_per_s"] / bare["requests_per_s"], 3),
-            "rounds_ratio": [round(o["requests_per_s"] / b["requests_per_s"], 3)
-                             for o, b in zip(runs[case]["ours"], runs[case]["bare"], strict=True)],
-            "p50_vs_bare": round(ours["p50_ms"] / bare["p50_ms"], 2) if bare["p50_ms"] else None,
+            "ours": ours_m, "bare": bare_m,
+            "ratio_requests_per_s": round(ours_m["requests_per_s"] / bare_m["requests_per_s"], 3),
+            "rounds_ratio": pairs,
+            "median_pair_ratio": round(statistics.median(pairs), 3),
+            "p50_vs_bare": round(ours_m["p50_ms"] / bare_m["p50_ms"], 2) if bare_m["p50_ms"] else None,
         }
     peaks = {m: max(e["peak_rss_mb"] or 0 for case in runs.values() for e in case[m]) for m in ("ours", "bare")}
     headers = {url: {"ok": c["ok"]["headers"], "not_modified": c["not_modified"]["headers"]}
@@ -187,12 +202,13 @@ def write(results: dict[str, Any], extra: dict[str, Any], method: dict[str, Any]
 def table(doc: dict[str, Any]) -> str:
     m = doc["method"]
     lines = [f"Measured {doc['measured_at']} on {doc['machine']['nproc']} CPUs, Python {doc['machine']['python']}; "
-             f"wrk -t1 -c{m['connections']}, {m['seconds_per_point']:g} s per point, {m['rounds']} alternating "
-             f"rounds, medians; {m['pinning']}. Boards from {doc['seeded']['events']:,} events of "
+             f"wrk -t1 -c{m['connections']}, {m['seconds_per_point']:g} s per point, {m['rounds']} rounds "
+             f"(each case on both servers back to back), medians; {m['pinning']}. Boards from "
+             f"{doc['seeded']['events']:,} events of "
              f"{doc['seeded']['users']:,} players through the local pipeline. Ratio = ours / bare (requests/s), "
              "same run; the bare endpoint sends the same bytes and headers.", "",
              "| request | server | requests/s | p50 / p99 | RSS after (peak) | CPUs busy: server, wrk "
-             "| ratio to bare (rounds) |",
+             "| ratio to bare (median of pairs; each pair) |",
              "|---|---|---|---|---|---|---|"]
     for r in doc["results"].values():
         what = f"limit={r['url'].rsplit('=', 1)[1]}, " + (
@@ -201,7 +217,7 @@ def table(doc: dict[str, Any]) -> str:
             e = r[mode]
             if mode == "ours":
                 rounds = ", ".join(f"{x:.2f}" for x in r["rounds_ratio"])
-                ratio = f"**{r['ratio_requests_per_s']:.2f}** ({rounds})"
+                ratio = f"**{r['ratio_requests_per_s']:.2f}** ({r['median_pair_ratio']:.2f}; {rounds})"
             else:
                 ratio = "ceiling"
             lines.append(f"| {what} | {LABELS[mode]} | {e['requests_per_s']:,.0f} | {e['p50_ms']:g} / "
@@ -224,9 +240,10 @@ def table(doc: dict[str, Any]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=5.0, help="seconds per measurement (default 5)")
+    p.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement (default 3)")
     p.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections (default 32)")
-    p.add_argument("--rounds", type=int, default=5, help="alternating rounds of both servers (default 5)")
+    p.add_argument("--rounds", type=int, default=7,
+                   help="rounds, each every case on both servers back to back (default 7)")
     p.add_argument("--note", action="append", default=[], help="a note for the results (repeatable)")
     args = p.parse_args()
     if shutil.which("wrk") is None:
@@ -247,8 +264,9 @@ def main() -> None:
         "ceiling": "a plain ASGI callable under uvicorn (uvloop, httptools) replaying ours' captured answers: the "
                    "same body and headers (less Date and Server, which uvicorn adds to both), 304 with ours' 304 "
                    "headers when If-None-Match equals the ETag; bench/ingest.py found this the fastest bare stack",
-        "summary": "servers alternate within each round, each freshly started and checked (the same body and ETag "
-                   "as ours' first answer, 304 on a matching ETag); every case warmed up; the median round counts",
+        "summary": "both servers up for the whole run, checked at start (the same body and ETag as ours' first "
+                   "answer, 304 on a matching ETag); each round measures every case on both back to back, which "
+                   "goes first alternating by round; every measurement warmed up; the median round counts",
         "latency": "closed loop: measured from each request's send (coordinated omission: queueing behind a slow "
                    "answer is not counted)",
         "loadavg_before": load_before,

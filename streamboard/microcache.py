@@ -154,7 +154,8 @@ class MicroCache:
 
     async def _answer(self, entry: _Entry, now: float, inm: bytes | None, head: bool, send: Send) -> None:
         max_age = max(0, entry.max_age - math.ceil(now - entry.stored))
-        not_modified = inm is not None and none_match(inm.decode("latin-1"), entry.etag.decode("latin-1"))
+        not_modified = inm is not None and (inm == entry.etag  # the usual case: the tag the client was given
+                                            or none_match(inm.decode("latin-1"), entry.etag.decode("latin-1")))
         headers = entry.answers.get((not_modified, max_age))
         if headers is None:  # made once per second of max-age: the same list for every answer meanwhile
             cache = b"public, max-age=%d" % max_age

@@ -169,6 +169,23 @@ def test_a_kept_alive_connection_is_closed_when_idle_and_can_not_trickle_the_nex
         assert closed and sent.startswith(b"HTTP/1.1 408")
 
 
+def test_each_request_head_has_its_own_deadline_on_a_busy_kept_alive_connection(serve: Serve) -> None:
+    """The deadline runs from each head's first byte: a connection busy with requests for three deadlines in a
+    row is served throughout, and a head that then stalls still gets its 408 one deadline (0.5 s) later."""
+    running = serve(hello_app())
+    with running.connect() as s:
+        started = time.monotonic()
+        while time.monotonic() - started < 1.5:
+            s.sendall(GET)
+            read_ok(s)
+            time.sleep(0.05)
+        stalled = time.monotonic()
+        s.sendall(b"GET /hea")
+        closed, sent = closed_by_peer(s, within=5)
+        assert closed and sent.startswith(b"HTTP/1.1 408")
+        assert 0.4 <= time.monotonic() - stalled < 2
+
+
 def test_at_the_cap_the_longest_idle_connection_makes_room(serve: Serve) -> None:
     running = serve(hello_app(), ConnectionLimits(header_timeout_s=30, keep_alive_s=30, max_connections=3))
     idle = [running.connect() for _ in range(3)]
