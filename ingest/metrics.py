@@ -30,6 +30,12 @@ class Metrics:
         with self._lock:
             self._sums[name] += value
 
+    def add_many(self, counts: tuple[tuple[str, float], ...]) -> None:
+        """Several :meth:`add` at once (one lock)."""
+        with self._lock:
+            for name, value in counts:
+                self._sums[name] += value
+
     def observe(self, name: str, value: float) -> None:
         with self._lock:
             values = self._values[name]

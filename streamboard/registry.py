@@ -223,14 +223,19 @@ class Registry:
         ``None`` means "not that simple" (any invalid event, anything unusual): then
         check each event with :meth:`check`, which gives each its own answer, and build the records of the
         valid ones with :meth:`records`. Both paths give records whose events read back the same."""
-        single = False
-        try:
-            events: list[Any] = self._batch_decoder.decode(body).events  # type: ignore[attr-defined]
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # The likely form first (a failed decode raises, which costs): a batch starts with its "events" key.
+        forms = ((self._batch_decoder, False), (self._event_decoder, True))
+        if not body.lstrip().startswith(b'{"events"'):
+            forms = forms[::-1]
+        for decoder, single in forms:
             try:
-                events, single = [self._event_decoder.decode(body)], True
+                doc: Any = decoder.decode(body)
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-                return None
+                continue
+            events: list[Any] = [doc] if single else doc.events
+            break
+        else:
+            return None
         if not events or len(events) > max_events or (not single and repeats_top_level_key(body)):
             return None
         ts = list(map(_TS, events))
