@@ -63,8 +63,11 @@ _DUPLICATE_MIN_OVERHEAD = 23
 
 def repeats_top_level_key(body: bytes) -> bool:
     """Whether a ``{"events": [...]}`` body has the key ``events`` more than once (JSON decoders keep the
-    last value silently, dropping the others). Cheap: the last array's length tells whether there is room
-    around it for another; only when there is, the stdlib parser looks at every key."""
+    last value silently, dropping the others). Cheap: a body with the key's bytes once and no backslash has
+    it once; else the last array's length tells whether there is room around it for another; only when
+    there is, the stdlib parser looks at every key."""
+    if body.count(b'"events"') == 1 and b"\\" not in body:
+        return False  # the key written once, and no escape that could spell it another way
     try:
         raw = _EVENTS_RAW.decode(body).events  # type: ignore[attr-defined]
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
