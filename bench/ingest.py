@@ -1,9 +1,9 @@
 """Ingest benchmark ("server stack", issue 13): our ingest server against the fastest bare Python endpoint
 that reads and decodes the same bodies, measured in the same run.
 
-Servers (bench/ingest_server.py), one at a time, each on 127.0.0.1 in its own process:
+Servers (bench/ingest_server.py), all up for a shape's rounds, each on 127.0.0.1 in its own process:
   full:         OUR ingest server as ``python -m ingest`` builds it (create_app under
-                streamboard.serving.build_server: uvicorn + httptools on asyncio's loop, our hygiene;
+                streamboard.serving.build_server: uvicorn + httptools on uvloop, our hygiene;
                 auth, body limits, per-event validation, group commit) with a null stream sink;
   bare_asgi:    a plain ASGI callable that reads the body, msgspec-decodes it and answers 202, under plain
                 uvicorn with uvloop and httptools (the fastest uvicorn, nothing of ours);
@@ -12,9 +12,10 @@ The ceiling of a shape is the best bare endpoint's median; the ratio is ours / t
 
 Load: wrk (C; ``-t1 -cN -dS --latency``) POSTing pre-built bodies from a Lua script, for two shapes: 100
 events a request and one event a request. Without wrk (or with ``--generator python``), a Python asyncio
-closed loop of keep-alive connections instead; the results say which ran. The server is pinned to one CPU
-and the load generator to the other. Rounds alternate (ours, bare_asgi, bare_aiohttp, ours, ...), each
-measurement on a freshly started server after a warm-up, and the median round of each server counts.
+closed loop of keep-alive connections instead; the results say which ran. The servers are pinned to one CPU
+(only the one under load works) and the load generator to the other. Each round measures every server back
+to back (which goes first rotates by round), each measurement after a warm-up; the median round of each
+server counts.
 
 Results go to bench/results/ingest.json and bench/results/ingest.md.
 Usage: python -m bench.ingest [--seconds 5] [--rounds 5] [--connections 32] [--generator auto|wrk|python]
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import importlib.util
 import json
@@ -36,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -177,12 +180,21 @@ def check(port: int, bodies: list[bytes], batch: int) -> bool:
     return True
 
 
-def measure(mode: str, batch: int, bodies: list[bytes], script: Path, generator: str, seconds: float,
-            connections: int, tmp: Path) -> dict[str, Any]:
-    """Start one server, check it, warm it up, measure it under load; stop it whatever happens."""
+@contextlib.contextmanager
+def started(mode: str, batch: int, bodies: list[bytes], tmp: Path) -> Iterator[tuple[Any, int, dict[str, Any]]]:
+    """One server up (pinned to the server CPU) and checked; yields its process, port and what it runs on.
+    Stopped on the way out whatever happens."""
     port, info = free_port(), tmp / f"{mode}.info.json"
     info.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "bench.ingest_server", "--mode", mode, "--port", str(port), "--info", str(info)]
+    with server(argv, lambda: check(port, bodies, batch), tmp / f"{mode}.log") as proc:
+        yield proc, port, json.loads(info.read_text()) if info.exists() else {}
+
+
+def measure(running: tuple[Any, int, dict[str, Any]], batch: int, bodies: list[bytes], script: Path,
+            generator: str, seconds: float, connections: int) -> dict[str, Any]:
+    """One measurement of a running server: a warm-up, then the load (with the server's CPU and memory)."""
+    proc, port, stack = running
     url = f"http://127.0.0.1:{port}/v1/events"
 
     def load(duration: float) -> dict[str, Any]:
@@ -192,21 +204,17 @@ def measure(mode: str, batch: int, bodies: list[bytes], script: Path, generator:
             return run_wrk(cmd, duration)
         return python_load(port, bodies, connections, duration)
 
-    with server(argv, lambda: check(port, bodies, batch), tmp / f"{mode}.log") as proc:
-        load(WARM_UP_S)
-        cpu, started = cpu_seconds(proc.pid), time.perf_counter()
-        figures = load(seconds)
-        elapsed = time.perf_counter() - started
-        rss, peak = rss_kb(proc.pid), rss_kb(proc.pid, "VmHWM")
-        server_cpus = round((cpu_seconds(proc.pid) - cpu) / elapsed, 2)
-        stack = json.loads(info.read_text()) if info.exists() else {}
+    load(WARM_UP_S)
+    cpu, t0 = cpu_seconds(proc.pid), time.perf_counter()
+    figures = load(seconds)
+    elapsed = time.perf_counter() - t0
+    rss, peak = rss_kb(proc.pid), rss_kb(proc.pid, "VmHWM")
+    server_cpus = round((cpu_seconds(proc.pid) - cpu) / elapsed, 2)
     if "command" in figures:  # the same command for every server of a shape, whatever port and temp dir
         figures["command"] = figures["command"].replace(str(script), script.name).replace(f":{port}/", ":PORT/")
     return {**figures, "events_per_s": round(figures["requests_per_s"] * batch, 1), "server_cpus": server_cpus,
             "rss_mb": round(rss / 1024, 1) if rss else None, "peak_rss_mb": round(peak / 1024, 1) if peak else None,
             "stack": stack}
-
-
 
 
 def summarise(shape: str, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -225,7 +233,9 @@ def summarise(shape: str, runs: dict[str, list[dict[str, Any]]]) -> dict[str, An
 
 
 def run(seconds: float, connections: int, rounds: int, generator: str, modes: tuple[str, ...]) -> dict[str, Any]:
-    """Per shape, ``rounds`` rounds of every server in turn, so drift on the machine hits them all."""
+    """Per shape, every server up at once (on the same CPU; only the one under load works), then ``rounds``
+    rounds measuring each back to back, which goes first rotating by round: a slow spell of the machine
+    falls on all of them alike."""
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="streamboard-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
@@ -234,13 +244,15 @@ def run(seconds: float, connections: int, rounds: int, generator: str, modes: tu
             script = tmp / f"{shape}.lua"
             script.write_text(lua_script(bodies))
             runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
-            for n in range(rounds):
-                for mode in modes:
-                    entry = measure(mode, batch, bodies, script, generator, seconds, connections, tmp)
-                    runs[mode].append(entry)
-                    print(f"{shape} round {n + 1}/{rounds} {mode}: {entry['events_per_s']:,.0f} events/s, "
-                          f"p50 {entry['p50_ms']} ms, p99 {entry['p99_ms']} ms, RSS {entry['rss_mb']} MB",
-                          file=sys.stderr)
+            with contextlib.ExitStack() as stack:
+                servers = {m: stack.enter_context(started(m, batch, bodies, tmp)) for m in modes}
+                for n in range(rounds):
+                    for mode in modes[n % len(modes):] + modes[:n % len(modes)]:  # each goes first in turn
+                        entry = measure(servers[mode], batch, bodies, script, generator, seconds, connections)
+                        runs[mode].append(entry)
+                        print(f"{shape} round {n + 1}/{rounds} {mode}: {entry['events_per_s']:,.0f} events/s, "
+                              f"p50 {entry['p50_ms']} ms, p99 {entry['p99_ms']} ms, RSS {entry['rss_mb']} MB",
+                              file=sys.stderr)
             results[shape] = summarise(shape, runs)
     return results
 
@@ -263,8 +275,8 @@ def table(doc: dict[str, Any]) -> str:
     m = doc["method"]
     lines = [f"Measured {doc['measured_at']} on {doc['machine']['nproc']} CPUs, Python {doc['machine']['python']}; "
              f"load generator: {m['load_generator']}; {m['connections']} connections, {m['seconds_per_point']:g} s "
-             f"per point, {m['rounds']} alternating rounds, medians; {m['pinning']}. Ratio = ours / the best bare "
-             "endpoint of the shape (events/s), same run.", "",
+             f"per point, {m['rounds']} rounds (every server back to back), medians; {m['pinning']}. Ratio = ours / "
+             "the best bare endpoint of the shape (events/s), same run.", "",
              "| requests | server | events/s (requests/s) | p50 / p99 | RSS after (peak) | CPUs busy: server, "
              "load generator | ratio to best bare (rounds) | target |",
              "|---|---|---|---|---|---|---|---|"]
@@ -297,7 +309,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=5.0, help="seconds per measurement (default 5)")
     p.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections (default 32)")
-    p.add_argument("--rounds", type=int, default=5, help="alternating rounds of every server (default 5)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds, each every server back to back (default 5)")
     p.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
                    help="load generator: wrk when installed (auto, the default), or the Python fallback")
     args = p.parse_args()
@@ -326,9 +338,10 @@ def main() -> None:
         "rounds": args.rounds, "warm_up_s": WARM_UP_S, "bodies_per_shape": {s: BODIES[b] for s, b in SHAPES.items()},
         "pinning": pinning_text(), "server_cpu": SERVER_CPU, "load_generator_cpu": CLIENT_CPU,
         "servers": {m: LABELS[m] for m in modes},
-        "summary": "servers alternate within each round, each freshly started, checked (every body answered 202 "
-                   "with all its events accepted) and warmed up; the median round of each counts; the ceiling "
-                   "of a shape is its best bare endpoint",
+        "summary": "every server of a shape up at once and checked (every body answered 202 with all its events "
+                   "accepted); each round measures them back to back, which goes first rotating by round, each "
+                   "after a warm-up; the median round of each counts; the ceiling of a shape is its best bare "
+                   "endpoint",
         "latency": "closed loop: measured from each request's send, so queueing behind a slow answer is not "
                    "counted (see streamboard loadtest --rate for open-loop latency)",
         "notes": notes,
