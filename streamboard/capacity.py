@@ -21,8 +21,8 @@ from typing import Any
 from streamboard.adapters.aws.items import HEAD_BYTES, HEAD_MAX_ENTRIES, HEAD_RESERVE, PAGE_BYTES
 from streamboard.packing import MAX_BATCH_RECORDS, MAX_RECORD_BYTES
 from streamboard.ranks import FILL as RANK_FILL
-from streamboard.ranks import FOLD_RATIO as RANK_FOLD_RATIO
 from streamboard.ranks import NODE_BYTES as RANK_NODE_BYTES
+from streamboard.ranks import fold_share as rank_fold_share
 from streamboard.settings import Settings
 from streamboard.usage import (
     ATHENA_MINIMUM,
@@ -352,11 +352,12 @@ def rank_tree_writes(entries: float, entry_bytes: float, fanout: float, ops: flo
     """Nodes a refresh writes, on average over a fold's cycle, into one tree of ``entries`` (a base and a delta,
     ``streamboard.ranks``) given ``ops`` keys changed each refresh, and the delta's average nodes: each refresh
     writes the delta's nodes its ops fall in (the delta grown by its ops: an upper bound, a key changed again
-    replaces its row), and once the delta holds 1/FOLD_RATIO of the base's entries a refresh folds it, writing
-    the base's nodes its rows fall in."""
+    replaces its row), and once the delta holds its ``fold_share`` of the base's entries a refresh folds it,
+    writing the base's nodes its rows fall in."""
     if ops <= 0 or entries <= 0:
         return 0.0, 0.0
-    cycle = max(1, math.ceil(entries / RANK_FOLD_RATIO / ops))  # refreshes from an empty delta to its fold
+    # refreshes from an empty delta to its fold
+    cycle = max(1, math.ceil(rank_fold_share(ops / entries) * entries / ops))
     deltas = [rank_tree_levels(i * ops, entry_bytes, fanout) for i in range(1, cycle + 1)]
     # the last refresh of a cycle folds instead (its ops with the delta's rows into the base)
     written = sum(rank_nodes_touched(d, ops) for d in deltas[:-1])
@@ -578,8 +579,8 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
                              ddb_gb * p["dynamodb_gb_month"]),
                        _line("rank write units", rank_wru, f"rule: rank nodes written an hour = the nodes of the trees'"
                              f" deltas the {rk['changed']:,.0f} changed players' old and new places fall in, on"
-                             " every level, and a fold of each delta into its base once it holds 1/"
-                             f"{RANK_FOLD_RATIO} of the base's entries (averaged over the refreshes between)"
+                             " every level, and a fold of each delta into its base once it holds its share of the"
+                             " base's entries (1/8 to 1/2; averaged over the refreshes between)"
                              f" ({rk['written']:,.0f} of {rk['nodes']:,.0f}), 1 unit each (under 1 KB), and as many"
                              f" deletes a refresh later, plus {copies} head copies; {rank_assumed}",
                              rank_wru / 1e6 * p["dynamodb_write_request_units_per_million"]),

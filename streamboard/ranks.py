@@ -26,13 +26,13 @@ and as_of it is of.
   :func:`delta_value`); only the delta's leaves they touch and their ancestors are written, as new nodes
   (copy on write), the bases and the rest of the deltas shared with the version before. The delta is far
   smaller than the base, so a refresh's node writes follow the changed entries, not the base's leaves they
-  spread over. When a delta holds more than 1/:data:`FOLD_RATIO` as many rows as its base has entries, a
-  refresh **folds** it: the base updated by the delta's rows (only the base's leaves they fall in, and
-  their ancestors, written), the delta emptied; at most :data:`FOLDS_PER_REFRESH` trees a refresh (the
-  largest share first; any past 1/:data:`FOLD_FORCE` regardless), so the cost per refresh stays smooth. A
-  full build writes every base node once, every delta empty. The nodes a step visits are read ahead, every
-  tree a level at a time (:func:`prefetch_paths`), the leaves kept packed until used; each node is decoded
-  once.
+  spread over. When a delta holds more than a share of its base's entries (:func:`fold_share`: 1/8 to 1/2,
+  more when refreshes change more), a refresh **folds** it: the base updated by the delta's rows (only the
+  base's leaves they fall in, and their ancestors, written), the delta emptied; at most
+  :data:`FOLDS_PER_REFRESH` trees a refresh (the largest share first; any past 1/:data:`FOLD_FORCE`
+  regardless), so the cost per refresh stays smooth. A full build writes every base node once, every
+  delta empty. The nodes a step visits are read ahead, every tree a level at a time (:func:`prefetch_paths`),
+  the leaves kept packed until used; each node is decoded once.
 - Versions: nodes first, then the list of the nodes this version replaced, then the head (copy 0 on the
   condition that it still names the version read, then the other copies): a reader holding a head reads
   that version whole, all boards and the user index together, never two versions mixed. The nodes a version
@@ -383,13 +383,24 @@ def walk_nodes(load: Loader, root: Root) -> list[str]:
 ADD, DEL, SET = 1, -1, 0  # a delta row's mark: its count in the delta's net counts
 INSERT, CHANGE, REMOVE = "insert", "change", "remove"  # an op on the view: a new key, a new value, a key gone
 # A tree's delta is folded into its base (the base updated by the delta's ops, copy on write, the delta
-# emptied) when it holds more than 1/FOLD_RATIO as many rows as the base has entries: a delta that size has
-# about that share of the base's leaves, so a refresh's writes into it stay far under the base's size, the
-# fold (at most every leaf of the base, about once per FOLD_RATIO x base / changes-per-refresh refreshes)
-# costs less than a refresh rewriting the base's leaves did each time, and a read scans few DEL'd rows.
+# emptied) once it holds a share f of the base's entries. A refresh's changes spread over the whole key range,
+# so its writes into the delta rewrite about every leaf of the delta (when it has fewer leaves than changes)
+# and a fold about every leaf of the base: with the delta growing by a share r of the base each refresh, the
+# average per refresh is about f / 2 + r / f of the base's leaves, least at f = sqrt(2 r). So f is that, r
+# this refresh's growth, within [1/FOLD_RATIO, 1/FOLD_FORCE]: at least 1/8 (a fold, which touches most of the
+# base's leaves, then comes at most once per base/8 changed rows: about 8 / (rows a leaf) nodes per changed
+# row, a third of a node at 25 rows a leaf, under the delta's own cost of up to a node per changed row), at
+# most 1/2 (reads merge the delta's rows: a delta at most half the base's size, a read's DEL'd rows within a
+# window about as many as its live ones at worst).
 FOLD_RATIO = 8
-FOLDS_PER_REFRESH = 2  # the trees past that share folded by one refresh, the largest share first: smooth costs
-FOLD_FORCE = 2  # ... and every tree whose delta holds more than half its base's entries, whatever the bound
+FOLD_FORCE = 2  # every tree whose delta holds more than 1/FOLD_FORCE of its base's entries, whatever the bound
+FOLDS_PER_REFRESH = 2  # the trees past their f folded by one refresh beyond those, the largest share first
+
+
+def fold_share(grown: float) -> float:
+    """The share of its base's entries at which a tree's delta is folded, given the share it grew by in this
+    refresh (the reasoning above)."""
+    return min(1 / FOLD_FORCE, max(1 / FOLD_RATIO, math.sqrt(2 * max(0.0, grown))))
 
 
 def delta_value(kind: str, cur: list[Any] | None, value: Any) -> Any:
@@ -1029,7 +1040,7 @@ class RankTrees:
         """The trees after the changed users' rows: their old entries (from the user index's view) removed, their
         new ones inserted, as rows of each tree's delta (the bases untouched), each delta's ops in one pass (a
         leaf read is dropped from the write's cache once used); then the deltas grown past their share of the
-        base folded into it (:data:`FOLD_RATIO`). Returns the writers, every tree by board (None: the user
+        base folded into it (:func:`fold_share`). Returns the writers, every tree by board (None: the user
         index) as (base, delta, delta rows), and the names of the trees folded."""
         before = view_find_many(load, cur.users, cur.delta_users, [(u.user_id,) for u in users])
         ops: dict[tuple[str, str] | None, list[tuple[Key, str, Any]]] = collections.defaultdict(list)
@@ -1071,15 +1082,17 @@ class RankTrees:
             size = sum(r.ref.count for r in (base, delta) if r.ref is not None)
             size += sum((kind == INSERT) - (kind == REMOVE) for _, kind, _ in ops.get(b, []))
             delta_ops[b], after[b] = mine, (rows, size)
-        # the deltas to fold: every one past FOLD_FORCE (or of a tree emptied: nothing left to keep a delta of),
-        # and the FOLDS_PER_REFRESH largest past FOLD_RATIO (a share of the base's entries)
-        def share(b: tuple[str, str] | None) -> float:
+        # the deltas to fold: every one past 1/FOLD_FORCE of its base (or of a tree emptied: nothing left to keep a
+        # delta of), and the FOLDS_PER_REFRESH largest past their fold_share
+        def share(b: tuple[str, str] | None, rows: int) -> float:
             base = trees[b][0]
-            return after[b][0] / max(1, base.ref.count if base.ref is not None else 0)
+            return rows / max(1, base.ref.count if base.ref is not None else 0)
 
         names = sorted(trees, key=tree_name)
-        forced = [b for b in names if after[b][0] and (share(b) * FOLD_FORCE > 1 or after[b][1] == 0)]
-        past = sorted((b for b in names if b not in forced and share(b) * FOLD_RATIO > 1), key=share, reverse=True)
+        now = {b: share(b, after[b][0]) for b in names}
+        forced = [b for b in names if after[b][0] and (now[b] * FOLD_FORCE > 1 or after[b][1] == 0)]
+        past = sorted((b for b in names if b not in forced and now[b] > fold_share(now[b] - share(b, trees[b][2]))),
+                      key=lambda b: now[b], reverse=True)
         fold = set(forced + past[:FOLDS_PER_REFRESH])
         writers = [TreeWriter(USERS, version, load, forget)]  # writes nothing: it retires the folded deltas
         out: dict[tuple[str, str] | None, tuple[Root, Root, int]] = {}

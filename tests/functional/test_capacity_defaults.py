@@ -138,7 +138,9 @@ def test_the_planners_rank_rule_matches_what_the_rank_store_writes(tmp_path: Pat
     store = RankTrees(LocalBoardStore(tmp_path / "boards.db").table)
     built = store.write([row(u) for u in users], batch=1, plan="1", rebuild=True, base_batch=0, as_of=None,
                         refreshed_at=None)
-    written, folds, refreshes = [], 0, 14  # two cycles of the index's delta (7 refreshes), 3.5 of a board's
+    # the planner's cycles: a board's delta folded every 8 refreshes (at 0.28 of its base: ops 4% of it a
+    # refresh), the index's every 10 (at 0.2): 24 refreshes fold each tree at least twice
+    written, folds, refreshes = [], 0, 24
     for batch in range(2, 2 + refreshes):
         stepped = store.write([row(u) for u in rng.sample(users, n // 50)], batch=batch, plan=str(batch),
                               rebuild=False, base_batch=batch - 1, as_of=None, refreshed_at=None)
