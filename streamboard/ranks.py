@@ -28,11 +28,11 @@ and as_of it is of.
   smaller than the base, so a refresh's node writes follow the changed entries, not the base's leaves they
   spread over. When a delta holds more than a share of its base's entries (:func:`fold_share`: 1/8 to 1/2,
   more when refreshes change more), a refresh **folds** it: the base updated by the delta's rows (only the
-  base's leaves they fall in, and their ancestors, written), the delta emptied; at most
-  :data:`FOLDS_PER_REFRESH` trees a refresh (the largest share first; any past 1/:data:`FOLD_FORCE`
-  regardless), so the cost per refresh stays smooth. A full build writes every base node once, every
-  delta empty. The nodes a step visits are read ahead, every tree a level at a time (:func:`prefetch_paths`),
-  the leaves kept packed until used; each node is decoded once.
+  base's leaves they fall in, and their ancestors, written), the delta emptied; as many trees a refresh as
+  keep pace with their growth, the nearest their share first (any past 1/:data:`FOLD_FORCE` regardless), so
+  that trees growing together do not all fold in one refresh and the cost per refresh stays smooth. A full
+  build writes every base node once, every delta empty. The nodes a step visits are read ahead, every tree
+  a level at a time (:func:`prefetch_paths`), the leaves kept packed until used; each node is decoded once.
 - Versions: nodes first, then the list of the nodes this version replaced, then the head (copy 0 on the
   condition that it still names the version read, then the other copies): a reader holding a head reads
   that version whole, all boards and the user index together, never two versions mixed. The nodes a version
@@ -394,7 +394,7 @@ INSERT, CHANGE, REMOVE = "insert", "change", "remove"  # an op on the view: a ne
 # window about as many as its live ones at worst).
 FOLD_RATIO = 8
 FOLD_FORCE = 2  # every tree whose delta holds more than 1/FOLD_FORCE of its base's entries, whatever the bound
-FOLDS_PER_REFRESH = 2  # the trees past their f folded by one refresh beyond those, the largest share first
+FOLDS_PER_REFRESH = 2  # the least trees a later refresh is counted on to fold (RankTrees._step's schedule)
 
 
 def fold_share(grown: float) -> float:
@@ -1083,17 +1083,30 @@ class RankTrees:
             size += sum((kind == INSERT) - (kind == REMOVE) for _, kind, _ in ops.get(b, []))
             delta_ops[b], after[b] = mine, (rows, size)
         # the deltas to fold: every one past 1/FOLD_FORCE of its base (or of a tree emptied: nothing left to keep a
-        # delta of), and the FOLDS_PER_REFRESH largest past their fold_share
+        # delta of); and, as the trees grow together (a fold each only at its fold_share would fold them all in
+        # the same refresh), a schedule: at this refresh's growth tree b reaches its share in t_b refreshes; a
+        # later refresh folds `pace` trees (those that keep pace with the growth: the sum of each tree's folds
+        # per refresh, growth / share, and at least FOLDS_PER_REFRESH), so this one folds the fewest, the
+        # soonest due first, that leave no tree past its share: those due by refresh k, less k x pace, at most
         def share(b: tuple[str, str] | None, rows: int) -> float:
             base = trees[b][0]
             return rows / max(1, base.ref.count if base.ref is not None else 0)
 
         names = sorted(trees, key=tree_name)
         now = {b: share(b, after[b][0]) for b in names}
+        grown = {b: max(0.0, now[b] - share(b, trees[b][2])) for b in names}
         forced = [b for b in names if after[b][0] and (now[b] * FOLD_FORCE > 1 or after[b][1] == 0)]
-        past = sorted((b for b in names if b not in forced and now[b] > fold_share(now[b] - share(b, trees[b][2]))),
-                      key=lambda b: now[b], reverse=True)
-        fold = set(forced + past[:FOLDS_PER_REFRESH])
+        due = {}  # refreshes until each tree's share, its growth going on as in this refresh
+        for b in names:
+            left = fold_share(grown[b]) - now[b]
+            if b not in forced and after[b][0] and (left <= 0 or grown[b] > 0):
+                due[b] = max(0.0, left / grown[b]) if left > 0 else 0.0
+        pace = max(FOLDS_PER_REFRESH, math.ceil(sum(grown[b] / fold_share(grown[b]) for b in names)))
+        soonest = sorted(due, key=lambda b: (due[b], tree_name(b)))
+        take = 0
+        for i, b in enumerate(soonest):  # tree i is due by refresh floor(due): i + 1 due by then
+            take = max(take, i + 1 - math.floor(due[b]) * pace)
+        fold = set(forced + soonest[:take])
         writers = [TreeWriter(USERS, version, load, forget)]  # writes nothing: it retires the folded deltas
         out: dict[tuple[str, str] | None, tuple[Root, Root, int]] = {}
         folds: dict[tuple[str, str] | None, list[tuple[Key, Any]]] = {}
