@@ -1087,7 +1087,8 @@ class RankTrees:
         # the same refresh), a schedule: at this refresh's growth tree b reaches its share in t_b refreshes; a
         # later refresh folds `pace` trees (those that keep pace with the growth: the sum of each tree's folds
         # per refresh, growth / share, and at least FOLDS_PER_REFRESH), so this one folds the fewest, the
-        # soonest due first, that leave no tree past its share: those due by refresh k, less k x pace, at most
+        # soonest due first, that leave no tree past its share: the most, over k, of the trees due by refresh k
+        # less the k x pace that the refreshes before k fold
         def share(b: tuple[str, str] | None, rows: int) -> float:
             base = trees[b][0]
             return rows / max(1, base.ref.count if base.ref is not None else 0)
