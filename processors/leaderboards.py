@@ -131,7 +131,7 @@ def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict
     options.setdefault("reconcile", profile_write)
     result = refresher(backend, **options).refresh(full=full)
     boards = write_boards(backend, result.rows)
-    shown = ("users", "rebuild", "nodes", "write_units", "seconds")
+    shown = ("users", "rebuild", "nodes", "write_units", "delta_rows", "folded", "seconds")
     # what the per-player writes took (the steps' times are the queries' only): the profiles' reconcile writes
     # and the ranks' write, each after its query
     summary = {**result.summary(), "boards": len(boards),

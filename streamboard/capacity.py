@@ -22,6 +22,7 @@ from streamboard.adapters.aws.items import HEAD_BYTES, HEAD_MAX_ENTRIES, HEAD_RE
 from streamboard.packing import MAX_BATCH_RECORDS, MAX_RECORD_BYTES
 from streamboard.ranks import FILL as RANK_FILL
 from streamboard.ranks import NODE_BYTES as RANK_NODE_BYTES
+from streamboard.ranks import fold_share as rank_fold_share
 from streamboard.settings import Settings
 from streamboard.usage import (
     ATHENA_MINIMUM,
@@ -347,22 +348,44 @@ def rank_nodes_touched(levels: list[float], ops: float) -> float:
     return sum(-n * math.expm1(-ops / n) for n in levels)
 
 
+def rank_tree_writes(entries: float, entry_bytes: float, fanout: float, ops: float) -> tuple[float, float]:
+    """Nodes a refresh writes, on average over a fold's cycle, into one tree of ``entries`` (a base and a delta,
+    ``streamboard.ranks``) given ``ops`` keys changed each refresh, and the delta's average nodes: each refresh
+    writes the delta's nodes its ops fall in (the delta grown by its ops: an upper bound, a key changed again
+    replaces its row), and once the delta holds its ``fold_share`` of the base's entries a refresh folds it,
+    writing the base's nodes its rows fall in."""
+    if ops <= 0 or entries <= 0:
+        return 0.0, 0.0
+    # refreshes from an empty delta to its fold
+    cycle = max(1, math.ceil(rank_fold_share(ops / entries) * entries / ops))
+    deltas = [rank_tree_levels(i * ops, entry_bytes, fanout) for i in range(1, cycle + 1)]
+    # the last refresh of a cycle folds instead (its ops with the delta's rows into the base)
+    written = sum(rank_nodes_touched(d, ops) for d in deltas[:-1])
+    written += rank_nodes_touched(rank_tree_levels(entries, entry_bytes, fanout), cycle * ops)
+    return written / cycle, sum(sum(d) for d in deltas[:-1]) / cycle
+
+
 def rank_units(users: int, scorers: float, expiring: float) -> dict[str, Any]:
-    """The ranks' nodes (``streamboard.ranks``) for ``users`` players: every node, and those a refresh rewrites
-    when ``scorers`` players scored since the last one (their overall and category scores change in every
-    window) and ``expiring`` players' points left a window. The boards' trees are priced as one pool of
-    players x boards entries (ops spread over the boards in proportion to their sizes)."""
+    """The ranks' nodes (``streamboard.ranks``) for ``users`` players: every base node, and those a refresh
+    writes (on average over a fold's cycle: :func:`rank_tree_writes`) when ``scorers`` players scored since the
+    last one (their overall and category scores change in every window) and ``expiring`` players' points left a
+    window. The boards' trees are priced as one pool of players x boards entries (ops spread over the boards in
+    proportion to their sizes)."""
     per_user = ASSUMED["rank_boards_per_user"][0]
     fanout = ASSUMED["rank_inner_fanout"][0]
-    boards = rank_tree_levels(users * per_user, ASSUMED["rank_entry_bytes"][0], fanout)
-    index = rank_tree_levels(users, ASSUMED["rank_index_entry_bytes"][0], fanout)
+    entry, index_entry = ASSUMED["rank_entry_bytes"][0], ASSUMED["rank_index_entry_bytes"][0]
+    boards = rank_tree_levels(users * per_user, entry, fanout)
+    index = rank_tree_levels(users, index_entry, fanout)
     board_ops = 2 * (scorers * per_user + expiring * 2)  # a delete and an insert per (player, board) changed
     # a player who scored and whose older points left a window is one changed player
     changed = users * (1 - (1 - min(1.0, scorers / users)) * (1 - min(1.0, expiring / users)))
-    written = rank_nodes_touched(boards, board_ops) + rank_nodes_touched(index, changed)
+    board_written, board_delta = rank_tree_writes(users * per_user, entry, fanout, board_ops)
+    index_written, index_delta = rank_tree_writes(users, index_entry, fanout, changed)
+    written = board_written + index_written
     every = sum(boards) + sum(index)
     return {"nodes": every, "written": written, "changed": changed,
-            "bytes": (every + written) * (RANK_NODE_BYTES * RANK_FILL + RANK_ITEM_OVERHEAD)}
+            "bytes": (every + board_delta + index_delta + written) * (RANK_NODE_BYTES * RANK_FILL
+                                                                       + RANK_ITEM_OVERHEAD)}
 
 
 def _line(unit: str, quantity: float, source: str, usd: float = 0.0) -> dict[str, Any]:
@@ -532,7 +555,7 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
                             f"{touched:,.0f} profiles an hour; ranks of {traffic.users:,} players in"
                             f" {rk['nodes']:,.0f} nodes (a first build writes each once: {rk['nodes']:,.0f} write"
                             f" units, spread over the table's partitions by random node keys), {rk['written']:,.0f}"
-                            f" rewritten an hour for {rk['changed']:,.0f} changed players",
+                            f" written an hour (deltas and folds) for {rk['changed']:,.0f} changed players",
                    "lines": [
                        _line("write request units (router)", wru, per_event["dynamodb_write_units"].source,
                              wru / 1e6 * p["dynamodb_write_request_units_per_million"]),
@@ -554,8 +577,10 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
                        _line("GB-months", ddb_gb, f"rule: a profile item per user (assumed {PROFILE_ITEM_BYTES} "
                              "bytes, +100 bytes an item); no item per event",
                              ddb_gb * p["dynamodb_gb_month"]),
-                       _line("rank write units", rank_wru, f"rule: rank nodes rewritten an hour = the nodes the"
-                             f" {rk['changed']:,.0f} changed players' old and new places fall in, on every level"
+                       _line("rank write units", rank_wru, f"rule: rank nodes written an hour = the nodes of the trees'"
+                             f" deltas the {rk['changed']:,.0f} changed players' old and new places fall in, on"
+                             " every level, and a fold of each delta into its base once it holds its share of the"
+                             " base's entries (1/8 to 1/2; averaged over the refreshes between)"
                              f" ({rk['written']:,.0f} of {rk['nodes']:,.0f}), 1 unit each (under 1 KB), and as many"
                              f" deletes a refresh later, plus {copies} head copies; {rank_assumed}",
                              rank_wru / 1e6 * p["dynamodb_write_request_units_per_million"]),

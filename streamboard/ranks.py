@@ -6,18 +6,33 @@ its leaves holding each user's name, every node the number of entries under each
 by user_id holding each user's scores on every board (the index from a user to their keys). A node is one
 item, ``pk=rnode#<id>``, ``sk=n``: its entries, zlib-compressed JSON, about :data:`NODE_BYTES` (one write
 unit, half a read unit). One **head** item (``pk=ranks``, and ``ranks#<c>`` for its copy ``c``, ``sk=head``)
-names the root of every tree of one version, with the refresh batch and as_of it is of.
+names the roots of every tree of one version (its base's and, when not empty, its delta's, with the delta's
+row count: a head without deltas, as the code before them wrote, has them all empty), with the refresh batch
+and as_of it is of.
 
 - rank of score s = 1 + the entries before key (-s, ""); below = entries - those before (-s + 1, "");
-  of = the root's count; percentile = below / of. A lookup descends one path: O(log n) items, the inner
-  ones kept by each process (a node never changes: a version writes new ones).
-- around a user: the user's score from the user tree, their position, and the entries by position.
+  of = the root's count (base and delta: below); percentile = below / of. A lookup descends one path:
+  O(log n) items, the inner ones kept by each process (a node never changes: a version writes new ones).
+- around a user: the user's score from the user tree, their position, and the entries from there.
+- Base and delta (an LSM's two levels): every tree is a **base** and a **delta**, the delta an ordinary
+  count tree of the same keys (same nodes, same :class:`TreeWriter`) holding only what changed since the
+  base was written, each row marked ADD (a key not in the base: counts +1), DEL (a key of the base deleted:
+  -1) or SET (a key of the base, a new value: 0); its counts are net, so the entries before a key are the
+  base's plus the delta's net, a board's size the base's count plus the delta's. Reads merge both: a lookup
+  tries the delta first; a rank is two descents per tree, all at once; around a user scans both trees by
+  key from the user's key, backwards and forwards, skipping DEL'd rows (O(log n + limit) items).
 - Writes: a refresh's changed users (``athena_sql/queries/rank_scores.sql``) become deletes and inserts on
-  the trees; only the leaves they touch and those leaves' ancestors are written, as new nodes (copy on
-  write), the rest of the trees shared with the version before. The cost of a refresh is O(changed users x
-  depth) node writes, never more than the trees' size; a full build writes every node once. The nodes a
-  step visits are read ahead, every tree a level at a time (:func:`prefetch_paths`), the leaves kept packed
-  until used; each node is decoded once.
+  the trees' views, written as rows of each delta (the mark decided from the delta's row of the key alone:
+  :func:`delta_value`); only the delta's leaves they touch and their ancestors are written, as new nodes
+  (copy on write), the bases and the rest of the deltas shared with the version before. The delta is far
+  smaller than the base, so a refresh's node writes follow the changed entries, not the base's leaves they
+  spread over. When a delta holds more than a share of its base's entries (:func:`fold_share`: 1/8 to 1/2,
+  more when refreshes change more), a refresh **folds** it: the base updated by the delta's rows (only the
+  base's leaves they fall in, and their ancestors, written), the delta emptied; as many trees a refresh as
+  keep pace with their growth, the nearest their share first (any past 1/:data:`FOLD_FORCE` regardless), so
+  that trees growing together do not all fold in one refresh and the cost per refresh stays smooth. A full
+  build writes every base node once, every delta empty. The nodes a step visits are read ahead, every tree
+  a level at a time (:func:`prefetch_paths`), the leaves kept packed until used; each node is decoded once.
 - Versions: nodes first, then the list of the nodes this version replaced, then the head (copy 0 on the
   condition that it still names the version read, then the other copies): a reader holding a head reads
   that version whole, all boards and the user index together, never two versions mixed. The nodes a version
@@ -34,6 +49,7 @@ import collections
 import concurrent.futures
 import contextvars
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -42,8 +58,8 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -147,8 +163,11 @@ def _first(level: int, entries: Sequence[Any]) -> Key:
     return entries[0][:-1] if level == 0 else entries[0].key  # type: ignore[no-any-return]
 
 
-def _count(level: int, entries: Sequence[Any]) -> int:
-    return len(entries) if level == 0 else sum(r.count for r in entries)
+def _count(level: int, entries: Sequence[Any], net: bool = False) -> int:
+    """The entries under a node: a base leaf's rows, a delta leaf's net count (the sum of its rows' marks)."""
+    if level == 0:
+        return sum(r[-1][0] for r in entries) if net else len(entries)
+    return sum(r.count for r in entries)
 
 
 class Gone(Exception):
@@ -174,8 +193,10 @@ def count_before(load: Loader, root: Root, key: Key) -> int:
     return before
 
 
-def count_before_many(load: Loader, probes: Sequence[tuple[Root, Key]]) -> list[int]:
-    """:func:`count_before` of each (tree, key), all descents a level at a time: one read per level for all."""
+def count_before_many(load: Loader, probes: Sequence[tuple[Root, Key]], net: Sequence[bool] = ()) -> list[int]:
+    """:func:`count_before` of each (tree, key), all descents a level at a time: one read per level for all.
+    ``net[i]``: probe i's tree is a delta, whose rows count by their marks (:data:`ADD` +1, :data:`DEL` -1,
+    :data:`SET` 0) and whose inner counts are those sums."""
     state: list[tuple[Ref | None, int, int]] = [(root.ref, root.level, 0) for root, _ in probes]
     while True:
         todo = sorted({ref.node for ref, _, _ in state if ref is not None})
@@ -187,7 +208,10 @@ def count_before_many(load: Loader, probes: Sequence[tuple[Root, Key]]) -> list[
                 continue
             node, key = nodes[ref.node], probes[i][1]
             if level == 0:
-                state[i] = (None, 0, before + bisect.bisect_left(node.entries, key, key=row_key))
+                at = bisect.bisect_left(node.entries, key, key=row_key)
+                if i < len(net) and net[i]:
+                    at = sum(r[-1][0] for r in node.entries[:at])
+                state[i] = (None, 0, before + at)
                 continue
             j = max(0, bisect.bisect_left([c.key for c in node.entries], key) - 1)
             state[i] = (node.entries[j], level - 1, before + sum(c.count for c in node.entries[:j]))
@@ -248,6 +272,43 @@ def entries_at(load: Loader, root: Root, start: int, n: int) -> list[tuple[Any, 
     return out
 
 
+def rows_from(load: Loader, root: Root, key: Key, forward: bool = True) -> Iterator[tuple[Any, ...]]:
+    """The rows from ``key`` on (``forward``: those with keys >= ``key``, ascending; else those < ``key``,
+    descending), lazily: a node is read when the scan reaches it (O(depth + rows / leaf) items). By key, not
+    by position, so it scans a delta too (whose counts are net, not positions)."""
+    def visit(ref: Ref, level: int) -> Iterator[tuple[Any, ...]]:
+        node = load([ref.node])[ref.node]
+        if level == 0:
+            if forward:
+                yield from node.entries[bisect.bisect_left(node.entries, key, key=row_key):]
+            else:
+                yield from reversed(node.entries[:bisect.bisect_left(node.entries, key, key=row_key)])
+            return
+        firsts = [c.key for c in node.entries]
+        if forward:
+            for child in node.entries[max(0, bisect.bisect_right(firsts, key) - 1):]:
+                yield from visit(child, level - 1)
+        else:
+            for child in reversed(node.entries[:max(1, bisect.bisect_left(firsts, key))]):
+                yield from visit(child, level - 1)
+
+    if root.ref is not None:
+        yield from visit(root.ref, root.level)
+
+
+def rows_of(load: Loader, root: Root) -> list[tuple[Any, ...]]:
+    """Every row of the tree, in order (one read per level)."""
+    if root.ref is None:
+        return []
+    todo, level = [root.ref.node], root.level
+    while level > 0:
+        nodes = load(todo)
+        todo = [c.node for nid in todo for c in nodes[nid].entries]
+        level -= 1
+    nodes = load(todo)
+    return [row for nid in todo for row in nodes[nid].entries]
+
+
 def _route(children: Sequence[Ref], ops: Sequence[tuple[Key, Any]]) -> dict[int, list[tuple[Key, Any]]]:
     """The sorted ops by the child each falls in (child i holds the keys from its first on; keys before the
     first child's go to it), in one pass over both."""
@@ -299,6 +360,99 @@ def walk_nodes(load: Loader, root: Root) -> list[str]:
     return out
 
 
+# --- a tree's view: its base and its delta ------------------------------------------------------------------
+#
+# A tree is a base and a delta: the delta an ordinary count tree of the same keys, holding only what changed
+# since the base was written, each row's value ``[mark, value]``: ADD (+1, a key not in the base), DEL (-1, a
+# key of the base deleted; value None) or SET (0, a key of the base with a new value). Its leaves count the
+# sum of their marks and its inner nodes the sum of their children's: the delta's counts are net, so the
+# entries of the view (the base less its DEL'd keys, plus the ADD'd and SET rows) before a key are the base's
+# before it plus the delta's net before it, and a board's size is the base's count plus the delta's.
+#
+# Deciding a mark needs no read of the base. A user has exactly one entry per board in the view (and one row
+# in the user index), and a refresh knows, from the view's user index, whether a key it writes is in the view
+# (a value changed in place: a name, or a user's scores) or not (a new place), and which key it deletes:
+# - a key not in the view inserted: if the delta has DEL(k), k is in the base, so SET(k, value); else k is in
+#   neither (a key not in the view is in the base only when DEL'd), so ADD(k, value);
+# - a key of the view given a new value: ADD stays ADD with the new value (still not in the base), anything
+#   else (SET, or no delta row: k from the base) is SET(k, value);
+# - a key of the view deleted: ADD(k) means it was never in the base, so the delta row goes; SET(k) or no delta
+#   row means k is in the base, so DEL(k).
+# A lookup reads the delta first (ADD or SET: its value; DEL: absent), the base only for keys it has no row of.
+
+ADD, DEL, SET = 1, -1, 0  # a delta row's mark: its count in the delta's net counts
+INSERT, CHANGE, REMOVE = "insert", "change", "remove"  # an op on the view: a new key, a new value, a key gone
+# A tree's delta is folded into its base (the base updated by the delta's ops, copy on write, the delta
+# emptied) once it holds a share f of the base's entries. A refresh's changes spread over the whole key range,
+# so its writes into the delta rewrite about every leaf of the delta (when it has fewer leaves than changes)
+# and a fold about every leaf of the base: with the delta growing by a share r of the base each refresh, the
+# average per refresh is about f / 2 + r / f of the base's leaves, least at f = sqrt(2 r). So f is that, r
+# this refresh's growth, within [1/FOLD_RATIO, 1/FOLD_FORCE]: at least 1/8 (a fold, which touches most of the
+# base's leaves, then comes at most once per base/8 changed rows: about 8 / (rows a leaf) nodes per changed
+# row, a third of a node at 25 rows a leaf, under the delta's own cost of up to a node per changed row), at
+# most 1/2 (reads merge the delta's rows: a delta at most half the base's size, a read's DEL'd rows within a
+# window about as many as its live ones at worst).
+FOLD_RATIO = 8
+FOLD_FORCE = 2  # every tree whose delta holds more than 1/FOLD_FORCE of its base's entries, whatever the bound
+FOLDS_PER_REFRESH = 2  # the least trees a later refresh is counted on to fold (RankTrees._step's schedule)
+
+
+def fold_share(grown: float) -> float:
+    """The share of its base's entries at which a tree's delta is folded, given the share it grew by in this
+    refresh (the reasoning above)."""
+    return min(1 / FOLD_FORCE, max(1 / FOLD_RATIO, math.sqrt(2 * max(0.0, grown))))
+
+
+def delta_value(kind: str, cur: list[Any] | None, value: Any) -> Any:
+    """The delta row of a key after an op on the view (``kind``: :data:`INSERT`, :data:`CHANGE` or
+    :data:`REMOVE`; ``cur`` the key's delta row, ``[mark, value]``, or None): its new ``[mark, value]``, or
+    :data:`DELETE` when the delta has no row of it any more (the reasoning above)."""
+    mark = None if cur is None else cur[0]
+    if kind == INSERT:
+        return [SET if mark == DEL else ADD, value]
+    if kind == CHANGE:
+        return [ADD if mark == ADD else SET, value]
+    return DELETE if mark == ADD else [DEL, None]
+
+
+def base_ops(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Key, Any]]:
+    """A delta's rows (in key order) as the ops that fold them into the base."""
+    return [(row[:-1], DELETE if row[-1][0] == DEL else row[-1][1]) for row in rows]
+
+
+def view_find_many(load: Loader, base: Root, delta: Root, keys: Iterable[Key]) -> dict[Key, Any]:
+    """:func:`find_many` on a tree's view: the delta's ADD and SET rows, the base for keys it has no row of."""
+    keys = list(keys)
+    found = find_many(load, delta, keys)
+    out = {k: v[1] for k, v in found.items() if v[0] != DEL}
+    out.update(find_many(load, base, [k for k in keys if k not in found]))
+    return out
+
+
+def view_count_before_many(load: Loader, probes: Sequence[tuple[Root, Root, Key]]) -> list[int]:
+    """The entries of each (base, delta) view before its key: every descent of both trees at once."""
+    counts = count_before_many(load, [(t, k) for b, d, k in probes for t in (b, d)], [False, True] * len(probes))
+    return [counts[2 * i] + counts[2 * i + 1] for i in range(len(probes))]
+
+
+def view_rows_from(load: Loader, base: Root, delta: Root, key: Key, forward: bool = True
+                   ) -> Iterator[tuple[Any, ...]]:
+    """:func:`rows_from` on a tree's view: the base's rows and the delta's merged by key, a DEL'd row skipped,
+    a SET row's value in place of the base's."""
+    bs, ds = rows_from(load, base, key, forward), rows_from(load, delta, key, forward)
+    b, d = next(bs, None), next(ds, None)
+    while b is not None or d is not None:
+        if d is None or (b is not None and (b[:-1] < d[:-1] if forward else b[:-1] > d[:-1])):
+            yield b  # type: ignore[misc]
+            b = next(bs, None)
+            continue
+        if b is not None and b[:-1] == d[:-1]:
+            b = next(bs, None)
+        if d[-1][0] != DEL:
+            yield (*d[:-1], d[-1][1])
+        d = next(ds, None)
+
+
 # --- writing a tree ------------------------------------------------------------------------------------------
 
 
@@ -306,8 +460,10 @@ class TreeWriter:
     """Builds one tree's next version from the one before (or from nothing): new nodes in :attr:`blobs`
     (id -> packed), and the ids of the nodes of the version before that it no longer uses in :attr:`retired`."""
 
-    def __init__(self, tree: str, version: int, load: Loader, forget: Callable[[str], None] | None = None) -> None:
+    def __init__(self, tree: str, version: int, load: Loader, forget: Callable[[str], None] | None = None,
+                 *, net: bool = False) -> None:
         self.tree, self.version, self.load = tree, version, load
+        self.net = net  # a delta: a leaf's count is its rows' net (their marks' sum), not their number
         self.forget = forget  # drops a node of the version before from ``load``'s cache (memory: a large step)
         self.fresh: dict[str, Node] = {}
         self.blobs: dict[str, bytes] = {}
@@ -373,7 +529,7 @@ class TreeWriter:
             self.blobs[nid] = blob
             if keep:
                 self.fresh[nid] = Node(level, tuple(chunk))
-            refs.append(Ref(_first(level, chunk), _count(level, chunk), nid))
+            refs.append(Ref(_first(level, chunk), _count(level, chunk, self.net), nid))
         return refs
 
     def build(self, entries: Sequence[tuple[Any, ...]]) -> Root:
@@ -470,7 +626,9 @@ class TreeWriter:
 
 @dataclass(frozen=True)
 class RankHead:
-    """One version of every tree: the user index and one tree per board with entries."""
+    """One version of every tree: the user index and one tree per board with entries, each a base and a delta
+    (:attr:`users` / :attr:`boards` the bases, :attr:`delta_users` / :attr:`delta_boards` the deltas, empty when
+    not named; :attr:`delta_rows` each delta's rows by tree name, :func:`tree_name`)."""
 
     version: int
     batch: int  # the refresh batch whose ranks these are
@@ -482,6 +640,22 @@ class RankHead:
     retired: int = 0  # items of this version's retired list (the nodes it replaced)
     gc: tuple[int, int] | None = None  # (version, items): the retired list this head's writer deletes
     copies: int = 1
+    delta_users: Root = EMPTY
+    delta_boards: dict[tuple[str, str], Root] = field(default_factory=dict)
+    delta_rows: dict[str, int] = field(default_factory=dict)
+
+    def board(self, board: tuple[str, str]) -> tuple[Root, Root]:
+        """A board's base and delta (both empty: no such board)."""
+        return self.boards.get(board, EMPTY), self.delta_boards.get(board, EMPTY)
+
+    def size(self, board: tuple[str, str]) -> int:
+        """A board's entries: its base's count plus its delta's net count."""
+        return sum(r.ref.count for r in self.board(board) if r.ref is not None)
+
+
+def tree_name(board: tuple[str, str] | None) -> str:
+    """A tree's name (in node ids and :attr:`RankHead.delta_rows`): ``users``, or ``scope#window``."""
+    return USERS if board is None else f"{board[0]}#{board[1]}"
 
 
 def head_pk(copy: int) -> str:
@@ -497,8 +671,17 @@ def _root(data: list[Any] | None) -> Root:
 
 
 def head_item(h: RankHead, copy: int) -> Item:
-    trees = {"users": _root_json(h.users),
-             "boards": [[s, w, _root_json(r)] for (s, w), r in sorted(h.boards.items())]}
+    trees: dict[str, Any] = {"users": _root_json(h.users),
+                             "boards": [[s, w, _root_json(r)] for (s, w), r in sorted(h.boards.items())]}
+    # the deltas, only those not empty (a head without them, as the code before wrote, has empty deltas)
+    deltas: dict[str, Any] = {}
+    if h.delta_users.ref is not None:
+        deltas["users"] = [_root_json(h.delta_users), h.delta_rows.get(USERS, 0)]
+    if any(r.ref is not None for r in h.delta_boards.values()):
+        deltas["boards"] = [[s, w, _root_json(r), h.delta_rows.get(tree_name((s, w)), 0)]
+                            for (s, w), r in sorted(h.delta_boards.items()) if r.ref is not None]
+    if deltas:
+        trees["deltas"] = deltas
     item: Item = {"pk": {"S": head_pk(copy)}, "sk": {"S": HEAD_SK}, "version": {"S": str(h.version)},
                   "batch": {"N": str(h.batch)}, "plan": {"S": h.plan}, "copies": {"N": str(h.copies)},
                   "retired": {"N": str(h.retired)},
@@ -514,10 +697,17 @@ def head_item(h: RankHead, copy: int) -> Item:
 def read_head(item: Item) -> RankHead:
     trees = json.loads(zlib.decompress(bytes(item["trees"]["B"])))
     gc = (int(item["gc_version"]["N"]), int(item["gc_items"]["N"])) if "gc_version" in item else None
+    deltas = trees.get("deltas", {})  # none: a head of the code before the deltas (or every delta empty)
+    delta_users = _root(deltas["users"][0]) if "users" in deltas else EMPTY
+    rows = {USERS: deltas["users"][1]} if "users" in deltas else {}
+    delta_boards = {}
+    for s, w, r, n in deltas.get("boards", []):
+        delta_boards[(s, w)] = _root(r)
+        rows[tree_name((s, w))] = n
     return RankHead(int(item["version"]["S"]), int(item["batch"]["N"]), item["plan"]["S"],
                     item.get("as_of", {}).get("S"), item.get("refreshed_at", {}).get("S"), _root(trees["users"]),
                     {(s, w): _root(r) for s, w, r in trees["boards"]}, int(item["retired"]["N"]), gc,
-                    int(item["copies"]["N"]))
+                    int(item["copies"]["N"]), delta_users, delta_boards, rows)
 
 
 # --- the rows of rank_scores.sql ---------------------------------------------------------------------------------
@@ -669,16 +859,17 @@ class RankTrees:
         """The user's rank, score, board size and percentile on every board they have a score on at the last
         refresh, by scope and window; None when no ranks were ever written."""
         def ranks(head: RankHead) -> list[dict[str, Any]]:
-            scopes = find(self._load, head.users, (user_id,)) or []
+            scopes = view_find_many(self._load, head.users, head.delta_users, [(user_id,)]).get((user_id,)) or []
             mine = sorted(boards_of(scopes).items())
-            roots = [head.boards.get(board, EMPTY) for board, _ in mine]
-            # per board, the entries that scored more and those that scored as much or more: every descent at once
-            counts = count_before_many(self._load, [(root, (-score + d, "")) for root, (_, score) in zip(roots, mine,
-                                                                                                      strict=True)
-                                                    for d in (0, 1)])
+            trees = [head.board(board) for board, _ in mine]
+            # per board, the entries that scored more and those that scored as much or more, in the base and
+            # the delta: every descent at once
+            counts = view_count_before_many(self._load, [(base, delta, (-score + d, ""))
+                                                         for (base, delta), (_, score) in zip(trees, mine, strict=True)
+                                                         for d in (0, 1)])
             out = []
-            for i, (((scope, window), score), root) in enumerate(zip(mine, roots, strict=True)):
-                of = root.ref.count if root.ref is not None else 0
+            for i, ((scope, window), score) in enumerate(mine):
+                of = head.size((scope, window))
                 above, at_least = counts[2 * i], counts[2 * i + 1]
                 if of == 0 or at_least <= above:  # not in that version's board: cannot happen within one version
                     continue
@@ -694,19 +885,24 @@ class RankTrees:
         """The ``limit`` entries of a board centred on the user (clipped at the first and the last place), with
         their ranks; None when no ranks were ever written; NotFound when the user is not on that board."""
         def window_of(head: RankHead) -> tuple[BoardEntry, ...]:
-            root = head.boards.get((scope, window), EMPTY)
-            if scope != "overall" and not any((scope, w) in head.boards for w in WINDOWS):
+            base, delta = head.board((scope, window))
+            if scope != "overall" and not any(head.size((scope, w)) for w in WINDOWS):
                 raise NotFound(f"no leaderboard for scope {scope!r} (no scores in that category at the last refresh)")
-            score = boards_of(find(self._load, head.users, (user_id,)) or []).get((scope, window))
-            if score is None or root.ref is None:
+            found = view_find_many(self._load, head.users, head.delta_users, [(user_id,)]).get((user_id,))
+            score = boards_of(found or []).get((scope, window))
+            n = head.size((scope, window))
+            if score is None or n == 0:
                 raise NotFound(f"{user_id!r} is not on the {scope} board of window {window} (no score there at the "
                                "last refresh)")
-            n = root.ref.count
-            at = count_before(self._load, root, (-score, user_id))
+            key = (-score, user_id)
+            at, = view_count_before_many(self._load, [(base, delta, key)])
             start = max(0, min(at - (limit - 1) // 2, n - limit))
-            rows = entries_at(self._load, root, start, limit)
+            # the entries by position over the view: those before the user's key (scanned back from it) and
+            # those from it on, each scan merging the base's rows and the delta's by key
+            rows = list(itertools.islice(view_rows_from(self._load, base, delta, key, False), at - start))[::-1]
+            rows += itertools.islice(view_rows_from(self._load, base, delta, key), limit - len(rows))
             first_score = -rows[0][0]
-            rank = 1 + count_before(self._load, root, (-first_score, ""))
+            rank = 1 + view_count_before_many(self._load, [(base, delta, (-first_score, ""))])[0]
             out: list[BoardEntry] = []
             for i, (neg, uid, name) in enumerate(rows):
                 if i and -neg != out[-1].score:
@@ -771,19 +967,22 @@ class RankTrees:
                 fetch(ids, True)
                 return {n: loaded[n] for n in ids}
 
-            if rebuild:
+            folded: list[str] = []
+            if rebuild:  # bases only, every delta empty
                 writers, users_root, boards = self._build(users, version, load)
+                trees: dict[tuple[str, str] | None, tuple[Root, Root, int]] = {
+                    b: (r, EMPTY, 0) for b, r in boards.items()}
+                trees[None] = (users_root, EMPTY, 0)
                 if cur is not None:  # every node of the version before goes
-                    writers[0].retired.update(walk_nodes(load, cur.users))
-                    for root in cur.boards.values():
+                    for root in [cur.users, cur.delta_users, *cur.boards.values(), *cur.delta_boards.values()]:
                         writers[0].retired.update(walk_nodes(load, root))
             else:
                 assert cur is not None
                 def forget(nid: str) -> None:
                     loaded.pop(nid, None)
 
-                writers, users_root, boards = self._step(cur, users, version, load, forget,
-                                                         lambda ids: fetch(ids, False))
+                writers, trees, folded = self._step(cur, users, version, load, forget,
+                                                    lambda ids: fetch(ids, False))
             retired = sorted(set().union(*(w.retired for w in writers)))
             parts = [retired[i:i + RETIRED_PER_ITEM] for i in range(0, len(retired), RETIRED_PER_ITEM)]
             puts: list[Item] = [{"pk": {"S": node_key(n)[0]}, "sk": {"S": NODE_SK}, "b": {"B": blob}}
@@ -791,9 +990,11 @@ class RankTrees:
             puts += [{"pk": {"S": retired_key(version, i)[0]}, "sk": {"S": retired_key(version, i)[1]},
                       "ids": {"B": zlib.compress("\n".join(p).encode(), 6)}} for i, p in enumerate(parts)]
             self._write_many(puts)
-            head = RankHead(version, batch, plan, as_of, refreshed_at, users_root,
-                            {b: r for b, r in boards.items() if r.ref is not None}, len(parts),
-                            None if cur is None else (cur.version, cur.retired), self.copies)
+            head = RankHead(version, batch, plan, as_of, refreshed_at, trees[None][0],
+                            {b: t[0] for b, t in trees.items() if b is not None and t[0].ref is not None}, len(parts),
+                            None if cur is None else (cur.version, cur.retired), self.copies, trees[None][1],
+                            {b: t[1] for b, t in trees.items() if b is not None and t[1].ref is not None},
+                            {tree_name(b): t[2] for b, t in trees.items() if t[2]})
             if not self.table.put_if(head_item(head, 0), None if cur is None else str(cur.version)):
                 again = self.table.get((head_pk(0), HEAD_SK), consistent=True)
                 if again is not None and read_head(again).plan == plan:  # a twin writer landed the same ranks
@@ -813,7 +1014,7 @@ class RankTrees:
         units = sum(dynamodb_write_units(_node_item_size(i)) for i in puts) + \
             self.copies * dynamodb_write_units(item_size(head_item(head, 0))) + len(stale) + deleted
         return {"version": version, "nodes": len(puts) - len(parts), "retired": len(retired), "written": True,
-                "write_units": units}
+                "write_units": units, "delta_rows": sum(head.delta_rows.values()), "folded": folded}
 
     def _build(self, users: Sequence[UserScores], version: int, load: Loader
                ) -> tuple[list[TreeWriter], Root, dict[tuple[str, str], Root]]:
@@ -835,40 +1036,103 @@ class RankTrees:
 
     def _step(self, cur: RankHead, users: Sequence[UserScores], version: int, load: Loader,
               forget: Callable[[str], None], fetch_leaves: Callable[[Sequence[str]], None] | None = None,
-              ) -> tuple[list[TreeWriter], Root, dict[tuple[str, str], Root]]:
-        """The trees after the changed users' rows: their old entries (from the user index) deleted, their new
-        ones inserted, each tree's ops in one pass (a leaf read is dropped from the write's cache once used)."""
-        before = find_many(load, cur.users, [(u.user_id,) for u in users])
-        user_ops: list[tuple[Key, Any]] = []
-        board_ops: dict[tuple[str, str], list[tuple[Key, Any]]] = collections.defaultdict(list)
+              ) -> tuple[list[TreeWriter], dict[tuple[str, str] | None, tuple[Root, Root, int]], list[str]]:
+        """The trees after the changed users' rows: their old entries (from the user index's view) removed, their
+        new ones inserted, as rows of each tree's delta (the bases untouched), each delta's ops in one pass (a
+        leaf read is dropped from the write's cache once used); then the deltas grown past their share of the
+        base folded into it (:func:`fold_share`). Returns the writers, every tree by board (None: the user
+        index) as (base, delta, delta rows), and the names of the trees folded."""
+        before = view_find_many(load, cur.users, cur.delta_users, [(u.user_id,) for u in users])
+        ops: dict[tuple[str, str] | None, list[tuple[Key, str, Any]]] = collections.defaultdict(list)
         for u in users:
-            old_scopes = before.get((u.user_id,)) or []
+            old_scopes = before.get((u.user_id,))  # None: not in the index (a user's entry there has scopes)
             new_scopes = [list(s) for s in u.scopes]
-            if old_scopes != new_scopes:
-                user_ops.append(((u.user_id,), new_scopes if new_scopes else DELETE))
-            old, new = boards_of(old_scopes), u.boards()
+            if old_scopes is None:
+                if new_scopes:
+                    ops[None].append(((u.user_id,), INSERT, new_scopes))
+            elif old_scopes != new_scopes:
+                ops[None].append(((u.user_id,), CHANGE, new_scopes) if new_scopes else ((u.user_id,), REMOVE, None))
+            old, new = boards_of(old_scopes or []), u.boards()
             for board in old.keys() | new.keys():
                 o, n = old.get(board), new.get(board)
                 if o != n:
                     if o is not None:
-                        board_ops[board].append(((-o, u.user_id), DELETE))
+                        ops[board].append(((-o, u.user_id), REMOVE, None))
                     if n is not None:
-                        board_ops[board].append(((-n, u.user_id), u.user_name))
-                elif n is not None and u.name_changed:  # the same place, a new name (a no-op if it is not new)
-                    board_ops[board].append(((-n, u.user_id), u.user_name))
-        user_ops.sort(key=lambda op: op[0])
-        for ops in board_ops.values():
-            ops.sort(key=lambda op: op[0])
-        if fetch_leaves is not None:  # every node the updates visit, read ahead in a few large reads
-            prefetch_paths(load, fetch_leaves, [(cur.users, [k for k, _ in user_ops])] +
-                           [(cur.boards.get(b, EMPTY), [k for k, _ in ops]) for b, ops in board_ops.items()])
-        writers = [TreeWriter(USERS, version, load, forget)]
-        users_root = writers[0].update(cur.users, user_ops)
-        boards = dict(cur.boards)
-        for board, ops in sorted(board_ops.items()):
-            writers.append(TreeWriter(f"{board[0]}#{board[1]}", version, load, forget))
-            boards[board] = writers[-1].update(cur.boards.get(board, EMPTY), ops)
-        return writers, users_root, boards
+                        ops[board].append(((-n, u.user_id), INSERT, u.user_name))
+                elif n is not None and u.name_changed:  # the same place, a new name
+                    ops[board].append(((-n, u.user_id), CHANGE, u.user_name))
+        for tree_ops in ops.values():
+            tree_ops.sort(key=lambda op: op[0])
+        trees: dict[tuple[str, str] | None, tuple[Root, Root, int]] = {
+            b: (*cur.board(b), cur.delta_rows.get(tree_name(b), 0))
+            for b in cur.boards.keys() | cur.delta_boards.keys()}
+        trees[None] = (cur.users, cur.delta_users, cur.delta_rows.get(USERS, 0))
+        for b in ops:
+            trees.setdefault(b, (EMPTY, EMPTY, 0))
+        if fetch_leaves is not None:  # every delta node the ops visit, read ahead in a few large reads
+            prefetch_paths(load, fetch_leaves, [(trees[b][1], [k for k, _, _ in t]) for b, t in ops.items()])
+        # each tree's ops on its delta, and its delta's rows and view's entries after them
+        delta_ops: dict[tuple[str, str] | None, list[tuple[Key, Any]]] = {}
+        after: dict[tuple[str, str] | None, tuple[int, int]] = {}
+        for b, (base, delta, rows) in trees.items():
+            found = find_many(load, delta, [k for k, _, _ in ops.get(b, [])])
+            mine = [(k, delta_value(kind, found.get(k), v)) for k, kind, v in ops.get(b, [])]
+            rows += sum(v is not DELETE for _, v in mine) - len(found)
+            size = sum(r.ref.count for r in (base, delta) if r.ref is not None)
+            size += sum((kind == INSERT) - (kind == REMOVE) for _, kind, _ in ops.get(b, []))
+            delta_ops[b], after[b] = mine, (rows, size)
+        # the deltas to fold: every one past 1/FOLD_FORCE of its base (or of a tree emptied: nothing left to keep a
+        # delta of); and, as the trees grow together (a fold each only at its fold_share would fold them all in
+        # the same refresh), a schedule: at this refresh's growth tree b reaches its share in t_b refreshes; a
+        # later refresh folds `pace` trees (those that keep pace with the growth: the sum of each tree's folds
+        # per refresh, growth / share, and at least FOLDS_PER_REFRESH), so this one folds the fewest, the
+        # soonest due first, that leave no tree past its share: the most, over k, of the trees due by refresh k
+        # less the k x pace that the refreshes before k fold
+        def share(b: tuple[str, str] | None, rows: int) -> float:
+            base = trees[b][0]
+            return rows / max(1, base.ref.count if base.ref is not None else 0)
+
+        names = sorted(trees, key=tree_name)
+        now = {b: share(b, after[b][0]) for b in names}
+        grown = {b: max(0.0, now[b] - share(b, trees[b][2])) for b in names}
+        forced = [b for b in names if after[b][0] and (now[b] * FOLD_FORCE > 1 or after[b][1] == 0)]
+        due = {}  # refreshes until each tree's share, its growth going on as in this refresh
+        for b in names:
+            left = fold_share(grown[b]) - now[b]
+            if b not in forced and after[b][0] and (left <= 0 or grown[b] > 0):
+                due[b] = max(0.0, left / grown[b]) if left > 0 else 0.0
+        pace = max(FOLDS_PER_REFRESH, math.ceil(sum(grown[b] / fold_share(grown[b]) for b in names)))
+        soonest = sorted(due, key=lambda b: (due[b], tree_name(b)))
+        take = 0
+        for i, b in enumerate(soonest):  # tree i is due by refresh floor(due): i + 1 due by then
+            take = max(take, i + 1 - math.floor(due[b]) * pace)
+        fold = set(forced + soonest[:take])
+        writers = [TreeWriter(USERS, version, load, forget)]  # writes nothing: it retires the folded deltas
+        out: dict[tuple[str, str] | None, tuple[Root, Root, int]] = {}
+        folds: dict[tuple[str, str] | None, list[tuple[Key, Any]]] = {}
+        for b in names:
+            base, delta, _ = trees[b]
+            if b in fold:  # the delta whole, this refresh's ops on it, as the base's ops; the delta's nodes go
+                whole = {r[:-1]: r[-1] for r in rows_of(load, delta)}
+                for k, v in delta_ops[b]:
+                    if v is DELETE:
+                        del whole[k]
+                    else:
+                        whole[k] = v
+                folds[b] = base_ops((*k, whole[k]) for k in sorted(whole))
+                writers[0].retired.update(walk_nodes(load, delta))
+                continue
+            if delta_ops[b]:
+                writers.append(TreeWriter(tree_name(b) + "~delta", version, load, forget, net=True))
+                delta = writers[-1].update(delta, delta_ops[b])
+            out[b] = (base, delta, after[b][0])
+        if fetch_leaves is not None:  # the folded bases' nodes the ops visit, read ahead likewise
+            prefetch_paths(load, fetch_leaves, [(trees[b][0], [k for k, _ in f]) for b, f in folds.items()])
+        for b, f in sorted(folds.items(), key=lambda bf: tree_name(bf[0])):
+            writers.append(TreeWriter(tree_name(b), version, load, forget))
+            out[b] = (writers[-1].update(trees[b][0], f), EMPTY, 0)
+        return writers, out, sorted(tree_name(b) for b in fold)
 
     def _write_many(self, puts: list[Item]) -> None:
         """BatchWriteItem calls of 25, ``workers`` at a time. The node keys are random, so a large first build

@@ -474,8 +474,8 @@ def _another_table(backend: Backend) -> Any:
 
 def _reachable(store: Any) -> set[tuple[str, str]]:
     head = store.current(fresh=True)[0]
-    ids = walk_nodes(store._load, head.users)
-    for root in head.boards.values():
+    ids = []
+    for root in [head.users, head.delta_users, *head.boards.values(), *head.delta_boards.values()]:
         ids += walk_nodes(store._load, root)
     return {node_key(n) for n in ids}
 
