@@ -11,6 +11,10 @@ the handler gave, for that long, and answers from it:
   whole seconds, rounded up, as the handler counts a cached board's age): a response never outlives the next
   refresh, cached or not.
 
+When an entry is missing or expired, one request per URL asks the handler; the requests that arrive
+meanwhile wait for its answer and are answered from it (when it is kept), instead of all asking the handler
+at once each time an entry expires.
+
 Only what the handler marked ``public, max-age=N`` is kept (never an error, a ``no-store`` answer, or
 anything but ``GET``/``HEAD`` on ``/v1/leaderboards/<scope>``), and a request with a body always reaches
 the handler. After a refresh lands, a board shows at most this long late: the same bound as the board
@@ -19,6 +23,7 @@ store's own cache. On AWS, CloudFront plays this part in front of API Gateway (i
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
@@ -79,6 +84,7 @@ class MicroCache:
                  clock: Callable[[], float] = time.monotonic, generation: Callable[[], object] = lambda: 0) -> None:
         self.app, self.seconds, self.prefix, self.clock, self.generation = app, seconds, prefix, clock, generation
         self.entries: dict[tuple[str, str, bytes], _Entry] = {}
+        self.filling: dict[tuple[str, bytes], asyncio.Future[None]] = {}  # URLs whose handler answer is awaited
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (self.seconds <= 0 or scope["type"] != "http" or scope["method"] not in ("GET", "HEAD")
@@ -99,6 +105,29 @@ class MicroCache:
         if entry is not None and now < entry.until and entry.generation == generation:
             await self._answer(entry, now, inm, scope["method"] == "HEAD", send)
             return
+        # One request asks the handler per URL at a time; those arriving meanwhile wait for its answer (when it
+        # is kept) instead of asking too: no stampede on the handler each time an entry expires.
+        url = (scope["path"], scope["query_string"])
+        filling = self.filling.get(url)
+        if filling is not None:
+            await asyncio.shield(filling)
+            now = self.clock()
+            entry = self.entries.get(key)
+            if entry is not None and now < entry.until and entry.generation == self.generation():
+                await self._answer(entry, now, inm, scope["method"] == "HEAD", send)
+                return
+            await self.app(scope, receive, send)  # nothing kept (an error, say): the handler answers
+            return
+        self.filling[url] = filled = asyncio.get_running_loop().create_future()
+        try:
+            await self._fill(scope, receive, send, key, now, generation, inm)
+        finally:
+            del self.filling[url]
+            filled.set_result(None)
+
+    async def _fill(self, scope: Scope, receive: Receive, send: Send, key: tuple[str, str, bytes], now: float,
+                    generation: object, inm: bytes | None) -> None:
+        """The handler's answer to this request, kept when it may be."""
         if inm is None or scope["method"] != "GET":
             await self.app(scope, receive, self._recording(key, now, generation, send))
             return

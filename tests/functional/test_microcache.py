@@ -132,3 +132,49 @@ def test_the_read_api_reaches_its_handler_once_a_second_for_one_board(tmp_path: 
     after = client.get(BOARD, headers={"if-none-match": answers[0].headers["etag"]})
     assert after.status_code == 200 and after.json()["entries"][0] == {
         "rank": 1, "user_id": "u0", "user_name": None, "score": 101}
+
+
+def test_concurrent_reads_of_an_expired_board_ask_the_handler_once(clock: list[float]) -> None:
+    """When an entry is missing or expired, the requests that arrive while the handler is answering one of
+    them wait for that answer instead of each asking the handler (no stampede once a second per board); a
+    request the handler's answer cannot serve (not kept: an error) still gets the handler's own."""
+    import asyncio
+
+    class Slow(Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = asyncio.Event()
+
+        async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+            await self.gate.wait()
+            await super().__call__(scope, receive, send)
+
+    async def get(cache: MicroCache, etag: bytes | None = None) -> tuple[int, bytes]:
+        path, _, query = BOARD.partition("?")
+        headers = [(b"if-none-match", etag)] if etag else []
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        await cache({"type": "http", "method": "GET", "path": path, "query_string": query.encode(),
+                     "headers": headers}, receive, send)
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    async def run(status: int) -> tuple[Slow, list[tuple[int, bytes]]]:
+        handler = Slow()
+        handler.status = status
+        cache = MicroCache(handler, seconds=1.0, clock=lambda: clock[0])
+        requests = [asyncio.create_task(get(cache, b'"v1"' if i % 2 else None)) for i in range(8)]
+        await asyncio.sleep(0.01)  # every request has arrived; the handler is still answering the first
+        handler.gate.set()
+        return handler, list(await asyncio.gather(*requests))
+
+    handler, answers = asyncio.run(run(200))
+    assert handler.calls == 1
+    assert answers == [(200, b'{"n":1}'), (304, b"")] * 4
+    handler, answers = asyncio.run(run(500))  # nothing kept: each request is the handler's to answer
+    assert handler.calls == 8 and {status for status, _ in answers} == {500}
