@@ -7,8 +7,10 @@ Servers (bench/ingest_server.py), all up for a shape's rounds, each on 127.0.0.1
                 auth, body limits, per-event validation, group commit) with a null stream sink;
   bare_asgi:    a plain ASGI callable that reads the body, msgspec-decodes it and answers 202, under plain
                 uvicorn with uvloop and httptools (the fastest uvicorn, nothing of ours);
-  bare_aiohttp: the same handler in aiohttp (C parser) on uvloop.
-The ceiling of a shape is the best bare endpoint's median; the ratio is ours / that ceiling.
+  bare_aiohttp: the same handler in aiohttp (C parser) on uvloop;
+  bare_typed:   bare_asgi decoding by the event schemas (Registry.decode): the least a validating endpoint
+                does; a reference reported next to the ratio, not a ceiling.
+The ceiling of a shape is the best of bare_asgi's and bare_aiohttp's medians; the ratio is ours / it.
 
 Load: wrk (C; ``-t1 -cN -dS --latency``) POSTing pre-built bodies from a Lua script, for two shapes: 100
 events a request and one event a request. Without wrk (or with ``--generator python``), a Python asyncio
@@ -67,7 +69,9 @@ TARGETS = {"batched_100": 0.7, "single_event": 0.75}  # issue 13: ours / best ba
 BODIES = {100: 16, 1: 64}  # distinct pre-built bodies per shape, cycled through
 WARM_UP_S = 1.0
 LABELS = {"full": "ours", "bare_asgi": "bare ASGI (uvicorn + uvloop + httptools)",
-          "bare_aiohttp": "bare aiohttp (uvloop)"}
+          "bare_aiohttp": "bare aiohttp (uvloop)",
+          "bare_typed": "bare ASGI, schema-typed decode (reference, not a ceiling)"}
+CEILINGS = ("bare_asgi", "bare_aiohttp")  # the bare endpoints a shape's ceiling is the best of
 
 
 def _event(i: int) -> dict[str, Any]:
@@ -220,11 +224,13 @@ def measure(running: tuple[Any, int, dict[str, Any]], batch: int, bodies: list[b
 def summarise(shape: str, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """One shape's result from every server's rounds (``full`` is ours, the others bare): each server's
     median round, the ceiling (the best bare median), ours / ceiling in events/s and per round."""
-    bares = [m for m in runs if m != "full"]
+    bares = [m for m in runs if m in CEILINGS]
     result: dict[str, Any] = {"events_per_request": SHAPES[shape],
                               **{m: median_round(e, "events_per_s") for m, e in runs.items()}}
     ceiling = max(bares, key=lambda m: result[m]["events_per_s"])
     ratio = result["full"]["events_per_s"] / result[ceiling]["events_per_s"]
+    if "bare_typed" in result:  # a reference: ours against the least a validating endpoint does
+        result["ratio_to_typed"] = round(result["full"]["events_per_s"] / result["bare_typed"]["events_per_s"], 3)
     result.update(ceiling=ceiling, ratio_events_per_s=round(ratio, 3), target=TARGETS[shape],
                   meets_target=ratio >= TARGETS[shape],
                   rounds_ratio=[round(ours["events_per_s"] / max(runs[m][i]["events_per_s"] for m in bares), 3)
@@ -281,7 +287,7 @@ def table(doc: dict[str, Any]) -> str:
              "load generator | ratio to best bare (rounds) | target |",
              "|---|---|---|---|---|---|---|---|"]
     for shape, r in doc["results"].items():
-        for mode in ("full", "bare_asgi", "bare_aiohttp"):
+        for mode in ("full", "bare_asgi", "bare_aiohttp", "bare_typed"):
             if mode not in r:
                 continue
             e = r[mode]
@@ -289,13 +295,15 @@ def table(doc: dict[str, Any]) -> str:
                 rounds = ", ".join(f"{x:.2f}" for x in r["rounds_ratio"])
                 verdict = "met" if r["meets_target"] else "NOT met"
                 ratio, target = f"**{r['ratio_events_per_s']:.2f}** ({rounds})", f">= {r['target']} ({verdict})"
+            elif mode == "bare_typed":
+                ratio, target = f"ours / it: {r['ratio_to_typed']:.2f}", ""
             else:
                 ratio, target = ("ceiling" if r["ceiling"] == mode else ""), ""
             lines.append(f"| {shape} | {LABELS[mode]} | {e['events_per_s']:,.0f} ({e['requests_per_s']:,.0f}) "
                          f"| {e['p50_ms']:g} / {e['p99_ms']:g} ms | {e['rss_mb']} MB ({e['peak_rss_mb']} MB) "
                          f"| {e['server_cpus']}, {e['load_generator_cpus']} | {ratio} | {target} |")
     starved = [f"{shape} {mode} ({r[mode]['server_cpus']})" for shape, r in doc["results"].items()
-               for mode in ("full", "bare_asgi", "bare_aiohttp") if mode in r and r[mode]["server_cpus"] < 0.9]
+               for mode in LABELS if mode in r and r[mode]["server_cpus"] < 0.9]
     if starved:
         lines += ["", f"Warning: in these median rounds the server used under 0.9 of its CPU, so something else "
                       f"limited them (a busy machine, or the load generator): {', '.join(starved)}. Run again on "
@@ -317,10 +325,10 @@ def main() -> None:
     if args.generator == "wrk" and not have_wrk:
         sys.exit("wrk is not installed: apt-get install wrk (make bench does it)")
     generator = "wrk" if args.generator == "wrk" or (args.generator == "auto" and have_wrk) else "python"
-    modes: tuple[str, ...] = ("full", "bare_asgi", "bare_aiohttp")
+    modes: tuple[str, ...] = ("full", "bare_asgi", "bare_aiohttp", "bare_typed")
     notes = []
     if importlib.util.find_spec("aiohttp") is None:
-        modes = ("full", "bare_asgi")
+        modes = ("full", "bare_asgi", "bare_typed")
         notes.append("aiohttp is not installed (pip install -e '.[dev]'): no bare aiohttp endpoint in this run")
     if generator == "python":
         notes.append("wrk not found: the Python load generator ran" if args.generator == "auto"

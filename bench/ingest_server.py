@@ -5,7 +5,8 @@
   ), with a null stream sink and rate limiting off;
 - ``bare_asgi``: a plain ASGI callable (no framework, no middleware) that reads the body, decodes it with
   msgspec and answers 202, under plain uvicorn with uvloop and httptools;
-- ``bare_aiohttp``: the same handler in aiohttp (its C HTTP parser) on uvloop.
+- ``bare_aiohttp``: the same handler in aiohttp (its C HTTP parser) on uvloop;
+- ``bare_typed``: ``bare_asgi`` decoding by the event schemas (a reference, not a ceiling).
 
 Each bare endpoint answers the same JSON as ours (``{"accepted": N, "rejected": []}``). Once it serves,
 each writes what it runs on (event loop class, HTTP parser) to ``--info`` as JSON, for the results.
@@ -32,12 +33,13 @@ from streamboard.adapters.local.lake import LocalLake
 from streamboard.adapters.local.queue import LocalQueue
 from streamboard.adapters.local.stores import LocalAppRegistry
 from streamboard.ports import PutResult, ReadRecord, StreamRecord
+from streamboard.registry import REGISTRY
 from streamboard.serving import build_server, connection_limits
 from streamboard.settings import Settings
 
 KEY = "bench-key"
 OK = PutResult("shardId-000000000000", "1")
-MODES = ("full", "bare_asgi", "bare_aiohttp")
+MODES = ("full", "bare_asgi", "bare_aiohttp", "bare_typed")
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
@@ -85,6 +87,25 @@ async def bare_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+async def bare_typed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """As :func:`bare_asgi`, but the body decoded by the event schemas (``Registry.decode``: every field's type
+    and bounds), the least a validating endpoint does: not a ceiling, a reference (bench/README.md)."""
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+        return
+    chunks = []
+    more = True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    decoded = REGISTRY.decode(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+    status, payload = (202, _encode({"accepted": len(decoded[0]), "rejected": []})) if decoded else (400, b"{}")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*_HEADERS, (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
 def _write_info(path: Path, mode: str, http: str, server: str) -> None:
     loop = type(asyncio.get_running_loop())
     path.write_text(json.dumps({"mode": mode, "server": server, "loop": f"{loop.__module__}.{loop.__qualname__}",
@@ -128,6 +149,14 @@ def serve_bare_asgi(port: int, info: Path) -> None:
     serve_uvicorn(uvicorn.Server(config), "bare_asgi", info, f"uvicorn {uvicorn.__version__}, plain ASGI callable")
 
 
+def serve_bare_typed(port: int, info: Path) -> None:
+    config = uvicorn.Config(bare_typed, host="127.0.0.1", port=port, loop="uvloop", http="httptools", ws="none",
+                            log_level="warning", access_log=False, lifespan="on")
+    _freeze()
+    serve_uvicorn(uvicorn.Server(config), "bare_typed", info,
+                  f"uvicorn {uvicorn.__version__}, plain ASGI callable, schema-typed decode")
+
+
 def serve_bare_aiohttp(port: int, info: Path) -> None:
     import aiohttp
     import uvloop
@@ -167,6 +196,8 @@ def main() -> None:
             serve_full(args.port, args.info, Path(tmp))
     elif args.mode == "bare_asgi":
         serve_bare_asgi(args.port, args.info)
+    elif args.mode == "bare_typed":
+        serve_bare_typed(args.port, args.info)
     else:
         serve_bare_aiohttp(args.port, args.info)
 

@@ -226,19 +226,10 @@ class Registry:
         ``None`` means "not that simple" (any invalid event, anything unusual): then
         check each event with :meth:`check`, which gives each its own answer, and build the records of the
         valid ones with :meth:`records`. Both paths give records whose events read back the same."""
-        # The likely form first (a failed decode raises, which costs): a batch starts with its "events" key.
-        forms = ((self._batch_decoder, False), (self._event_decoder, True))
-        if not body.lstrip().startswith(b'{"events"'):
-            forms = forms[::-1]
-        for decoder, single in forms:
-            try:
-                doc: Any = decoder.decode(body)
-            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-                continue
-            events: list[Any] = [doc] if single else doc.events
-            break
-        else:
+        decoded = self.decode(body)
+        if decoded is None:
             return None
+        events, single = decoded
         if not events or len(events) > max_events or (not single and repeats_top_level_key(body)):
             return None
         ts = list(map(_TS, events))
@@ -256,6 +247,21 @@ class Registry:
         if len(data) > MAX_RECORD_BYTES:
             return len(events), self.records(events, app_id=app_id, received_at_text=received_at_text)
         return len(events), [(str(events[0].event_id), data)]
+
+    def decode(self, body: bytes) -> tuple[list[Any], bool] | None:
+        """A body's events typed by their schemas (``{"events": [...]}``, or one event: then True), or None when
+        it is not all valid events (the field types and bounds; not yet the rules :meth:`validate_batch` adds)."""
+        # The likely form first (a failed decode raises, which costs): a batch starts with its "events" key.
+        forms = ((self._batch_decoder, False), (self._event_decoder, True))
+        if not body.lstrip().startswith(b'{"events"'):
+            forms = forms[::-1]
+        for decoder, single in forms:
+            try:
+                doc: Any = decoder.decode(body)
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                continue
+            return ([doc] if single else doc.events), single
+        return None
 
     def records(self, events: list[Any], *, app_id: str, received_at_text: str) -> list[tuple[str, bytes]]:
         """The stream records of events checked by :meth:`check`: one, or more if one would be too large.
