@@ -100,9 +100,9 @@ class MicroCache:
                 return
         key = (scope["method"], scope["path"], scope["query_string"])
         now = self.clock()
-        entry = self.entries.get(key)
         generation = self.generation()
-        if entry is not None and now < entry.until and entry.generation == generation:
+        entry = self._live(key, now, generation)
+        if entry is not None:
             await self._answer(entry, now, inm, scope["method"] == "HEAD", send)
             return
         # One request asks the handler per URL at a time; those arriving meanwhile wait for its answer (when it
@@ -112,8 +112,8 @@ class MicroCache:
         if filling is not None:
             await asyncio.shield(filling)
             now = self.clock()
-            entry = self.entries.get(key)
-            if entry is not None and now < entry.until and entry.generation == self.generation():
+            entry = self._live(key, now, self.generation())
+            if entry is not None:
                 await self._answer(entry, now, inm, scope["method"] == "HEAD", send)
                 return
             await self.app(scope, receive, send)  # nothing kept (an error, say): the handler answers
@@ -124,6 +124,11 @@ class MicroCache:
         finally:
             del self.filling[url]
             filled.set_result(None)
+
+    def _live(self, key: tuple[str, str, bytes], now: float, generation: object) -> _Entry | None:
+        """The entry kept for ``key``, if it may still be answered from (within its time, no store write since)."""
+        entry = self.entries.get(key)
+        return entry if entry is not None and now < entry.until and entry.generation == generation else None
 
     async def _fill(self, scope: Scope, receive: Receive, send: Send, key: tuple[str, str, bytes], now: float,
                     generation: object, inm: bytes | None) -> None:

@@ -182,15 +182,7 @@ Loader = Callable[[Sequence[str]], Mapping[str, Node]]
 
 def count_before(load: Loader, root: Root, key: Key) -> int:
     """How many entries of the tree sort before ``key``."""
-    ref, level, before = root.ref, root.level, 0
-    while ref is not None:
-        node = load([ref.node])[ref.node]
-        if level == 0:
-            return before + bisect.bisect_left(node.entries, key, key=row_key)
-        i = max(0, bisect.bisect_left([c.key for c in node.entries], key) - 1)
-        before += sum(c.count for c in node.entries[:i])
-        ref, level = node.entries[i], level - 1
-    return before
+    return count_before_many(load, [(root, key)])[0]
 
 
 def count_before_many(load: Loader, probes: Sequence[tuple[Root, Key]], net: Sequence[bool] = ()) -> list[int]:
@@ -225,9 +217,10 @@ def find(load: Loader, root: Root, key: Key) -> Any:
 
 def find_many(load: Loader, root: Root, keys: Iterable[Key]) -> dict[Key, Any]:
     """The values stored under these keys (those present), one level of nodes read at a time."""
-    if root.ref is None:
+    wanted = sorted(set(keys))
+    if root.ref is None or not wanted:  # nothing to read
         return {}
-    todo: dict[str, list[Key]] = {root.ref.node: sorted(set(keys))}
+    todo: dict[str, list[Key]] = {root.ref.node: wanted}
     level, out = root.level, {}
     while todo:
         nodes = load(list(todo))
