@@ -152,8 +152,10 @@ class Base:
 
 
 def bases_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, Base]:
-    """Group the reconcile query's rows (``kind`` says what each is) by user. A full build reads a row per
-    user and category, name and challenge first of the whole lake: this loop is kept lean."""
+    """Group the reconcile query's rows (``kind`` says what each is) by user: a ``user`` row (its totals, slots
+    and latest name) and a ``challenge`` row per first completion. A full build reads a row per player and per
+    challenge first of the whole lake: this loop is kept lean. (The per-fact kinds the statement returned
+    before, ``total``, ``slot`` and ``name``, are read too: a batch resumed across an upgrade.)"""
     out: dict[str, Base] = {}
     for row in rows:
         user = str(row["user_id"])
@@ -161,11 +163,25 @@ def bases_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, Base]:
         if base is None:
             base = out[user] = Base()
         kind = row["kind"]
-        if kind == "total":
-            base.categories[str(row["item_key"])] += int(row["points"])
+        if kind == "user":
+            totals, slots, name = row["totals"], row["slots"], row["name"]
+            if totals:
+                categories = base.categories
+                for part in totals.split(";"):
+                    category, _, points = part.rpartition(":")
+                    categories[category] += int(points)
+            if slots:
+                in_lake = base.in_lake
+                for part in slots.split(";"):
+                    slot, category, points = part.split(":")
+                    in_lake[(int(slot), category)] = int(points)
+            if name is not None:
+                base.name = (_ts_text(row["ts"]), str(row["event_id"]), str(name))
         elif kind == "challenge":
             base.firsts[str(row["item_key"])] = (_ts_text(row["ts"]), str(row["event_id"]), str(row["name"]),
                                                  int(row["points"]))
+        elif kind == "total":
+            base.categories[str(row["item_key"])] += int(row["points"])
         elif kind == "name":
             base.name = (_ts_text(row["ts"]), str(row["event_id"]), str(row["name"]))
         elif kind == "slot":

@@ -139,6 +139,32 @@ def pack(level: int, entries: Sequence[Any]) -> bytes:
     return zlib.compress(_ENCODE.encode((level, rows)), ZLIB_LEVEL)
 
 
+PACK_THREADS = 2  # a build's nodes are packed on this many threads (zlib runs without the GIL)
+_PARALLEL_FROM = 256  # nodes: fewer are packed on the caller's thread
+_pack_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pack_pool_lock = threading.Lock()
+
+
+def _packed(level: int, runs: Sequence[Sequence[Any]]) -> list[bytes]:
+    return [pack(level, run) for run in runs]
+
+
+def pack_many(level: int, runs: Sequence[Sequence[Any]]) -> list[bytes]:
+    """:func:`pack` of each run, in order: a large build's on :data:`PACK_THREADS` threads, each a contiguous
+    share (a thread compresses while another encodes; a task per node would cost more than it saves)."""
+    global _pack_pool
+    if PACK_THREADS <= 1 or len(runs) < _PARALLEL_FROM:
+        return _packed(level, runs)
+    with _pack_pool_lock:
+        if _pack_pool is None:
+            _pack_pool = concurrent.futures.ThreadPoolExecutor(PACK_THREADS, thread_name_prefix="rank-pack")
+        pool = _pack_pool
+    shares = 4 * PACK_THREADS  # a few shares a thread: none waits long for the slowest
+    cuts = [len(runs) * i // shares for i in range(shares + 1)]
+    return [blob for f in [pool.submit(_packed, level, runs[a:b]) for a, b in itertools.pairwise(cuts)]
+            for blob in f.result()]
+
+
 def unpack(blob: bytes) -> Node:
     level, rows = _DECODE.decode(zlib.decompress(blob))
     if level == 0:
@@ -504,10 +530,9 @@ class TreeWriter:
     def _parts(self, level: int, entries: Sequence[Any], parts: int) -> list[tuple[Sequence[Any], bytes]]:
         """``entries`` cut evenly into ``parts`` runs, each cut again if it packs over :data:`NODE_BYTES`."""
         n = len(entries)
+        runs = [entries[i * n // parts:(i + 1) * n // parts] for i in range(parts)]
         out: list[tuple[Sequence[Any], bytes]] = []
-        for i in range(parts):
-            part = entries[i * n // parts:(i + 1) * n // parts]
-            blob = pack(level, part)
+        for part, blob in zip(runs, pack_many(level, runs), strict=True):
             out.extend([(part, blob)] if len(blob) <= NODE_BYTES or len(part) == 1 else self._chunks(level, part))
         return out
 
