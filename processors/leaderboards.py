@@ -88,12 +88,15 @@ def write_ranks(backend: Backend, plan: Plan, rows: list[dict[str, Any]]) -> dic
     """Write a batch's ranks from its rank statement's rows (``streamboard.ranks``): the users it changed,
     stepped onto the store's ranks of the batch before, or every user, built again (the cycle collector
     paused: :func:`gc_paused`)."""
+    # a batch that changed many users read every user's rows (the statement's ``everyone``): a build then
+    everyone = bool(rows) and str(rows[0].get("everyone")).lower() == "true"
+    rebuild = plan.ranks_rebuild or everyone
     with gc_paused():  # every node read and written is acyclic: the collector would only rescan them
         users = user_scores(rows)
         written = backend.ranks.write(users, batch=plan.batch, plan=f"{plan.batch}@{sql_ts(plan.started_at)}",
-                                      rebuild=plan.ranks_rebuild, base_batch=plan.ranks_from,
+                                      rebuild=rebuild, base_batch=plan.ranks_from,
                                       as_of=utc_iso(plan.as_of), refreshed_at=format_ts(dt.datetime.now(dt.UTC)))
-    return {"users": len(users), "rebuild": plan.ranks_rebuild, **written}
+    return {"users": len(users), "rebuild": rebuild, **written}
 
 
 def refresher(backend: Backend, *, create_state: bool = True, **options: Any) -> IncrementalRefresh:

@@ -22,6 +22,7 @@ from streamboard.adapters.aws.items import HEAD_BYTES, HEAD_MAX_ENTRIES, HEAD_RE
 from streamboard.packing import MAX_BATCH_RECORDS, MAX_RECORD_BYTES
 from streamboard.ranks import FILL as RANK_FILL
 from streamboard.ranks import NODE_BYTES as RANK_NODE_BYTES
+from streamboard.ranks import REBUILD_EVERY as RANK_REBUILD_EVERY
 from streamboard.ranks import fold_share as rank_fold_share
 from streamboard.settings import Settings
 from streamboard.usage import (
@@ -379,11 +380,14 @@ def rank_units(users: int, scorers: float, expiring: float) -> dict[str, Any]:
     board_ops = 2 * (scorers * per_user + expiring * 2)  # a delete and an insert per (player, board) changed
     # a player who scored and whose older points left a window is one changed player
     changed = users * (1 - (1 - min(1.0, scorers / users)) * (1 - min(1.0, expiring / users)))
+    every = sum(boards) + sum(index)
+    if changed * RANK_REBUILD_EVERY >= users:  # a busy refresh builds the trees again: every node, no delta
+        return {"nodes": every, "written": every, "changed": changed, "rebuilt": True,
+                "bytes": 2 * every * (RANK_NODE_BYTES * RANK_FILL + RANK_ITEM_OVERHEAD)}
     board_written, board_delta = rank_tree_writes(users * per_user, entry, fanout, board_ops)
     index_written, index_delta = rank_tree_writes(users, index_entry, fanout, changed)
     written = board_written + index_written
-    every = sum(boards) + sum(index)
-    return {"nodes": every, "written": written, "changed": changed,
+    return {"nodes": every, "written": written, "changed": changed, "rebuilt": False,
             "bytes": (every + board_delta + index_delta + written) * (RANK_NODE_BYTES * RANK_FILL
                                                                        + RANK_ITEM_OVERHEAD)}
 
@@ -544,6 +548,7 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
     # read eventually consistent (a node never changes)
     expiring = min(float(traffic.users), touched * ((traffic.month > 1) + (traffic.month > 12)))
     rk = rank_units(traffic.users, touched, expiring)
+    rank_how = "a build from every player: a quarter or more changed" if rk["rebuilt"] else "deltas and folds"
     rank_wru = HOURS_PER_MONTH * (2 * rk["written"] + copies)
     rank_rru = HOURS_PER_MONTH * rk["written"] * 0.5
     rank_gb = rk["bytes"] / GB
@@ -555,7 +560,7 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
                             f"{touched:,.0f} profiles an hour; ranks of {traffic.users:,} players in"
                             f" {rk['nodes']:,.0f} nodes (a first build writes each once: {rk['nodes']:,.0f} write"
                             f" units, spread over the table's partitions by random node keys), {rk['written']:,.0f}"
-                            f" written an hour (deltas and folds) for {rk['changed']:,.0f} changed players",
+                            f" written an hour ({rank_how}) for {rk['changed']:,.0f} changed players",
                    "lines": [
                        _line("write request units (router)", wru, per_event["dynamodb_write_units"].source,
                              wru / 1e6 * p["dynamodb_write_request_units_per_million"]),

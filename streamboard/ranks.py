@@ -60,7 +60,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -140,7 +140,7 @@ def pack(level: int, entries: Sequence[Any]) -> bytes:
 
 
 PACK_THREADS = 2  # a build's nodes are packed on this many threads (zlib runs without the GIL)
-_PARALLEL_FROM = 256  # nodes: fewer are packed on the caller's thread
+_PARALLEL_FROM = 64  # nodes: fewer are packed on the caller's thread
 _pack_pool: concurrent.futures.ThreadPoolExecutor | None = None
 _pack_pool_lock = threading.Lock()
 
@@ -163,6 +163,50 @@ def pack_many(level: int, runs: Sequence[Sequence[Any]]) -> list[bytes]:
     cuts = [len(runs) * i // shares for i in range(shares + 1)]
     return [blob for f in [pool.submit(_packed, level, runs[a:b]) for a, b in itertools.pairwise(cuts)]
             for blob in f.result()]
+
+
+def _cut(level: int, entries: Sequence[Any], per: int) -> list[tuple[Sequence[Any], bytes]]:
+    """``entries`` cut in order into runs packed about :data:`FILL` full, each run as long as the density of
+    the run before says (a board's density drifts: its top's distinct scores pack worse than its tail's ties,
+    so runs of one length would leave most nodes far from full); a run over :data:`NODE_BYTES` is cut
+    shorter at its own density, and the last ones share what is left evenly."""
+    target = NODE_BYTES * FILL
+    out: list[tuple[Sequence[Any], bytes]] = []
+    i, n = 0, len(entries)
+    while i < n:
+        if n - i <= per * 3 // 2:  # the rest: one run if it fits, else two even ones
+            rest = entries[i:]
+            blob = pack(level, rest)
+            if len(blob) <= NODE_BYTES or len(rest) == 1:
+                out.append((rest, blob))
+                break
+            per = min(per, (len(rest) + 1) // 2)
+        run = entries[i:i + per]
+        blob = pack(level, run)
+        while len(blob) > NODE_BYTES and len(run) > 1:
+            run = entries[i:i + max(1, min(len(run) - 1, int(len(run) * target / len(blob))))]
+            blob = pack(level, run)
+        out.append((run, blob))
+        i += len(run)
+        per = max(1, min(int(len(run) * target / len(blob)), len(run) * 5 // 4 + 1, _PROBE))
+    return out
+
+
+def cut_runs(level: int, entries: Sequence[Any], per: int) -> list[tuple[Sequence[Any], bytes]]:
+    """:func:`_cut` of a long run of entries (``per``: the run length to start from), a large one in segments
+    on :data:`PACK_THREADS` threads (each at least :data:`_PARALLEL_FROM` nodes long: a segment's last node
+    may be part full)."""
+    global _pack_pool
+    segments = min(4 * PACK_THREADS, len(entries) // (per * _PARALLEL_FROM))
+    if PACK_THREADS <= 1 or segments < 2:
+        return _cut(level, entries, per)
+    with _pack_pool_lock:
+        if _pack_pool is None:
+            _pack_pool = concurrent.futures.ThreadPoolExecutor(PACK_THREADS, thread_name_prefix="rank-pack")
+        pool = _pack_pool
+    cuts = [len(entries) * i // segments for i in range(segments + 1)]
+    return [run for f in [pool.submit(_cut, level, entries[a:b], per) for a, b in itertools.pairwise(cuts)]
+            for run in f.result()]
 
 
 def unpack(blob: bytes) -> Node:
@@ -416,6 +460,16 @@ FOLD_FORCE = 2  # every tree whose delta holds more than 1/FOLD_FORCE of its bas
 FOLDS_PER_REFRESH = 2  # the least trees a later refresh is counted on to fold (RankTrees._step's schedule)
 
 
+# A batch that changed at least 1 in REBUILD_EVERY of the ranked users has its trees built again from every
+# user's rows instead of stepped (``rank_scores.sql`` reads them all then). A changed user's entry is two delta
+# rows, the DEL of its old key and the ADD of its new one (the key holds the score), so a quarter of a board's
+# users changed put its delta at half its base, past 1/FOLD_FORCE: every such tree folds in the same
+# refresh, and a fold with changes in about every leaf rewrites every leaf of the base anyway. A build does
+# that work once, without the step's per-change reads and merges (about 5 of the 24 s a 4M lake's refresh
+# after 200k new events spent on its ranks went to them), and packs its nodes fuller.
+REBUILD_EVERY = 4
+
+
 def fold_share(grown: float) -> float:
     """The share of its base's entries at which a tree's delta is folded, given the share it grew by in this
     refresh (the reasoning above)."""
@@ -525,7 +579,7 @@ class TreeWriter:
                 lo = mid
             else:
                 hi = mid - 1
-        return self._parts(level, entries, max(2, math.ceil(n / lo)))
+        return cut_runs(level, entries, lo)
 
     def _parts(self, level: int, entries: Sequence[Any], parts: int) -> list[tuple[Sequence[Any], bytes]]:
         """``entries`` cut evenly into ``parts`` runs, each cut again if it packs over :data:`NODE_BYTES`."""
@@ -731,9 +785,9 @@ def read_head(item: Item) -> RankHead:
 # --- the rows of rank_scores.sql ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class UserScores:
-    """A user's row of ``rank_scores.sql``: every scope's [scope, all, 30d, 365d] (none: on no board)."""
+class UserScores(NamedTuple):
+    """A user's row of ``rank_scores.sql``: every scope's [scope, all, 30d, 365d] (none: on no board). A named
+    tuple: a rebuild makes one per player, and a frozen dataclass costs several times as much to make."""
 
     user_id: str
     user_name: str | None
@@ -761,13 +815,12 @@ def user_scores(rows: Iterable[Mapping[str, Any]]) -> list[UserScores]:
     """The statement's rows, parsed (scores ``scope:all:30d:365d`` per scope, ``;``-separated)."""
     out = []
     for row in rows:
-        scopes = []
-        for part in (row.get("scores") or "").split(";"):
-            if part:
-                scope, a, b, c = part.split(":")
-                scopes.append((scope, int(a), int(b), int(c)))
-        out.append(UserScores(row["user_id"], row.get("user_name"), bool(row.get("name_changed")),
-                              tuple(sorted(scopes))))
+        text = row.get("scores")
+        scopes: tuple[tuple[str, int, int, int], ...] = ()
+        if text:  # one split and C-level maps: a rebuild parses every player's
+            f = text.replace(";", ":").split(":")
+            scopes = tuple(sorted(zip(f[0::4], map(int, f[1::4]), map(int, f[2::4]), map(int, f[3::4]), strict=True)))
+        out.append(UserScores(row["user_id"], row.get("user_name"), bool(row.get("name_changed")), scopes))
     return out
 
 
@@ -1038,10 +1091,21 @@ class RankTrees:
                ) -> tuple[list[TreeWriter], Root, dict[tuple[str, str], Root]]:
         users = sorted(users, key=lambda u: u.user_id)
         index = [(u.user_id, [list(s) for s in u.scopes]) for u in users if u.scopes]
-        per_board: dict[tuple[str, str], list[tuple[Any, ...]]] = collections.defaultdict(list)
-        for u in users:
-            for board, score in u.boards().items():
-                per_board[board].append((-score, u.user_id, u.user_name))
+        per_scope: dict[str, tuple[list[tuple[Any, ...]], ...]] = {}  # a scope's boards' rows, by window
+        for u in users:  # boards_of inline: 3.5M entries on a 4M lake's 200,000 players
+            uid, name = u.user_id, u.user_name
+            for scope, a, b, c in u.scopes:
+                lists = per_scope.get(scope)
+                if lists is None:
+                    lists = per_scope[scope] = ([], [], [])
+                if a:
+                    lists[0].append((-a, uid, name))
+                if b:
+                    lists[1].append((-b, uid, name))
+                if c:
+                    lists[2].append((-c, uid, name))
+        per_board = {(scope, window): rows for scope, lists in per_scope.items()
+                     for window, rows in zip(WINDOWS, lists, strict=True) if rows}
         writers = [TreeWriter(USERS, version, load)]
         users_root = writers[0].build(index)
         boards = {}

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from streamboard.errors import QueryFailed
 from streamboard.ports import Partition, QueryEngine, wait_for_query
 from streamboard.profiles import SLOT_SECONDS, cut_slot, slot_start
+from streamboard.ranks import REBUILD_EVERY
 from streamboard.sql import DEFAULT_HORIZON_DAYS, SQL_DIR, render
 
 log = logging.getLogger("streamboard.refresh")
@@ -210,7 +211,7 @@ class Plan:
                 # the users whose ranks the batch writes: those whose rows changed since the store's ranks (the
                 # rows a batch changes carry its number), or all of them
                 "rank_users": "true" if self.ranks_rebuild else f"batch > {self.ranks_from}",
-                "ranks_from": self.ranks_from}
+                "ranks_from": self.ranks_from, "rank_rebuild_every": REBUILD_EVERY}
 
 
 def profiles_step(part: int, parts: int) -> str:

@@ -150,3 +150,11 @@ def test_the_planners_rank_rule_matches_what_the_rank_store_writes(tmp_path: Pat
     assert planned["nodes"] == pytest.approx(built["nodes"], rel=0.15)
     assert folds >= 7 * 2  # every tree folded at least twice
     assert planned["written"] == pytest.approx(sum(written) / refreshes, rel=0.25), written
+    # a refresh where a quarter of the players changed builds the trees again from every player: the planner
+    # prices every node written (and the version before's deleted), as many as such a build writes
+    busy = rank_units(n, n // 4, 0)
+    rebuilt = store.write([row(u) for u in users], batch=2 + refreshes, plan="busy", rebuild=True,
+                          base_batch=1 + refreshes, as_of=None, refreshed_at=None)
+    assert busy["rebuilt"] and not planned["rebuilt"]
+    assert busy["written"] == pytest.approx(rebuilt["nodes"], rel=0.15)
+    assert rebuilt["retired"] >= built["nodes"] * 0.9  # the version before goes whole

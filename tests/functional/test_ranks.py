@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 from processors import read_api
-from streamboard.ranks import NODE_PREFIX, RankTrees, boards_of, find, retired_key
+from streamboard.ranks import EMPTY, NODE_PREFIX, RankTrees, boards_of, find, retired_key, walk_nodes
 from streamboard.registry import format_ts
 from streamboard.runtime.stack import Pipeline
 from streamboard.settings import Settings
@@ -183,3 +183,47 @@ def retired_of(table: Any, head: Any) -> set[str]:
     """The nodes of the version before that ``head``'s version replaced."""
     items = table.get_many([retired_key(head.version, i) for i in range(head.retired)], consistent=True)
     return {n for item in items.values() for n in zlib.decompress(bytes(item["ids"]["B"])).decode().split("\n") if n}
+
+
+def test_a_refresh_that_changes_a_quarter_of_the_players_builds_the_ranks_again(tmp_path: Any) -> None:
+    """A batch that changed at least 1 in REBUILD_EVERY of the ranked players reads every player and builds
+    the trees again (every node of the version before retired); one that changed fewer steps them. Both
+    exact."""
+    rng = random.Random(41)
+    pipeline = Pipeline(Settings(data_dir=tmp_path / "data"))
+    now = dt.datetime.now(dt.UTC)
+    users = [f"u{i:04d}" for i in range(400)]
+    events = [event(rng, u, now, user_name=f"Player {u}") for u in users]
+    send(pipeline, events, now)
+    assert pipeline.refresh()["ranks"]["rebuild"]
+    table = pipeline.backend.boards.table  # type: ignore[attr-defined]
+    store = RankTrees(table, cache_seconds=0)
+
+    def nodes_of(head: Any) -> set[str]:
+        out: set[str] = set()
+        for root in [head.users, head.delta_users, *head.boards.values(), *head.delta_boards.values()]:
+            out.update(walk_nodes(store._load, root))
+        return out
+
+    # exactly a quarter of the 400 players score again (one event each): built again from all of them
+    before = store.current(fresh=True)[0]  # type: ignore[index]
+    movers = rng.sample(users, 100)
+    later = [event(rng, u, now, points=rng.randrange(30, 60)) for u in movers]
+    events += later
+    send(pipeline, later, now)
+    busy = pipeline.refresh()
+    assert busy["mode"] == "incremental" and busy["ranks"]["rebuild"] and busy["ranks"]["users"] == 400
+    check_everyone(pipeline, events, as_of_of(busy), rng)
+    after = store.current(fresh=True)[0]  # type: ignore[index]
+    assert after.delta_boards == {} and after.delta_users == EMPTY
+    assert not nodes_of(before) & nodes_of(after)  # no node shared: the version before goes whole
+    assert set(retired_of(table, after)) == nodes_of(before)
+
+    # one fewer than a quarter: the changed players only, stepped onto the trees
+    movers = rng.sample(users, 99)
+    later = [event(rng, u, now, points=rng.randrange(30, 60)) for u in movers]
+    events += later
+    send(pipeline, later, now)
+    quiet = pipeline.refresh()
+    assert not quiet["ranks"]["rebuild"] and quiet["ranks"]["users"] == 99
+    check_everyone(pipeline, events, as_of_of(quiet), rng)
