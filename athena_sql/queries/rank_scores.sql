@@ -31,9 +31,9 @@ busy AS (
 chosen AS (
     SELECT user_id FROM changed
     UNION
-    SELECT user_id FROM state_window_totals WHERE (SELECT everyone FROM busy)
+    SELECT t.user_id FROM state_window_totals AS t CROSS JOIN busy AS b WHERE b.everyone
     UNION
-    SELECT user_id FROM state_user_names WHERE (SELECT everyone FROM busy)
+    SELECT n.user_id FROM state_user_names AS n CROSS JOIN busy AS b WHERE b.everyone
 )
 
 SELECT
@@ -41,8 +41,9 @@ SELECT
     arbitrary(n.user_name) AS user_name,
     coalesce(arbitrary(n.batch) > ${ranks_from}, false) AS name_changed,
     array_join(array_agg(s.scope_scores) FILTER (WHERE s.scope_scores IS NOT NULL), ';') AS scores,
-    (SELECT everyone FROM busy) AS everyone
+    b.everyone
 FROM chosen AS c
+CROSS JOIN busy AS b
 LEFT JOIN scored AS s ON s.user_id = c.user_id
 LEFT JOIN state_user_names AS n ON n.user_id = c.user_id
-GROUP BY c.user_id
+GROUP BY c.user_id, b.everyone
