@@ -60,7 +60,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
@@ -145,6 +145,15 @@ _pack_pool: concurrent.futures.ThreadPoolExecutor | None = None
 _pack_pool_lock = threading.Lock()
 
 
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The packing threads, made with the first large build (and kept: a refresh process builds once)."""
+    global _pack_pool
+    with _pack_pool_lock:
+        if _pack_pool is None:
+            _pack_pool = concurrent.futures.ThreadPoolExecutor(PACK_THREADS, thread_name_prefix="rank-pack")
+        return _pack_pool
+
+
 def _packed(level: int, runs: Sequence[Sequence[Any]]) -> list[bytes]:
     return [pack(level, run) for run in runs]
 
@@ -152,13 +161,9 @@ def _packed(level: int, runs: Sequence[Sequence[Any]]) -> list[bytes]:
 def pack_many(level: int, runs: Sequence[Sequence[Any]]) -> list[bytes]:
     """:func:`pack` of each run, in order: a large build's on :data:`PACK_THREADS` threads, each a contiguous
     share (a thread compresses while another encodes; a task per node would cost more than it saves)."""
-    global _pack_pool
     if PACK_THREADS <= 1 or len(runs) < _PARALLEL_FROM:
         return _packed(level, runs)
-    with _pack_pool_lock:
-        if _pack_pool is None:
-            _pack_pool = concurrent.futures.ThreadPoolExecutor(PACK_THREADS, thread_name_prefix="rank-pack")
-        pool = _pack_pool
+    pool = _pool()
     shares = 4 * PACK_THREADS  # a few shares a thread: none waits long for the slowest
     cuts = [len(runs) * i // shares for i in range(shares + 1)]
     return [blob for f in [pool.submit(_packed, level, runs[a:b]) for a, b in itertools.pairwise(cuts)]
@@ -196,14 +201,10 @@ def cut_runs(level: int, entries: Sequence[Any], per: int) -> list[tuple[Sequenc
     """:func:`_cut` of a long run of entries (``per``: the run length to start from), a large one in segments
     on :data:`PACK_THREADS` threads (each at least :data:`_PARALLEL_FROM` nodes long: a segment's last node
     may be part full)."""
-    global _pack_pool
     segments = min(4 * PACK_THREADS, len(entries) // (per * _PARALLEL_FROM))
     if PACK_THREADS <= 1 or segments < 2:
         return _cut(level, entries, per)
-    with _pack_pool_lock:
-        if _pack_pool is None:
-            _pack_pool = concurrent.futures.ThreadPoolExecutor(PACK_THREADS, thread_name_prefix="rank-pack")
-        pool = _pack_pool
+    pool = _pool()
     cuts = [len(entries) * i // segments for i in range(segments + 1)]
     return [run for f in [pool.submit(_cut, level, entries[a:b], per) for a, b in itertools.pairwise(cuts)]
             for run in f.result()]
@@ -785,9 +786,9 @@ def read_head(item: Item) -> RankHead:
 # --- the rows of rank_scores.sql ---------------------------------------------------------------------------------
 
 
-class UserScores(NamedTuple):
-    """A user's row of ``rank_scores.sql``: every scope's [scope, all, 30d, 365d] (none: on no board). A named
-    tuple: a rebuild makes one per player, and a frozen dataclass costs several times as much to make."""
+@dataclass(frozen=True)
+class UserScores:
+    """A user's row of ``rank_scores.sql``: every scope's [scope, all, 30d, 365d] (none: on no board)."""
 
     user_id: str
     user_name: str | None
@@ -815,12 +816,13 @@ def user_scores(rows: Iterable[Mapping[str, Any]]) -> list[UserScores]:
     """The statement's rows, parsed (scores ``scope:all:30d:365d`` per scope, ``;``-separated)."""
     out = []
     for row in rows:
-        text = row.get("scores")
-        scopes: tuple[tuple[str, int, int, int], ...] = ()
-        if text:  # one split and C-level maps: a rebuild parses every player's
-            f = text.replace(";", ":").split(":")
-            scopes = tuple(sorted(zip(f[0::4], map(int, f[1::4]), map(int, f[2::4]), map(int, f[3::4]), strict=True)))
-        out.append(UserScores(row["user_id"], row.get("user_name"), bool(row.get("name_changed")), scopes))
+        scopes = []
+        for part in (row.get("scores") or "").split(";"):
+            if part:
+                scope, a, b, c = part.split(":")
+                scopes.append((scope, int(a), int(b), int(c)))
+        out.append(UserScores(row["user_id"], row.get("user_name"), bool(row.get("name_changed")),
+                              tuple(sorted(scopes))))
     return out
 
 
