@@ -466,8 +466,8 @@ FOLDS_PER_REFRESH = 2  # the least trees a later refresh is counted on to fold (
 # rows, the DEL of its old key and the ADD of its new one (the key holds the score), so a quarter of a board's
 # users changed put its delta at half its base, past 1/FOLD_FORCE: every such tree folds in the same
 # refresh, and a fold with changes in about every leaf rewrites every leaf of the base anyway. A build does
-# that work once, without the step's per-change reads and merges (about 5 of the 24 s a 4M lake's refresh
-# after 200k new events spent on its ranks went to them), and packs its nodes fuller.
+# that work once, without the step's per-change reads and merges (about a fifth of the step's time in a py-spy
+# profile of a 4M lake's refresh after 200k new events), and packs its nodes fuller.
 REBUILD_EVERY = 4
 
 
