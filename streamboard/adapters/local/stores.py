@@ -267,9 +267,12 @@ class LocalProfileStore:
         rows: list[tuple[str, str, str]] = []
         with self.db.tx() as conn:
             profiles = self._load_profiles(conn, list(bases))
-            for user, base in bases.items():
-                for challenge, first in base.firsts.items():
-                    row, units = self._row(user, CHALLENGE_SK + challenge, first_item(first, batch))
+            # users, and each one's challenges, in key order: the rows come out sorted (SQLite's index takes
+            # sorted rows about twice as fast), without sorting every challenge first of a full build at once
+            for user in sorted(bases):
+                base = bases[user]
+                for challenge in sorted(base.firsts):
+                    row, units = self._row(user, CHALLENGE_SK + challenge, first_item(base.firsts[challenge], batch))
                     firsts.append((*row, batch))
                     writes += units  # billed whether its condition holds or not (the same size either way)
                 existing, json_bytes = profiles.get(user, (None, 0))
@@ -287,8 +290,6 @@ class LocalProfileStore:
                     writes += units
                 elif self.usage is not None and existing is not None:  # a failed condition is billed too
                     writes += dynamodb_write_units(item_bytes(user, PROFILE_SK, existing))
-            firsts.sort()  # in key order: SQLite's index takes sorted rows about twice as fast
-            rows.sort()
             conn.executemany(_UPSERT_UNLESS_LATER, firsts)
             conn.executemany(_UPSERT, rows)
         if self.usage is not None:
