@@ -217,11 +217,6 @@ def unpack(blob: bytes) -> Node:
     return Node(level, tuple(Ref(tuple(k), c, n) for k, c, n in rows))
 
 
-def row_key(row: tuple[Any, ...]) -> Key:
-    """A leaf row's key: every part but the last (the value)."""
-    return row[:-1]
-
-
 def node_key(node: str) -> ItemKey:
     return NODE_PREFIX + node, NODE_SK
 
@@ -256,6 +251,12 @@ def count_before(load: Loader, root: Root, key: Key) -> int:
     return count_before_many(load, [(root, key)])[0]
 
 
+# A leaf is searched for a key with ``bisect_left(entries, key)``, no key function: a tree's keys have one
+# length and a row is its key's parts and then its value, so a key sorts before its own row (a prefix of it)
+# and after every row of a smaller key; the same position as comparing keys, a third of the time (no Python
+# call per comparison).
+
+
 def count_before_many(load: Loader, probes: Sequence[tuple[Root, Key]], net: Sequence[bool] = ()) -> list[int]:
     """:func:`count_before` of each (tree, key), all descents a level at a time: one read per level for all.
     ``net[i]``: probe i's tree is a delta, whose rows count by their marks (:data:`ADD` +1, :data:`DEL` -1,
@@ -271,7 +272,7 @@ def count_before_many(load: Loader, probes: Sequence[tuple[Root, Key]], net: Seq
                 continue
             node, key = nodes[ref.node], probes[i][1]
             if level == 0:
-                at = bisect.bisect_left(node.entries, key, key=row_key)
+                at = bisect.bisect_left(node.entries, key)
                 if i < len(net) and net[i]:
                     at = sum(r[-1][0] for r in node.entries[:at])
                 state[i] = (None, 0, before + at)
@@ -300,7 +301,7 @@ def find_many(load: Loader, root: Root, keys: Iterable[Key]) -> dict[Key, Any]:
             node = nodes[nid]
             if level == 0:
                 for k in wanted:
-                    i = bisect.bisect_left(node.entries, k, key=row_key)
+                    i = bisect.bisect_left(node.entries, k)
                     if i < len(node.entries) and node.entries[i][:-1] == k:
                         out[k] = node.entries[i][-1]
                 continue
@@ -344,9 +345,9 @@ def rows_from(load: Loader, root: Root, key: Key, forward: bool = True) -> Itera
         node = load([ref.node])[ref.node]
         if level == 0:
             if forward:
-                yield from node.entries[bisect.bisect_left(node.entries, key, key=row_key):]
+                yield from node.entries[bisect.bisect_left(node.entries, key):]
             else:
-                yield from reversed(node.entries[:bisect.bisect_left(node.entries, key, key=row_key)])
+                yield from reversed(node.entries[:bisect.bisect_left(node.entries, key)])
             return
         firsts = [c.key for c in node.entries]
         if forward:
