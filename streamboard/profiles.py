@@ -241,6 +241,12 @@ def needs_write(user_id: str, existing: Item | None, upd: Update, *, json_bytes:
         return True  # challenge completions are resolved against the lake's firsts: always write
     if "bn" in upd.sets and upd.sets["bn"] != existing.get("bn") and upd.sets["bn"] != existing.get("nm"):
         return True  # the live name is not the lake's latest: set it (a live name is set, not added)
+    if "bc" in upd.sets and not any(slotted(k) for k in existing) and not any(slotted(k) for k in upd.sets) \
+            and _nonzero(existing.get("bc")) != _nonzero(upd.sets["bc"]):
+        # no live points in the item or the update (and no completions, above): a read's categories are bc's
+        # nonzero ones, and they change (what resolve would find, without resolving twice; the usual case
+        # of a player who scored since the last refresh, whose points reached the lake before any live slot)
+        return True
     after = upd.apply(existing)
     if after is None:
         return True  # a later batch wrote the item: the conditional write fails (and is billed)
@@ -249,6 +255,10 @@ def needs_write(user_id: str, existing: Item | None, upd: Update, *, json_bytes:
     if json_bytes is not None and item_bytes_at_most(user_id, PROFILE_SK, json_bytes) <= SKIP_BELOW_BYTES:
         return False
     return item_bytes(user_id, PROFILE_SK, existing) > SKIP_BELOW_BYTES
+
+
+def _nonzero(points: Mapping[str, Any] | None) -> dict[str, int]:
+    return {k: int(v) for k, v in (points or {}).items() if int(v) != 0}
 
 
 def _name_key(value: Sequence[Any]) -> tuple[str, str]:

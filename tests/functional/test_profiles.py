@@ -391,3 +391,40 @@ def test_item_sizes_are_dynamodbs_rule_without_building_the_item() -> None:
         exact = item_bytes("ü-player", "profile", item)
         assert exact == item_size(dynamo_item("ü-player", "profile", item))
         assert exact <= item_bytes_at_most("ü-player", "profile", len(msgspec.json.encode(item)))
+
+
+def test_a_reconcile_skips_a_write_exactly_when_the_profile_reads_the_same_and_is_small() -> None:
+    """needs_write against its definition, on random items and lake totals (live points in and out of the
+    cut, lake slots, categories that change or come to zero): write unless the profile reads the same with the
+    update as without it and the item is small. Its shortcut for items without live points must agree."""
+    from streamboard import profiles
+
+    def by_definition(existing: dict[str, Any], upd: profiles.Update) -> bool:
+        if "bn" in upd.sets and upd.sets["bn"] != existing.get("bn") and upd.sets["bn"] != existing.get("nm"):
+            return True
+        after = upd.apply(existing)
+        if after is None or profiles.resolve("u", existing, {}) != profiles.resolve("u", after, {}):
+            return True
+        return profiles.item_bytes("u", profiles.PROFILE_SK, existing) > profiles.SKIP_BELOW_BYTES
+
+    rng = random.Random(5)
+    cats = ["chess", "go", "quiz"]
+    writes = 0
+    for _ in range(5000):
+        existing: dict[str, Any] = {"bc": {c: rng.choice([0, 1, 5]) for c in rng.sample(cats, rng.randrange(3))},
+                                    "bcut": 10, "rb": rng.choice([1, 2, 3]), "updated_at": "2026-12-01T00:00:00.000Z"}
+        if rng.random() < 0.3:
+            existing[f"p{rng.choice([9, 10, 11])}_{rng.choice(cats)}"] = rng.randrange(1, 5)
+        if rng.random() < 0.2:
+            existing[f"l{rng.choice([9, 10, 11])}_{rng.choice(cats)}"] = rng.randrange(1, 5)
+        base = Base()
+        for c in rng.sample(cats, rng.randrange(3)):
+            base.categories[c] = rng.choice([0, 1, 5, 6])
+        if rng.random() < 0.3:
+            base.in_lake[(rng.choice([9, 10, 11]), rng.choice(cats))] = rng.randrange(1, 5)
+        upd = profiles.reconcile_update(base, existing, batch=2, cut=rng.choice([9, 10, 11]),
+                                        now="2026-12-02T00:00:00.000Z")
+        want = by_definition(existing, upd)
+        assert profiles.needs_write("u", existing, upd) == want, (existing, upd)
+        writes += want
+    assert 0 < writes < 5000  # both answers occur
