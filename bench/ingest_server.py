@@ -138,19 +138,12 @@ def serve_full(port: int, info: Path, data: Path) -> None:
     serve_uvicorn(server, "full", info, f"uvicorn {uvicorn.__version__} via streamboard.serving.build_server")
 
 
-def serve_bare_asgi(port: int, info: Path) -> None:
-    config = uvicorn.Config(bare_asgi, host="127.0.0.1", port=port, loop="uvloop", http="httptools", ws="none",
+def serve_bare(app: Callable[..., Awaitable[None]], mode: str, port: int, info: Path, what: str) -> None:
+    """A bare endpoint under plain uvicorn with uvloop and httptools."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", ws="none",
                             log_level="warning", access_log=False, lifespan="on")
     _freeze()
-    serve_uvicorn(uvicorn.Server(config), "bare_asgi", info, f"uvicorn {uvicorn.__version__}, plain ASGI callable")
-
-
-def serve_bare_typed(port: int, info: Path) -> None:
-    config = uvicorn.Config(bare_typed, host="127.0.0.1", port=port, loop="uvloop", http="httptools", ws="none",
-                            log_level="warning", access_log=False, lifespan="on")
-    _freeze()
-    serve_uvicorn(uvicorn.Server(config), "bare_typed", info,
-                  f"uvicorn {uvicorn.__version__}, plain ASGI callable, schema-typed decode")
+    serve_uvicorn(uvicorn.Server(config), mode, info, f"uvicorn {uvicorn.__version__}, {what}")
 
 
 def serve_bare_aiohttp(port: int, info: Path) -> None:
@@ -191,9 +184,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             serve_full(args.port, args.info, Path(tmp))
     elif args.mode == "bare_asgi":
-        serve_bare_asgi(args.port, args.info)
+        serve_bare(bare_asgi, "bare_asgi", args.port, args.info, "plain ASGI callable")
     elif args.mode == "bare_typed":
-        serve_bare_typed(args.port, args.info)
+        serve_bare(bare_typed, "bare_typed", args.port, args.info, "plain ASGI callable, schema-typed decode")
     else:
         serve_bare_aiohttp(args.port, args.info)
 
