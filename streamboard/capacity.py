@@ -12,6 +12,7 @@ or ``assumed`` (a documented constant no run measures).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -104,8 +105,8 @@ DEFAULTS: dict[str, Default] = {
         0.00025, "dynamodb_read_units / events: routing reads nothing; the run's one app-key lookup (0.5 units,"
         " then cached) over its 2,000 events"),
     "refresh_statements": Default(
-        36, "athena_bytes_scanned_last_refresh / 10 MB of a small incremental refresh (every statement at the"
-        " minimum): 15 steps, each with its refresh-log statement, the board snapshot, the profiles' reconcile,"
+        38, "athena_bytes_scanned_last_refresh / 10 MB of a small incremental refresh (every statement at the"
+        " minimum): 17 steps, each with its refresh-log statement, the board snapshot, the profiles' reconcile,"
         " the ranks' changed users, and the batch's plan and end"),
 }
 
@@ -124,13 +125,20 @@ ASSUMED = {
     "transform_mib_per_invocation": (3.0, "Firehose hands the transform about 3 MiB per call"),
     "parquet_bytes_per_event": (60.0, "compressed Parquet bytes per event in the lake (about 1/4 of the JSON)"),
     "refresh_read_bytes_per_new_score": (40.0, "Parquet bytes of the columns a refresh reads per new score"),
-    "dedupe_id_bytes": (16.0, "state_deliveries per id the refresh reads: id_key (8) + received_at (8), whole"
-                              " (no pruning assumed)"),
+    "dedupe_id_bytes": (16.0, "state_deliveries per id a whole read of its key columns bills: id_key and"
+                              " id_key2 (8 random bytes each; received_at and counted, written in order, compress"
+                              " to almost nothing); no pruning assumed"),
     "window_total_row_bytes": (48.0, "state_window_totals row: user, scope, three totals"),
     "ledger_row_bytes": (40.0, "state_contributions row: user, category, points, ts"),
     "user_name_row_bytes": (64.0, "state_user_names row: user, event_id, ts, name, batch"),
     "challenge_first_row_bytes": (72.0, "state_challenge_firsts row: user, challenge, event_id, ts, category,"
                                         " points"),
+    "stage_row_bytes": (110.0, "stage_status row of a batch's delivery (event_id, user, category, points,"
+                               " challenge, name, ts, two flags), with its stage_keys row"),
+    "profile_row_bytes": (80.0, "state_profile_rows row: user, event_id, received_at, routed_at, category,"
+                                " points, batch"),
+    "profile_rows_hours": (1.33, "hours of score events state_profile_rows holds: those routed since the profiles'"
+                                 " cut (as_of - 20 minutes: streamboard.profiles.LIVE_LAG), pruned each refresh"),
     "challenges_per_user": (10.0, "challenges a player has completed (a first each in the lake's state)"),
     "categories": (4, "score categories (boards: one per category and overall, three windows each)"),
     "board_entry_bytes": (36.0, "packed (zlib JSON) bytes of one board entry: 34 for uuid ids and numbered names"
@@ -157,6 +165,27 @@ DYNAMODB_ITEM_READ_UNITS_PER_S = 3000  # the most one item serves (rule)
 WAF_RULES = 2  # the CDN's web ACL: a per-IP rate limit and the AWS common rule set (infra cdn.py)
 DEDUPE_HORIZON_DAYS = 30  # settings default; the refresh keeps the ids of horizon + 14 days (README)
 DEDUPE_STATE_DAYS = DEDUPE_HORIZON_DAYS + 14
+
+
+@functools.cache
+def refresh_reads() -> dict[str, tuple[int, int]]:
+    """Per table, the reads of an hourly incremental batch (the statements ``IncrementalRefresh.sequence``
+    runs: its steps, the board snapshot, the profiles' reconcile, the ranks' users and the pruning), from their
+    SQL (:func:`streamboard.sql.reads`): (whole reads, statements that read it narrowed by batch or time)."""
+    import datetime as dt
+
+    from streamboard.refresh import IncrementalRefresh, Plan
+    from streamboard.sql import reads
+
+    as_of = dt.datetime(2026, 12, 1, 12)
+    plan = Plan(2, as_of, 1, as_of - dt.timedelta(hours=1), (("2026", "12", "01", "11"),), as_of, ranks_from=1)
+    batch = IncrementalRefresh(lambda sql: [], lambda: [], create_state=False).sequence(plan)
+    out: dict[str, tuple[int, int]] = {}
+    for statement in batch:
+        for table, (whole, narrowed) in reads(statement.sql).items():
+            w, n = out.get(table, (0, 0))
+            out[table] = (w + whole, n + narrowed)
+    return out
 
 
 class PlanError(ValueError):
@@ -495,30 +524,39 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
                        _line("PUTs", objects, "rule: two delivery streams flushing every 300 s or 128 MiB",
                              objects / 1000 * p["s3_put_per_thousand"])]})
 
-    # leaderboards: the hourly incremental refresh on Athena
+    # leaderboards: the hourly incremental refresh on Athena: every read of every table by every statement of
+    # a batch (refresh_reads: from the SQL, each reference to a named query counted, as Trino runs it), each
+    # whole read of a table billed its size, each statement's narrowed read (by batch or time) its edge
     statements = rates.values["refresh_statements"]
     hour_scores = scores / HOURS_PER_MONTH
     days = min(traffic.month * 30, DEDUPE_STATE_DAYS)
     ids = scores / 30 * days
     ledger_edges = hour_scores * (1 if traffic.month <= 1 else 2 if traffic.month <= 12 else 3)
     cats = ASSUMED["categories"][0]
-    parts = {
-        "new partitions": hour_scores * ASSUMED["refresh_read_bytes_per_new_score"][0],
-        "dedupe ids": ids * ASSUMED["dedupe_id_bytes"][0],
-        "window totals": traffic.users * (cats + 1) * ASSUMED["window_total_row_bytes"][0],
-        "ledger window edges": ledger_edges * ASSUMED["ledger_row_bytes"][0],
-        # after the snapshot, the profiles' reconcile and the ranks' changed users read the per-user state whole
-        # (their user filter prunes no file): the window totals twice more, the names twice, the firsts once;
-        # the reconcile's ledger rows with ts after as_of are in the last hour's files (row-group statistics)
-        "profiles and ranks": traffic.users * (
-            2 * (cats + 1) * ASSUMED["window_total_row_bytes"][0] + 2 * ASSUMED["user_name_row_bytes"][0]
-            + ASSUMED["challenges_per_user"][0] * ASSUMED["challenge_first_row_bytes"][0]),
+    a = {k: v[0] for k, v in ASSUMED.items()}
+    sizes = {  # table: (bytes of a whole read, bytes of a narrowed read), what it holds
+        "score": (hour_scores * a["refresh_read_bytes_per_new_score"],) * 2,  # the new partitions only
+        "state_deliveries": (ids * a["dedupe_id_bytes"], hour_scores * a["dedupe_id_bytes"]),
+        "state_window_totals": (traffic.users * (cats + 1) * a["window_total_row_bytes"],) * 2,
+        "state_user_names": (traffic.users * a["user_name_row_bytes"],) * 2,
+        "state_challenge_firsts": (traffic.users * a["challenges_per_user"] * a["challenge_first_row_bytes"],) * 2,
+        "state_contributions": (scores * 12 * a["ledger_row_bytes"], ledger_edges * a["ledger_row_bytes"]),
+        "state_profile_rows": (hour_scores * a["profile_rows_hours"] * a["profile_row_bytes"],) * 2,
+        "stage_status": (hour_scores * a["stage_row_bytes"],) * 2,
+        "stage_keys": (hour_scores * a["stage_row_bytes"],) * 2,
     }
+    read_counts = refresh_reads()
+    parts = {}
+    for table, (whole, narrowed) in sorted(read_counts.items()):
+        if table in sizes:
+            parts[f"{table} ({whole} whole, {narrowed} narrowed)"] = (
+                whole * sizes[table][0] + narrowed * sizes[table][1])
     per_refresh = sum(parts.values()) + statements.value * ATHENA_MINIMUM
     athena_tb = per_refresh * HOURS_PER_MONTH / TB
     detail = ", ".join(f"{k} {b / GB:,.2f} GB" for k, b in parts.items())
     stages.append({"stage": "leaderboards (Athena, hourly refresh)",
-                   "needs": f"{per_refresh / GB:,.2f} GB a refresh: {detail}, + {statements.value:.0f} statements"
+                   "needs": f"{per_refresh / GB:,.2f} GB a refresh, by table read (reads of the statements' SQL,"
+                            f" streamboard.sql.reads): {detail}, + {statements.value:.0f} statements"
                             f" x 10 MB minimum; dedupe ids of {days} days",
                    "lines": [_line("TB scanned", athena_tb, f"rule: 10 MB minimum per statement ({statements.source});"
                                    " the state grows with users x categories and the dedupe horizon's ids (assumed"

@@ -44,7 +44,7 @@ PROFILES = SQL_DIR / "queries" / "profile_reconcile.sql"
 PROFILES_STEP = "profile_reconcile"  # what the profiles' reconcile writes (streamboard.profiles)
 RANKS = SQL_DIR / "queries" / "rank_scores.sql"
 RANKS_STEP = "rank_scores"  # the changed users' scores, what the rank store writes (streamboard.ranks)
-PRUNE_FROM = 10  # steps numbered from here prune; the boards are read before them
+PRUNE_FROM = 11  # steps numbered from here prune; the boards are read before them
 # Firehose writes a file into the partition of its records' arrival hour up to its buffer interval (at most
 # 15 minutes) after that hour: a refresh reads the hours since the previous one started, and one more.
 OVERLAP = dt.timedelta(hours=1)
@@ -53,7 +53,7 @@ _TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 @dataclass(frozen=True)
 class Step:
-    name: str  # the file's stem, e.g. 01_stage_status
+    name: str  # the file's stem, e.g. 01_stage_keys
     template: str  # Trino SQL with ${...} placeholders
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import importlib.util
@@ -89,6 +90,76 @@ def touches(sql: str) -> tuple[frozenset[str], frozenset[str], bool]:
     columns = frozenset(c.name for c in tree.find_all(exp.Column) if c.name)
     star = any(isinstance(s.parent, exp.Select | exp.Column) for s in tree.find_all(exp.Star))
     return tables, columns, star
+
+
+# The refresh's state (tables named so) is written batch after batch, each batch's rows in ts order: a
+# comparison of one of these with a value selects the row groups of a few batches or of a span of event time
+# (see reads()). The lake's tables are read by partition.
+NARROWING = frozenset({"ts", "batch", "received_at", "routed_at"})
+STATE_TABLES = re.compile(r"^(state|stage)_")
+
+
+def scans(sql: str) -> dict[str, int]:
+    """:func:`reads` as one count a table: its whole reads, plus one for its narrowed reads together."""
+    return {name: whole + narrow for name, (whole, narrow) in reads(sql).items()}
+
+
+@functools.lru_cache(maxsize=512)
+def reads(sql: str) -> dict[str, tuple[int, bool]]:
+    """How many times Athena reads each table (or view) a statement names, for the bill. Trino plans a named
+    query (``WITH``) inline wherever it is referenced, so a CTE referenced twice reads its tables twice
+    (trinodb/trino#10: named queries are inlined wherever they are referenced), and Athena bills every scan;
+    DuckDB reuses such a CTE, so the local engine's time does not show it, its bill does. A statement's write
+    target (``INSERT INTO t``) is not read; a table named again in its query is (``NOT EXISTS (SELECT ...
+    FROM t ...)``). A read narrowed by a comparison of ``ts`` or by ``batch =`` with a value (no column) reads
+    the row groups that hold those rows (the state is written in batch and ts order, and the engine skips row
+    groups by their statistics), as does a ``DELETE`` narrowed so (its files are dropped whole): all narrowed
+    reads of a table count as one read of it, an upper bound. Per table: (whole reads, whether it is read
+    narrowed)."""
+    from sqlglot import exp
+
+    tree = parse_trino(sql)
+    ctes = {c.alias_or_name: c.this for c in tree.find_all(exp.CTE)}
+    target = tree.this if isinstance(tree, exp.Insert) else None
+    if isinstance(target, exp.Schema):
+        target = target.this
+
+    def narrowed(table: Any) -> bool:
+        """Whether the WHERE of the query that reads ``table`` compares one of its NARROWING columns (named
+        by its alias, or unqualified when it is the query's only source) with a value."""
+        if not STATE_TABLES.match(table.name):
+            return False
+        query = tree if table is tree.this and isinstance(tree, exp.Delete) else table.find_ancestor(exp.Select)
+        where = query.args.get("where") if query is not None else None
+        if where is None:
+            return False
+        alone = not query.args.get("joins")
+        for cmp in where.find_all(exp.EQ, exp.GT, exp.GTE, exp.LT, exp.LTE):
+            if isinstance(query, exp.Select) and cmp.find_ancestor(exp.Select) is not query:
+                continue  # a subquery's own predicate
+            for col, other in ((cmp.left, cmp.right), (cmp.right, cmp.left)):
+                if isinstance(col, exp.Column) and col.name in NARROWING and other.find(exp.Column) is None \
+                        and (col.table == table.alias_or_name or (not col.table and alone)):
+                    return True
+        return False
+
+    whole: collections.Counter[str] = collections.Counter()
+    narrow: set[str] = set()
+
+    def count(node: Any, inlining: frozenset[str]) -> None:
+        # the named queries defined below this node are read where they are referenced, not where defined
+        for t in node.walk(prune=lambda n: isinstance(n, exp.With) and n is not node):
+            if not isinstance(t, exp.Table) or not t.name or t is target:
+                continue
+            if t.name in ctes and t.name not in inlining:
+                count(ctes[t.name], inlining | {t.name})
+            elif narrowed(t):
+                narrow.add(t.name)
+            else:
+                whole[t.name] += 1
+
+    count(tree, frozenset())
+    return {name: (whole[name], name in narrow) for name in whole.keys() | narrow}
 
 
 @functools.cache
@@ -228,7 +299,7 @@ class TranspileCache:
     does not is always transpiled whole). The entry's key is the template, how its values go into it and
     the transpiler's version (this module and sqlglot's), so a change to any of them transpiles again. Any
     other statement is transpiled as it is (``to_duckdb``). Also gives what a statement reads
-    (``touches``), for the bill, from the same entry."""
+    (``touches``) and how many times (``scans``), for the bill, from the same entry."""
 
     KEEP = 512  # entries kept in the file, the latest made
 
@@ -253,6 +324,11 @@ class TranspileCache:
         # the names in an expression value too (a predicate's columns; keywords are no table's columns)
         named = {word for name in entry["expressions"] for word in _WORD.findall(_STRING.sub("", values[name]))}
         return frozenset(entry["tables"]), frozenset(entry["columns"]) | named, bool(entry["star"])
+
+    def scans(self, trino_sql: str) -> dict[str, int]:
+        """:func:`scans` of a statement, from its template's entry (a placeholder's value names no table)."""
+        found = self._entry(trino_sql)
+        return scans(trino_sql) if found is None else dict(found[1]["scans"])
 
     def _entry(self, trino_sql: str) -> tuple[str, dict[str, Any], dict[str, str]] | None:
         source = rendered_from(trino_sql)
@@ -340,13 +416,14 @@ def _make_entry(template: str, names: list[str], kinds: tuple[str, ...], values:
         direct = to_duckdb(_PARAM.sub(lambda m: values[m.group(1)], template))
         same = _same_duckdb(_fill(duck, sentinels, values), direct)
         tables, columns, star = touches(stand_in)
+        read = scans(stand_in)
     except Exception:  # noqa: BLE001 - sqlglot raises several error types: transpiled whole, where it says why
         return {"duckdb": None}
     if not same:
         return {"duckdb": None}
     stand_in_columns = {c.name for token in sentinels.values() if token.startswith("(")
                         for c in parse_trino(f"SELECT 1 WHERE {token}").find_all(exp.Column)}
-    return {"duckdb": duck, "sentinels": sentinels, "tables": sorted(tables),
+    return {"duckdb": duck, "sentinels": sentinels, "tables": sorted(tables), "scans": read,
             "columns": sorted(columns - stand_in_columns), "star": star,
             "expressions": [name for name, kind in zip(names, kinds, strict=True) if kind == "expression"]}
 

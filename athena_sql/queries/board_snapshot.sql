@@ -29,15 +29,21 @@ candidates AS (
        OR (t.score_365d <> 0 AND t.score_365d >= c.lowest_365d)
 ),
 
+-- each candidate once per window (a named query read three times would be computed, and its tables read,
+-- three times: streamboard.sql.scans)
 totals AS (
-    SELECT scope, 'all' AS time_window, user_id, score_all AS score
-    FROM candidates WHERE score_all <> 0 AND score_all >= lowest_all
-    UNION ALL
-    SELECT scope, '30d', user_id, score_30d
-    FROM candidates WHERE score_30d <> 0 AND score_30d >= lowest_30d
-    UNION ALL
-    SELECT scope, '365d', user_id, score_365d
-    FROM candidates WHERE score_365d <> 0 AND score_365d >= lowest_365d
+    SELECT scope, time_window, user_id, score
+    FROM (
+        SELECT
+            c.scope, w.time_window, c.user_id,
+            CASE w.time_window WHEN 'all' THEN c.score_all WHEN '30d' THEN c.score_30d ELSE c.score_365d END
+                AS score,
+            CASE w.time_window WHEN 'all' THEN c.lowest_all WHEN '30d' THEN c.lowest_30d ELSE c.lowest_365d END
+                AS lowest
+        FROM candidates AS c
+        CROSS JOIN time_windows AS w
+    ) AS t
+    WHERE score <> 0 AND score >= lowest
 ),
 
 ranked AS (

@@ -1,4 +1,4 @@
--- The profiles' view of the lake's recent rows (see ../refresh/09_profile_rows.sql): every score row
+-- The profiles' view of the lake's recent rows (see ../refresh/10_profile_rows.sql): every score row
 -- without a challenge routed from the profiles' cut on, once per routing of a delivery.
 -- Idempotent: a batch's rows are written once.
 INSERT INTO state_profile_rows

@@ -66,7 +66,7 @@ def test_a_refresh_holds_less_memory_while_it_writes_profiles_and_ranks(tmp_path
     refresher.refresh(now=now.replace(tzinfo=dt.UTC))
     full, small = limits["board_snapshot"], limits["profile_reconcile_1of2"]
     assert limits["profile_reconcile_2of2"] == limits["rank_scores"] == small != full
-    assert limits["10_prune_deliveries"] == limits["done"] == full  # the rest of the batch: the whole limit again
+    assert limits["11_prune_deliveries"] == limits["done"] == full  # the rest of the batch: the whole limit again
     engine.close()
 
     engine = LocalQueryEngine(sim.lake.root, sim.catalog)

@@ -9,6 +9,7 @@ processes (``streamboard sql`` beside a running stack) can query the lake.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import logging
@@ -16,6 +17,7 @@ import os
 import re
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from streamboard.sql import (
     TranspileCache,
     default_cache_path,
     load_views,
+    scans,
     to_duckdb,
     touches,
 )
@@ -208,31 +211,33 @@ class LocalQueryEngine:
         return result
 
     def scanned_bytes(self, trino_sql: str) -> int:
-        """What Athena would scan for a statement, by this rule: for each lake table it reads (through the
-        views too), the compressed size of the column chunks of the columns it names (every column for a
-        ``*``) in the Parquet files of the partitions it reads: a refresh statement's input partitions (its
-        plan, in its first line), every cataloged partition otherwise (partition predicates of other
-        queries are not analysed: an upper bound); for each state table a refresh statement names, the
-        uncompressed size of the columns it names (DuckDB's storage statistics; Athena reads them from
-        compressed Parquet in Iceberg: an upper bound)."""
+        """What Athena would scan for a statement, by this rule: for each scan of a lake table (through the
+        views too; Trino reads a table once for every reference, a named query's wherever it is referenced:
+        :func:`streamboard.sql.scans`), the compressed size of the column chunks of the columns the statement
+        names (every column for a ``*``) in the Parquet files of the partitions it reads: a refresh
+        statement's input partitions (its plan, in its first line), every cataloged partition otherwise
+        (partition predicates of other queries are not analysed: an upper bound); for each scan of a state
+        table a refresh statement names, the uncompressed size of the columns it names (DuckDB's storage
+        statistics; Athena reads them from compressed Parquet in Iceberg: an upper bound)."""
         from streamboard.refresh import untag
 
-        tables, columns, star = self.transpiled.touches(trino_sql)
+        _, columns, star = self.transpiled.touches(trino_sql)
+        reads = collections.Counter(self.transpiled.scans(trino_sql))
         views = {v.name: v.sql for v in load_views(self.sql_dir, self.horizon_days)} if self.state_path is None \
             else {}
-        seen: set[str] = set()
-        pending = [t for t in tables if t in views]
-        while pending:  # a view reads what its SQL reads
-            view = pending.pop()
-            if view in seen:
-                continue
-            seen.add(view)
-            v_tables, v_columns, v_star = touches(self.view_overrides.get(view, views[view]))
-            tables, columns, star = tables | v_tables, columns | v_columns, star or v_star
-            pending.extend(t for t in v_tables if t in views)
+        pending = [(t, n) for t, n in reads.items() if t in views]
+        while pending:  # a view reads what its SQL reads, each time it is read (views form no cycle)
+            view, times = pending.pop()
+            view_sql = self.view_overrides.get(view, views[view])
+            _, v_columns, v_star = touches(view_sql)
+            columns, star = columns | v_columns, star or v_star
+            for t, n in scans(view_sql).items():
+                reads[t] += times * n
+                if t in views:
+                    pending.append((t, times * n))
         tagged = untag(trino_sql)
         total = 0
-        for table in set(self.catalog.table_names()) & tables:
+        for table in set(self.catalog.table_names()) & reads.keys():
             names = {c["Name"] for c in self.catalog.columns(table)}
             wanted = names if star else names & columns
             partitions = self.catalog.partitions(table)
@@ -243,16 +248,16 @@ class LocalQueryEngine:
                 for f in (self.lake_root / part.location).glob("*.parquet"):
                     st = f.stat()
                     chunks = _column_chunk_bytes(str(f), st.st_size, st.st_mtime_ns)
-                    total += sum(n for name, n in chunks.items() if name in wanted)
+                    total += reads[table] * sum(n for name, n in chunks.items() if name in wanted)
         if self.state_path is not None:
-            total += self._state_bytes(tables, columns, star)
+            total += self._state_bytes(reads, columns, star)
         return total
 
-    def _state_bytes(self, tables: frozenset[str], columns: frozenset[str], star: bool) -> int:
-        """The uncompressed size of the named columns of the state tables a statement reads: each column's
-        bytes a row (DuckDB's storage statistics) times the table's rows. The statistics list every segment,
-        which costs a tenth of a second on a table of 20M rows, so they are taken again only when a table's
-        row count has moved by a tenth since they were."""
+    def _state_bytes(self, reads: Mapping[str, int], columns: frozenset[str], star: bool) -> int:
+        """The uncompressed size of the named columns of the state tables a statement reads, times the scans
+        of each (``reads``): each column's bytes a row (DuckDB's storage statistics) times the table's rows.
+        The statistics list every segment, which costs a tenth of a second on a table of 20M rows, so they
+        are taken again only when a table's row count has moved by a tenth since they were."""
         with self._state_lock:
             if self._state_con is None:
                 return 0
@@ -261,14 +266,14 @@ class LocalQueryEngine:
             if self._state_widths is None:
                 self._state_widths = self._load_widths()
             total, measured_now = 0.0, False
-            for table in sorted(tables & rows_of.keys()):
+            for table in sorted(reads.keys() & rows_of.keys()):
                 rows = rows_of[table]
                 measured = self._state_widths.get(table)
                 if measured is None or abs(rows - measured[0]) > measured[0] / 10:
                     measured = (rows, self._column_widths(table))
                     self._state_widths[table] = measured
                     measured_now = True
-                total += rows * sum(w for name, w in measured[1].items() if star or name in columns)
+                total += reads[table] * rows * sum(w for name, w in measured[1].items() if star or name in columns)
             if measured_now and self._widths_path is not None:
                 tmp = self._widths_path.with_name(f".{self._widths_path.name}.{os.getpid()}.tmp")
                 tmp.write_text(json.dumps(self._state_widths))

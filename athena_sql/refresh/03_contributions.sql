@@ -47,12 +47,19 @@ new_firsts AS (
       AND (f.event_id IS NULL OR c.ts < f.ts OR (c.ts = f.ts AND c.event_id < f.event_id))
 ),
 
+-- a new first adds its points and takes back the old first's: new_firsts is read once (each reference to it
+-- would join the firsts again: streamboard.sql.scans)
 changes AS (
     SELECT user_id, category, ts, points FROM delivery_changes
     UNION ALL
-    SELECT user_id, category, ts, points FROM new_firsts
-    UNION ALL
-    SELECT user_id, old_category, old_ts, -old_points FROM new_firsts WHERE old_event_id IS NOT NULL
+    SELECT
+        f.user_id,
+        CASE WHEN k.n = 1 THEN f.category ELSE f.old_category END,
+        CASE WHEN k.n = 1 THEN f.ts ELSE f.old_ts END,
+        CASE WHEN k.n = 1 THEN f.points ELSE -f.old_points END
+    FROM new_firsts AS f
+    CROSS JOIN (VALUES (1), (2)) AS k (n)
+    WHERE k.n = 1 OR f.old_event_id IS NOT NULL
 )
 
 SELECT ${batch} AS batch, user_id, category, points, ts
