@@ -59,3 +59,25 @@ def test_no_statement_of_a_refresh_reads_a_table_whole_twice_but_two() -> None:
     # the input's ids hashed for the state's filter as well as read; the cutoffs' narrow columns, then the
     # candidates at or above them
     assert twice == {("01_stage_keys", "score"): 2, ("board_snapshot", "state_window_totals"): 2}
+
+
+def test_an_analyst_query_over_the_boards_reads_the_lake_twice() -> None:
+    """The analyst view of every board, through the views it reads: the counted scores once, the names once
+    (each view inlined where it is referenced, as Trino plans it)."""
+    import collections
+
+    from streamboard.sql import load_views
+
+    views = {v.name: v.sql for v in load_views()}
+
+    def lake_reads(sql: str, times: int = 1, out: collections.Counter[str] | None = None) -> collections.Counter[str]:
+        out = collections.Counter() if out is None else out
+        for table, n in scans(sql).items():
+            if table in views:
+                lake_reads(views[table], times * n, out)
+            else:
+                out[table] += times * n
+        return out
+
+    assert lake_reads("SELECT * FROM leaderboards") == {"score": 2}
+    assert lake_reads("SELECT * FROM user_totals") == {"score": 1}
