@@ -96,6 +96,8 @@ def write_ranks(backend: Backend, plan: Plan, rows: list[dict[str, Any]]) -> dic
         written = backend.ranks.write(users, batch=plan.batch, plan=f"{plan.batch}@{sql_ts(plan.started_at)}",
                                       rebuild=rebuild, base_batch=plan.ranks_from,
                                       as_of=utc_iso(plan.as_of), refreshed_at=format_ts(dt.datetime.now(dt.UTC)))
+    if backend.usage is not None:  # billed by the table as it wrote them: here said whose they were
+        backend.usage.add(dynamodb_write_units_ranks=written.get("write_units", 0))
     return {"users": len(users), "rebuild": rebuild, **written}
 
 

@@ -23,7 +23,10 @@ ATHENA_MINIMUM = 10 * KB * KB  # Athena bills at least 10 MB per query
 
 COUNTS = ("events_accepted", "score_events", "refreshes", "profile_updates", "profile_reconciles")
 UNITS = ("kinesis_put_units", "firehose_records", "firehose_billed_bytes", "dynamodb_write_units",
-         "dynamodb_read_units", "athena_bytes_scanned", "athena_bytes_scanned_last_refresh", "lambda_invocations")
+         "dynamodb_write_units_ranks", "dynamodb_read_units", "athena_bytes_scanned",
+         "athena_bytes_scanned_last_refresh", "lambda_invocations")
+# dynamodb_write_units_ranks: of dynamodb_write_units, those of the rank store's writes (every player's rank,
+# streamboard.ranks), so that the near-real-time path's units per event can be read with them and without
 LAST_REFRESH = "athena_bytes_scanned_last_refresh"  # set by each refresh, not added to
 FRACTIONAL = ("dynamodb_write_units", "dynamodb_read_units")  # an eventually consistent read is half a unit
 
