@@ -35,6 +35,7 @@ import os
 import platform
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -216,8 +217,20 @@ def refresh(data_dir: Path, checkout: Path, full: bool, timeout: float, log_dir:
     run = measured(argv, timeout, log_dir, name, cwd=checkout)
     summary = parse_summary(run.pop("stdout"))
     return {**run, "summary": summary, "seconds_reported": summary.get("seconds"),
-            "bytes_read": summary.get("bytes_read"), "input_partitions": summary.get("input_partitions"),
+            "bytes_read": summary.get("bytes_read"), "billed_bytes": last_refresh_billed(data_dir),
+            "input_partitions": summary.get("input_partitions"),
             "boards": summary.get("boards"), "per_player": per_player(summary)}
+
+
+def last_refresh_billed(data_dir: Path) -> int | None:
+    """What Athena would bill for the data dir's last refresh, its statements together (the usage counter
+    ``athena_bytes_scanned_last_refresh``: each statement's reads as Trino runs it, at least 10 MB each)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{data_dir / 'usage.db'}?mode=ro", uri=True)) as conn:
+            row = conn.execute("SELECT n FROM counters WHERE name = 'athena_bytes_scanned_last_refresh'").fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else int(row[0])
 
 
 def per_player(summary: dict[str, Any]) -> dict[str, Any]:
@@ -415,6 +428,9 @@ def _run(r: dict[str, Any], bytes_read: bool = False) -> str:
     if bytes_read:
         read = r.get("bytes_read")
         text += f", {read / 1e6:,.1f} MB read" if isinstance(read, int | float) else ", bytes read n/a"
+        billed = r.get("billed_bytes")
+        if isinstance(billed, int | float):
+            text += f", {billed / 1e6:,.1f} MB billed"
     return text
 
 
@@ -431,7 +447,9 @@ def write(doc: dict[str, Any]) -> str:
              f"Python {doc['machine']['python']}. Full build = {mode}; incremental = `refresh` after appending "
              f"{APPEND_SHARE:.0%} more events in a new arrival hour; ceiling = one bare DuckDB query over the same "
              f"Parquet files ({BARE_MEMORY_LIMIT}, {BARE_THREADS} threads), same run. Seconds are wall time of each "
-             "subprocess (start-up included), memory its peak RSS; the lake's build is not measured. "
+             "subprocess (start-up included), memory its peak RSS; read: the bytes it read from files (lake, "
+             "state, spill); billed: what Athena would bill for its statements (each one's reads as Trino runs it, "
+             "at least 10 MB each: `athena_bytes_scanned_last_refresh`); the lake's build is not measured. "
              "Boards = ceiling's: the boards each refresh wrote against the bare query's at the same as_of "
              "(after the full build; after the incremental one).", "",
              "| events | Parquet | full build | incremental | bare query | incremental / full | bare / full "
