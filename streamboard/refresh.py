@@ -214,6 +214,15 @@ class Plan:
                 "ranks_from": self.ranks_from, "rank_rebuild_every": REBUILD_EVERY}
 
 
+def hourly_batch() -> list[Statement]:
+    """The statements of an hourly incremental batch (a sample plan: one input hour, the ranks stepped from the
+    batch before), as :meth:`IncrementalRefresh.sequence` lays them out: what the planner prices and the
+    tests hold to their reads (``streamboard.sql.reads``)."""
+    as_of = dt.datetime(2026, 12, 1, 12)
+    plan = Plan(2, as_of, 1, as_of - dt.timedelta(hours=1), (("2026", "12", "01", "11"),), as_of, ranks_from=1)
+    return IncrementalRefresh(lambda sql: [], lambda: [], create_state=False).sequence(plan)
+
+
 def profiles_step(part: int, parts: int) -> str:
     """The name of a part of the profiles' reconcile: ``profile_reconcile``, or ``profile_reconcile_3of8``."""
     return PROFILES_STEP if parts == 1 else f"{PROFILES_STEP}_{part + 1}of{parts}"

@@ -4,9 +4,7 @@ to one whole read of each table, but for the two named below."""
 
 from __future__ import annotations
 
-import datetime as dt
-
-from streamboard.refresh import IncrementalRefresh, Plan
+from streamboard.refresh import hourly_batch
 from streamboard.sql import reads, scans
 
 
@@ -49,10 +47,8 @@ def test_reads_narrowed_by_batch_or_time_count_once_together_and_others_each() -
 
 def test_no_statement_of_a_refresh_reads_a_table_whole_twice_but_two() -> None:
     """The batch's statements as the refresh runs them (steps, board snapshot, reconcile, ranks, pruning)."""
-    as_of = dt.datetime(2026, 12, 1, 12)
-    plan = Plan(2, as_of, 1, as_of - dt.timedelta(hours=1), (("2026", "12", "01", "11"),), as_of, ranks_from=1)
     twice = {}
-    for statement in IncrementalRefresh(lambda sql: [], lambda: [], create_state=False).sequence(plan):
+    for statement in hourly_batch():
         for table, (whole, _) in reads(statement.sql).items():
             if whole > 1:
                 twice[(statement.name, table)] = whole
