@@ -217,6 +217,7 @@ def refresh(data_dir: Path, checkout: Path, full: bool, timeout: float, log_dir:
     run = measured(argv, timeout, log_dir, name, cwd=checkout)
     summary = parse_summary(run.pop("stdout"))
     return {**run, "summary": summary, "seconds_reported": summary.get("seconds"),
+            "boards_served_seconds": boards_served(run, summary),
             "bytes_read": summary.get("bytes_read"), "billed_bytes": last_refresh_billed(data_dir),
             "input_partitions": summary.get("input_partitions"),
             "boards": summary.get("boards"), "per_player": per_player(summary)}
@@ -244,6 +245,14 @@ def per_player(summary: dict[str, Any]) -> dict[str, Any]:
             "queries_seconds": round(queries, 3), "profiles_seconds": profiles.get("seconds"),
             "ranks_seconds": ranks.get("seconds"), "profile_players": profiles.get("players"),
             "rank_players": ranks.get("users"), "rank_nodes": ranks.get("nodes")}
+
+
+def boards_served(run: dict[str, Any], summary: dict[str, Any]) -> float | None:
+    """When the refresh's boards were served, in seconds of its wall time (start-up included): the refresh
+    publishes them once their snapshot ran, before its per-player writes (``boards_published_s``)."""
+    if "wall_seconds" not in run or summary.get("seconds") is None or summary.get("boards_published_s") is None:
+        return None
+    return round(float(run["wall_seconds"]) - float(summary["seconds"]) + float(summary["boards_published_s"]), 3)
 
 
 def boards_path_seconds(r: dict[str, Any]) -> float | None:
@@ -368,8 +377,16 @@ def measure_size(events: int, root: Path, checkout: Path, full_flag: bool, timeo
                    # touched: the boards' path alone
                    "boards_path_incremental_vs_full": _ratio(boards_path_seconds(incremental),
                                                              boards_path_seconds(full)),
-                   "bare_vs_boards_path_full": _ratio(bare.get("wall_seconds"), boards_path_seconds(full))},
+                   "bare_vs_boards_path_full": _ratio(bare.get("wall_seconds"), boards_path_seconds(full)),
+                   # when the boards were served (published before the per-player writes)
+                   "boards_served_incremental_vs_full": _ratio(incremental.get("boards_served_seconds"),
+                                                               full.get("boards_served_seconds")),
+                   "bare_vs_boards_served_full": _ratio(bare.get("wall_seconds"), full.get("boards_served_seconds"))},
     }
+
+
+def _secs(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1f} s"
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -459,8 +476,9 @@ def write(doc: dict[str, Any]) -> str:
              "writes; they scale with the players a batch touched, not with the lake), and the boards' path (the "
              "rest):", "",
              "| events | refresh | per-player writes | profiles: players, write s | ranks: players, nodes, write s "
-             "| boards' path | boards' path incremental / full | bare / boards' path full |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| boards' path | boards' path incremental / full | bare / boards' path full "
+             "| boards served after | served: incremental / full | bare / served full |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         for kind in ("full", "incremental"):
             run, pp = r[kind], r[kind].get("per_player") or {}
@@ -474,7 +492,10 @@ def write(doc: dict[str, Any]) -> str:
                 f"{pp.get('ranks_seconds') or 0:.1f} s "
                 f"| {boards_path_seconds(run):.1f} s "
                 f"| {_x(r['ratios'].get('boards_path_incremental_vs_full')) if not first else ''} "
-                f"| {_x(r['ratios'].get('bare_vs_boards_path_full')) if first else ''} |")
+                f"| {_x(r['ratios'].get('bare_vs_boards_path_full')) if first else ''} "
+                f"| {_secs(run.get('boards_served_seconds'))} "
+                f"| {_x(r['ratios'].get('boards_served_incremental_vs_full')) if not first else ''} "
+                f"| {_x(r['ratios'].get('bare_vs_boards_served_full')) if first else ''} |")
     for r in runs:
         lines.append(f"| {_size(r['events'])} | {r['parquet_bytes'] / 1e6:,.0f} MB | {_run(r['full'], True)} "
                      f"| {_run(r['incremental'], True)} | {_run(r['bare'])} "

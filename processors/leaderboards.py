@@ -115,7 +115,10 @@ def refresher(backend: Backend, *, create_state: bool = True, **options: Any) ->
 
 
 def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict[str, Any]:
-    """Run (or resume) a refresh batch to its end and write its boards: the local runtime's refresh."""
+    """Run (or resume) a refresh batch to its end; its boards are written as soon as its snapshot ran (before
+    the per-player writes, as the writer does on AWS): the local runtime's refresh. The summary says when
+    (``boards_published_s``, seconds from the start)."""
+    begun = time.monotonic()
     read_before = _bytes_read()
     engine = backend.refresh_query or backend.query
     billed_before = getattr(engine, "billed_bytes", 0)
@@ -132,14 +135,21 @@ def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict
         profiles["parts"] += 1
         profiles["seconds"] = round(profiles["seconds"] + time.monotonic() - started, 3)
 
+    published: dict[str, Any] = {}
+
+    def publish(plan: Plan, rows: list[dict[str, Any]]) -> None:
+        published.update(boards=write_boards(backend, rows), at=round(time.monotonic() - begun, 3))
+
+    options.setdefault("boards", publish)
     options.setdefault("ranks", rank_write)
     options.setdefault("reconcile", profile_write)
     result = refresher(backend, **options).refresh(full=full)
-    boards = write_boards(backend, result.rows)
+    boards = published["boards"] if "boards" in published else write_boards(backend, result.rows)
     shown = ("users", "rebuild", "nodes", "write_units", "delta_rows", "folded", "seconds")
     # what the per-player writes took (the steps' times are the queries' only): the profiles' reconcile writes
     # and the ranks' write, each after its query
     summary = {**result.summary(), "boards": len(boards),
+               **({"boards_published_s": published["at"]} if "at" in published else {}),
                **({"profiles": profiles} if profiles["parts"] else {}),
                **({"ranks": {k: ranks[k] for k in shown if k in ranks}} if ranks else {})}
     if backend.usage is not None:

@@ -45,6 +45,9 @@ PROFILES_STEP = "profile_reconcile"  # what the profiles' reconcile writes (stre
 RANKS = SQL_DIR / "queries" / "rank_scores.sql"
 RANKS_STEP = "rank_scores"  # the changed users' scores, what the rank store writes (streamboard.ranks)
 PRUNE_FROM = 11  # steps numbered from here prune; the boards are read before them
+# Steps (by the end of their name) that only the per-player writes read: they run after the board snapshot, so
+# that the boards are published without waiting for them (then the profiles' reconcile, the ranks, the pruning).
+PER_PLAYER_STEPS = ("_profile_rows",)
 # Firehose writes a file into the partition of its records' arrival hour up to its buffer interval (at most
 # 15 minutes) after that hour: a refresh reads the hours since the previous one started, and one more.
 OVERLAP = dt.timedelta(hours=1)
@@ -306,6 +309,7 @@ class IncrementalRefresh:
     def __init__(self, run: SqlRunner, partitions: Callable[[], Sequence[Partition]], *,
                  horizon_days: int = DEFAULT_HORIZON_DAYS, max_arrival_delay_days: int = 14,
                  create_state: bool = True, after_step: Callable[[str], None] | None = None,
+                 boards: Callable[[Plan, list[dict[str, Any]]], object] | None = None,
                  reconcile: Callable[[Plan, list[dict[str, Any]]], None] | None = None,
                  ranks: Callable[[Plan, list[dict[str, Any]]], object] | None = None,
                  ranks_base: Callable[[], int | None] | None = None,
@@ -320,6 +324,11 @@ class IncrementalRefresh:
         # Called after each statement, before its end is recorded: tests stop a refresh there, to show that a
         # rerun (which runs that statement again) gives the same boards.
         self.after_step = after_step
+        # Publishes the boards from the snapshot's rows as soon as it ran, before the per-player writes (the
+        # profiles' reconcile, the ranks), as the writer does on AWS on the snapshot's state change: the
+        # boards are fresh once their own path ran. A rerun of a stopped batch runs the snapshot (which marks
+        # nothing) and publishes again.
+        self.boards = boards
         # Writes the profiles' reconcile from its rows, before the pruning clears the batch's staging (on AWS
         # the writer does, on the reconcile query's state change).
         self.reconcile = reconcile
@@ -365,12 +374,15 @@ class IncrementalRefresh:
         return plan, set(), False
 
     def sequence(self, plan: Plan) -> list[Statement]:
-        """Every statement of a batch, in order: the steps (the rebuild's for a full batch), the board
-        snapshot, the pruning, and the record that ends the batch."""
+        """Every statement of a batch, in order: the steps (the rebuild's for a full batch) the boards read,
+        the board snapshot, the steps only the per-player writes read (:data:`PER_PLAYER_STEPS`), the profiles'
+        reconcile and the ranks, the pruning, and the record that ends the batch."""
         params = plan.params(self.horizon_days, self.retention_days)
         steps = load_steps(REBUILD_DIR) if plan.full else [s for s in load_steps() if _number(s) < PRUNE_FROM]
-        out = [Statement(step.name, render(step.template, params), True) for step in steps]
+        later = [step for step in steps if step.name.endswith(PER_PLAYER_STEPS)]
+        out = [Statement(step.name, render(step.template, params), True) for step in steps if step not in later]
         out.append(Statement(SNAPSHOT_STEP, render(SNAPSHOT.read_text(), params), False))
+        out += [Statement(step.name, render(step.template, params), True) for step in later]
         parts = self.reconcile_parts[1] if plan.full else self.reconcile_parts[0]
         for part in range(parts):
             out.append(Statement(profiles_step(part, parts),
@@ -397,6 +409,8 @@ class IncrementalRefresh:
             log.info("refresh batch %d: %s took %.2f s", plan.batch, statement.name, result.steps[statement.name])
             if statement.name == SNAPSHOT_STEP:
                 result.rows = rows
+                if self.boards is not None:
+                    self.boards(plan, rows)
             if is_profiles_step(statement.name):
                 result.profile_rows += len(rows)
                 if self.reconcile is not None:

@@ -14,7 +14,9 @@ import zlib
 from collections import defaultdict
 from typing import Any
 
-from processors import read_api
+import pytest
+
+from processors import leaderboards, read_api
 from streamboard.ranks import EMPTY, NODE_PREFIX, RankTrees, boards_of, find, retired_key, walk_nodes
 from streamboard.registry import format_ts
 from streamboard.runtime.stack import Pipeline
@@ -227,3 +229,32 @@ def test_a_refresh_that_changes_a_quarter_of_the_players_builds_the_ranks_again(
     quiet = pipeline.refresh()
     assert not quiet["ranks"]["rebuild"] and quiet["ranks"]["users"] == 99
     check_everyone(pipeline, events, as_of_of(quiet), rng)
+
+
+def test_a_refresh_serves_its_boards_before_its_per_player_writes(tmp_path: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh publishes its boards as soon as their snapshot ran, as the writer does on AWS: while the
+    profiles' reconcile and every player's rank are still being written, the read API serves the new boards."""
+    rng = random.Random(9)
+    pipeline = Pipeline(Settings(data_dir=tmp_path / "data"))
+    now = dt.datetime.now(dt.UTC)
+    send(pipeline, [event(rng, f"u{i:03d}", now, points=5) for i in range(20)], now)
+    pipeline.refresh()
+    send(pipeline, [event(rng, "newcomer", now, points=1000, user_name="New")], now)
+    leaders: list[tuple[str, str]] = []
+
+    def watching(name: str, real: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            status, body = get(pipeline, "/v1/leaderboards/overall", "limit=1")
+            assert status == 200
+            leaders.append((name, body["entries"][0]["user_id"]))
+            return real(*args, **kwargs)
+        return run
+
+    monkeypatch.setattr(leaderboards, "reconcile_profiles", watching("profiles", leaderboards.reconcile_profiles))
+    monkeypatch.setattr(leaderboards, "write_ranks", watching("ranks", leaderboards.write_ranks))
+    summary = pipeline.refresh()
+    assert leaders == [("profiles", "newcomer"), ("ranks", "newcomer")]
+    assert 0 < summary["boards_published_s"] < summary["seconds"]
+    status, body = get(pipeline, "/v1/users/newcomer")  # and the per-player writes followed
+    assert status == 200 and body["ranks"][0]["rank"] == 1

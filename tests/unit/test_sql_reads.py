@@ -4,7 +4,9 @@ to one whole read of each table, but for the two named below."""
 
 from __future__ import annotations
 
-from streamboard.refresh import hourly_batch
+import datetime as dt
+
+from streamboard.refresh import IncrementalRefresh, Plan, hourly_batch
 from streamboard.sql import reads, scans
 
 
@@ -77,3 +79,20 @@ def test_an_analyst_query_over_the_boards_reads_the_lake_twice() -> None:
 
     assert lake_reads("SELECT * FROM leaderboards") == {"score": 2}
     assert lake_reads("SELECT * FROM user_totals") == {"score": 1}
+
+
+
+def test_the_board_snapshot_waits_for_no_step_only_the_per_player_writes_read() -> None:
+    """An hourly batch and a full build both publish the boards before the profile rows' step (which only the
+    profiles' reconcile reads), then reconcile, write the ranks, prune: the boards are served as soon as their
+    own state is stepped."""
+    as_of = dt.datetime(2026, 12, 1, 12)
+    full = Plan(2, as_of, 1, as_of - dt.timedelta(hours=1), (), as_of, full=True)
+    chain = IncrementalRefresh(lambda sql: [], lambda: [], create_state=False)
+    for statements in (hourly_batch(), chain.sequence(full)):
+        names = [s.name for s in statements]
+        snapshot = names.index("board_snapshot")
+        rows = next(i for i, n in enumerate(names) if n.endswith("_profile_rows"))
+        reconcile = next(i for i, n in enumerate(names) if n.startswith("profile_reconcile"))
+        assert snapshot < rows < reconcile < names.index("rank_scores") < names.index("done") == len(names) - 1
+        assert all("prune" not in n for n in names[:snapshot])
