@@ -283,6 +283,7 @@ def _count_accepted(usage: Usage) -> Callable[[int], None]:
 
 def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGISTRY) -> IngestApp:
     metrics = Metrics("ingest")
+    tally = metrics.counter("Requests", "EventsAccepted", "EventsRejected")  # each answered request's counts
     committer = GroupCommitter(sinks.stream, sinks.dlq, linger_ms=settings.ingest_linger_ms,
                                max_pending=settings.ingest_max_pending, max_in_flight=settings.ingest_max_in_flight,
                                oversize=overflow_pointer(sinks.lake), metrics=metrics,
@@ -349,7 +350,10 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
             status, content, headers = error_answer(scope["path"], exc)
             await _send_json(send, status, content, headers, close=not read)
             return
-        metrics.add_many((("Requests", 1), ("EventsAccepted", accepted), ("EventsRejected", len(rejected))))
+        counts = tally.counts
+        counts[0] += 1
+        counts[1] += accepted
+        counts[2] += len(rejected)
         await _send_json(send, 202, {"accepted": accepted, "rejected": rejected})
 
     async def accept(app: App, body: bytes) -> tuple[int, list[dict[str, Any]]]:

@@ -65,6 +65,19 @@ def test_metrics_are_embedded_metric_format() -> None:
     assert m.emf() is None  # reset after each document
 
 
+def test_a_hot_path_tally_counts_into_the_next_document_only() -> None:
+    m = Metrics("ingest")
+    tally = m.counter("Requests", "EventsAccepted", "EventsRejected")
+    tally.counts[0] += 2
+    tally.counts[1] += 150
+    m.add("EventsAccepted", 1)
+    doc = m.emf()
+    assert doc is not None and doc["Requests"] == 2 and doc["EventsAccepted"] == 151 and "EventsRejected" not in doc
+    assert m.emf() is None
+    tally.counts[2] += 1
+    assert m.emf()["EventsRejected"] == 1  # type: ignore[index]
+
+
 class _Stream:
     def __init__(self) -> None:
         self.got: list[StreamRecord] = []
