@@ -14,6 +14,7 @@ import logging
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from itertools import starmap
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -387,7 +388,7 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
                 log.error("bad-events sink failed: %s", exc)
                 raise Unavailable("cannot keep the rejected events right now; nothing was accepted, retry later",
                                   2.0) from exc
-        await committer.submit([StreamRecord(key, data) for key, data in records], count)
+        await committer.submit(list(starmap(StreamRecord, records)), count)
         return count, rejected
 
     def limit(app: App, events: int) -> None:

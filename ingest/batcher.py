@@ -35,7 +35,7 @@ MAX_QUEUE_MESSAGE = 256 * 1024  # SQS's message limit
 THROTTLED = "ProvisionedThroughputExceededException"  # Kinesis's per-record throttling error
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     records: Sequence[StreamRecord]
     size: int
@@ -173,7 +173,8 @@ class GroupCommitter:
         # leaves its records queued, and they still take room in the buffer.
         self.pending += events
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Pending(records, sum(len(r.data) for r in records), fut, events))
+        size = len(records[0].data) if len(records) == 1 else sum(len(r.data) for r in records)
+        self._waiting.append(_Pending(records, size, fut, events))
         self._waiting_records += len(records)
         self._wake.set()
         lingering = self._lingering

@@ -67,6 +67,21 @@ def test_fast_path_equals_the_per_event_path(events: list[dict[str, Any]]) -> No
         assert _slow_records(events) == slow
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(POOL))
+def test_a_single_event_body_takes_the_fast_path_exactly_when_it_is_valid(event: dict[str, Any]) -> None:
+    slow = _slow([event])
+    assert _fast([event], json.dumps(event).encode()) == slow  # None for an invalid event: the slow path answers
+
+
+def test_a_single_event_breaking_a_rule_or_the_clock_leaves_the_fast_path() -> None:
+    score = next(e for e in POOL if e.get("event_type") == "score" and _slow([e]) is not None)
+    future = format_ts(NOW + dt.timedelta(minutes=16))
+    for bad in ({"category": "overall"}, {"category": "Chess!"}, {"ts": "0001-01-01T00:30:00+01:00"}, {"ts": future}):
+        event = {**score, **bad}
+        assert _slow([event]) is None and _fast([event], json.dumps(event).encode()) is None, bad
+
+
 def test_whitespace_and_escapes_in_the_body_read_back_the_same() -> None:
     ok = [e for e in POOL if _slow([e]) is not None][:5]
     body = json.dumps({"events": ok}, indent=3, ensure_ascii=True).encode()
