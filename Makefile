@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 CHECKOV_VENV := $(VENV)/checkov
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install tools browser demo test lint typecheck unit functional e2e infra-test synth screenshots bench bench-stack bench-read bench-refresh bench-router clean
+.PHONY: install tools browser demo test lint typecheck unit functional e2e infra-test synth screenshots bench bench-stack bench-read bench-refresh bench-router bench-cost clean
 
 # Node runs the CDK's jsii runtime (CDK synth in the tests); install it from Debian if the machine lacks it.
 tools:
@@ -94,6 +94,12 @@ bench-refresh: install
 # The router Lambda's CPU per event (batched and single-event traffic) against decode-only; about a minute.
 bench-router: install
 	$(BIN)/python -m bench.router
+
+# valgrind counts ingest's instructions per request (a figure the machine's noise does not move).
+bench-cost: install
+	@command -v valgrind >/dev/null 2>&1 || { echo "installing valgrind (for bench-cost)"; \
+	  apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+	$(BIN)/python -m bench.ingest_cost
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data cdk.out
