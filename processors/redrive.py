@@ -15,6 +15,7 @@ from typing import Any
 from streamboard.backend import Backend
 from streamboard.overflow import POINTER_KEY
 from streamboard.ports import StreamRecord
+from streamboard.registry import partition_key
 
 log = logging.getLogger("streamboard.redrive")
 
@@ -35,7 +36,7 @@ def redrive(backend: Backend, max_messages: int | None = None,
                 if POINTER_KEY in record:  # a record too large for the queue, kept in the lake
                     body = backend.lake.get_object(record[POINTER_KEY])
                     record = json.loads(body)
-                records.append(StreamRecord(str(record["events"][0]["event_id"]), body))
+                records.append(StreamRecord(partition_key(record["events"][0]["event_id"]), body))
                 receipts.append(m.receipt)
             except (ValueError, KeyError, IndexError, TypeError):
                 bad.append(m)

@@ -256,7 +256,7 @@ class Registry:
             data = self._head(app_id, received_at_text) + body.lstrip()[1:]
         if len(data) > MAX_RECORD_BYTES:
             return len(events), self.records(events, app_id=app_id, received_at_text=received_at_text)
-        return len(events), [(str(events[0].event_id), data)]
+        return len(events), [(events[0].event_id.hex, data)]  # partition_key(), inline
 
     def decode(self, body: bytes) -> tuple[list[Any], bool] | None:
         """A body's events typed by their schemas (``{"events": [...]}``, or one event: then True), or None when
@@ -275,12 +275,13 @@ class Registry:
 
     def records(self, events: list[Any], *, app_id: str, received_at_text: str) -> list[tuple[str, bytes]]:
         """The stream records of events checked by :meth:`check`: one, or more if one would be too large.
-        The partition key is the first event's id (random: records spread evenly over the shards)."""
+        The partition key is the first event's id as 32 hex digits (``UUID.hex``: a third of ``str``'s cost;
+        random: records spread evenly over the shards)."""
         if not events:
             return []
         data = self._head(app_id, received_at_text) + b'"events":' + self._encoder.encode(events) + b"}"
         if len(data) <= MAX_RECORD_BYTES or len(events) == 1:  # one event is far below the limit
-            return [(str(events[0].event_id), data)]
+            return [(events[0].event_id.hex, data)]
         half = len(events) // 2
         return (self.records(events[:half], app_id=app_id, received_at_text=received_at_text)
                 + self.records(events[half:], app_id=app_id, received_at_text=received_at_text))
@@ -455,6 +456,17 @@ class _ValueRule:
 
 class InvalidEvent(ValueError):
     """An event that breaks the contract; the message says what to fix."""
+
+
+def partition_key(event_id: Any) -> str:
+    """The partition key of a stream record whose first event has this id: the id as 32 hex digits (what
+    :meth:`Registry.validate_batch` and :meth:`Registry.records` give; a redriven record gets the same)."""
+    if isinstance(event_id, uuid.UUID):
+        return event_id.hex
+    try:
+        return uuid.UUID(str(event_id)).hex
+    except ValueError:  # not a UUID (never, for a validated event): the id as it is
+        return str(event_id)
 
 
 def format_ts(ts: dt.datetime) -> str:

@@ -37,6 +37,11 @@ HEADERS = {"x-api-key": KEY}
 URL = "/v1/events"
 
 
+def key_of(event: dict[str, Any]) -> str:
+    """The partition key of the record a request's events travel in: its first event's id, 32 hex digits."""
+    return uuid.UUID(event["event_id"]).hex
+
+
 def score_event(user: str = "user-1", points: int = 10, **extra: Any) -> dict[str, Any]:
     return {
         "event_id": str(uuid.uuid4()),
@@ -197,7 +202,7 @@ def test_mixed_batch_accepts_the_valid_and_reports_the_invalid(settings: Setting
     assert "event_type" in body["rejected"][1]["error"]
 
     (record,) = stream_records(local.stream)  # the request's accepted events travel as one record
-    assert record.partition_key == good[0]["event_id"]
+    assert record.partition_key == key_of(good[0])
     raw = json.loads(record.data)
     assert raw["app_id"] == "local" and [e["event_id"] for e in raw["events"]] == [e["event_id"] for e in good]
     stored = stream_contents(local.stream)
@@ -220,7 +225,7 @@ def test_a_single_event_body_is_accepted(settings: Settings, local: Backend) -> 
         resp = client.post(URL, json=event, headers=HEADERS)
     assert resp.status_code == 202
     assert resp.json() == {"accepted": 1, "rejected": []}
-    assert [r.partition_key for r in stream_records(local.stream)] == [event["event_id"]]
+    assert [r.partition_key for r in stream_records(local.stream)] == [key_of(event)]
     (stored,) = stream_contents(local.stream)
     assert stored == REGISTRY.validate(event, app_id="local", received_at=dt.datetime.now(dt.UTC),
                                        received_at_text=stored["received_at"])
@@ -401,7 +406,7 @@ def test_stream_down_events_go_to_the_dlq_and_the_client_gets_202(settings: Sett
 
 def test_only_records_that_failed_are_retried(settings: Settings, local: Backend) -> None:
     requests = [[score_event(f"u{i}-{j}") for j in range(3)] for i in range(5)]  # a record each
-    throttled = {requests[1][0]["event_id"], requests[3][0]["event_id"]}  # the records' partition keys
+    throttled = {key_of(requests[1][0]), key_of(requests[3][0])}  # the records' partition keys
 
     class Throttled(FakeStream):
         def fail(self, call: int, record: StreamRecord) -> bool:
@@ -412,7 +417,8 @@ def test_only_records_that_failed_are_retried(settings: Settings, local: Backend
     # slow call, share the second call.
     grouped = settings.with_overrides(ingest_linger_ms=300.0)
     with ingest(grouped, local, stream=stream, retry_seconds=5.0) as client, ThreadPoolExecutor(1) as first:
-        warm_up = first.submit(client.post, URL, json={"events": [score_event("first")]}, headers=HEADERS)
+        alone = score_event("first")
+        warm_up = first.submit(client.post, URL, json={"events": [alone]}, headers=HEADERS)
         time.sleep(0.03)
         responses = post_together(client, requests)
         assert warm_up.result().status_code == 202
@@ -422,7 +428,8 @@ def test_only_records_that_failed_are_retried(settings: Settings, local: Backend
     assert sorted(e["event_id"] for e in events_of(r.data for r in stream.calls[2])) == sorted(
         e["event_id"] for e in requests[1] + requests[3])
     stored = stream_contents(stream)
-    sent = [e["event_id"] for events in requests for e in events] + [stream.calls[0][0].partition_key]
+    assert stream.calls[0][0].partition_key == key_of(alone)
+    sent = [e["event_id"] for events in requests for e in events] + [alone["event_id"]]
     assert sorted(e["event_id"] for e in stored) == sorted(sent)  # each exactly once
     assert local.dlq.depth() == 0
 
@@ -440,7 +447,7 @@ def test_an_idle_service_writes_at_once_without_lingering(settings: Settings, lo
 
 def test_records_that_keep_failing_go_to_the_dlq(settings: Settings, local: Backend) -> None:
     hot, cool = [score_event("hot"), score_event("hot")], [score_event("cool"), score_event("cool")]
-    hot_key: str = hot[0]["event_id"]  # the hot request's record's partition key
+    hot_key = key_of(hot[0])  # the hot request's record's partition key
 
     class HotShard(FakeStream):
         def fail(self, call: int, record: StreamRecord) -> bool:

@@ -15,7 +15,15 @@ from streamboard.backend import Backend
 from streamboard.ports import PutResult
 from streamboard.settings import Settings
 from tests.conftest import events_of, stream_record
-from tests.functional.test_ingest_api import KEY, FakeStream, action_event, ingest, score_event, stream_contents
+from tests.functional.test_ingest_api import (
+    KEY,
+    FakeStream,
+    action_event,
+    ingest,
+    key_of,
+    score_event,
+    stream_contents,
+)
 from tests.functional.test_ingest_api import local as local  # noqa: F401 - the fixture
 
 
@@ -155,6 +163,6 @@ def test_records_too_large_for_the_queue_are_kept_in_the_lake_and_redriven(local
     assert summary == {"redriven": 2, "unreadable": 0, "failed": 0, "remaining": 0}
     in_stream = {r.partition_key: r.data for s in local.stream.shard_ids() for r in local.stream.read(s, None, 100)}
     assert in_stream == {big.partition_key: big.data, small.partition_key: small.data}  # byte for byte
-    assert big.partition_key == big_events[0]["event_id"] and small.partition_key == small_events[0]["event_id"]
+    assert big.partition_key == key_of(big_events[0]) and small.partition_key == key_of(small_events[0])
     assert sorted(e["event_id"] for e in events_of(in_stream.values())) == sorted(
         e["event_id"] for e in big_events + small_events)
