@@ -43,23 +43,14 @@ def run_requests(handler: str, batch: int, requests: int) -> None:
     import uvloop
 
     from bench.ingest import build_bodies
-    from bench.ingest_server import KEY, NullStream, bare_asgi, bare_typed
-    from ingest.app import IngestSinks, create_app
-    from streamboard.adapters.local.lake import LocalLake
-    from streamboard.adapters.local.queue import LocalQueue
-    from streamboard.adapters.local.stores import LocalAppRegistry
-    from streamboard.settings import Settings
+    from bench.ingest_server import KEY, bare_asgi, bare_typed, ours
 
     async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp)
             committer = None
             if handler == "ours":
-                apps = LocalAppRegistry(data / "apps.db")
-                apps.create("bench", key=KEY)
-                settings = Settings(data_dir=data, rate_limit_events_per_s=0)
-                app: Any = create_app(settings, IngestSinks(NullStream(), LocalQueue(data / "queues.db", "dlq"), apps,
-                                                            LocalLake(data / "lake")))
+                app: Any = ours(data)[0]
                 committer = app.state.committer
                 await committer.start()
             else:

@@ -28,7 +28,7 @@ import msgspec
 import uvicorn
 
 from bench.common import lifespan
-from ingest.app import IngestSinks, create_app
+from ingest.app import IngestApp, IngestSinks, create_app
 from streamboard.adapters.local.lake import LocalLake
 from streamboard.adapters.local.queue import LocalQueue
 from streamboard.adapters.local.stores import LocalAppRegistry
@@ -127,13 +127,20 @@ def serve_uvicorn(server: uvicorn.Server, mode: str, info: Path, label: str) -> 
     server.run()
 
 
-def serve_full(port: int, info: Path, data: Path) -> None:
+def ours(data: Path) -> tuple[IngestApp, Settings]:
+    """OUR ingest app as ``python -m ingest`` builds it, its key ``KEY``, rate limiting off, group commit into
+    :class:`NullStream`, its stores in ``data``; and its settings."""
     apps = LocalAppRegistry(data / "apps.db")
     apps.create("bench", key=KEY)
     settings = Settings(data_dir=data, rate_limit_events_per_s=0)
     sinks = IngestSinks(NullStream(), LocalQueue(data / "queues.db", "dlq"), apps, LocalLake(data / "lake"))
-    server = build_server(create_app(settings, sinks), host="127.0.0.1", port=port,
-                          limits=connection_limits(settings, servers=1), handle_signals=True)
+    return create_app(settings, sinks), settings
+
+
+def serve_full(port: int, info: Path, data: Path) -> None:
+    app, settings = ours(data)
+    server = build_server(app, host="127.0.0.1", port=port, limits=connection_limits(settings, servers=1),
+                          handle_signals=True)
     _freeze()
     serve_uvicorn(server, "full", info, f"uvicorn {uvicorn.__version__} via streamboard.serving.build_server")
 

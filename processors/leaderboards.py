@@ -137,19 +137,17 @@ def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict
 
     published: dict[str, Any] = {}
 
-    def publish(plan: Plan, rows: list[dict[str, Any]]) -> None:
+    def publish(plan: Plan, rows: list[dict[str, Any]]) -> None:  # every batch runs its snapshot, a rerun too
         published.update(boards=write_boards(backend, rows), at=round(time.monotonic() - begun, 3))
 
-    options.setdefault("boards", publish)
     options.setdefault("ranks", rank_write)
     options.setdefault("reconcile", profile_write)
-    result = refresher(backend, **options).refresh(full=full)
-    boards = published["boards"] if "boards" in published else write_boards(backend, result.rows)
+    result = refresher(backend, boards=publish, **options).refresh(full=full)
+    boards = published["boards"]
     shown = ("users", "rebuild", "nodes", "write_units", "delta_rows", "folded", "seconds")
     # what the per-player writes took (the steps' times are the queries' only): the profiles' reconcile writes
     # and the ranks' write, each after its query
-    summary = {**result.summary(), "boards": len(boards),
-               **({"boards_published_s": published["at"]} if "at" in published else {}),
+    summary = {**result.summary(), "boards": len(boards), "boards_published_s": published["at"],
                **({"profiles": profiles} if profiles["parts"] else {}),
                **({"ranks": {k: ranks[k] for k in shown if k in ranks}} if ranks else {})}
     if backend.usage is not None:

@@ -275,13 +275,13 @@ class Registry:
 
     def records(self, events: list[Any], *, app_id: str, received_at_text: str) -> list[tuple[str, bytes]]:
         """The stream records of events checked by :meth:`check`: one, or more if one would be too large.
-        The partition key is the first event's id as 32 hex digits (``UUID.hex``: a third of ``str``'s cost;
-        random: records spread evenly over the shards)."""
+        The partition key is the first event's id (:func:`partition_key`; random: records spread evenly over
+        the shards)."""
         if not events:
             return []
         data = self._head(app_id, received_at_text) + b'"events":' + self._encoder.encode(events) + b"}"
         if len(data) <= MAX_RECORD_BYTES or len(events) == 1:  # one event is far below the limit
-            return [(events[0].event_id.hex, data)]
+            return [(partition_key(events[0].event_id), data)]
         half = len(events) // 2
         return (self.records(events[:half], app_id=app_id, received_at_text=received_at_text)
                 + self.records(events[half:], app_id=app_id, received_at_text=received_at_text))
@@ -459,8 +459,9 @@ class InvalidEvent(ValueError):
 
 
 def partition_key(event_id: Any) -> str:
-    """The partition key of a stream record whose first event has this id: the id as 32 hex digits (what
-    :meth:`Registry.validate_batch` and :meth:`Registry.records` give; a redriven record gets the same)."""
+    """The partition key of a stream record whose first event has this id: the id as 32 hex digits
+    (``UUID.hex``, a third of ``str``'s cost; :meth:`Registry.validate_batch` writes it inline, and a redriven
+    record gets the same)."""
     if isinstance(event_id, uuid.UUID):
         return event_id.hex
     try:

@@ -81,7 +81,6 @@ def test_an_analyst_query_over_the_boards_reads_the_lake_twice() -> None:
     assert lake_reads("SELECT * FROM user_totals") == {"score": 1}
 
 
-
 def test_the_board_snapshot_waits_for_no_step_only_the_per_player_writes_read() -> None:
     """An hourly batch and a full build both publish the boards before the profile rows' step (which only the
     profiles' reconcile reads), then reconcile, write the ranks, prune: the boards are served as soon as their
