@@ -84,6 +84,19 @@ def reconcile_profiles(backend: Backend, plan: Plan, rows: list[dict[str, Any]])
                                           now=format_ts(dt.datetime.now(dt.UTC)))
 
 
+def reconcile_worker(backend: Backend) -> Any:
+    """A worker process for this backend's profiles (:mod:`streamboard.runtime.reconcile_worker`): the local
+    store's only (None for any other)."""
+    from streamboard.adapters.local.stores import LocalProfileStore
+    from streamboard.runtime.reconcile_worker import ReconcileWorker
+    from streamboard.usage import Usage
+
+    if not isinstance(backend.profiles, LocalProfileStore):
+        return None
+    usage = backend.usage.db.path if isinstance(backend.usage, Usage) else None
+    return ReconcileWorker(backend.profiles.db.path, usage)
+
+
 def write_ranks(backend: Backend, plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Write a batch's ranks from its rank statement's rows (``streamboard.ranks``): the users it changed,
     stepped onto the store's ranks of the batch before, or every user, built again (the cycle collector
@@ -129,11 +142,32 @@ def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict
         started = time.monotonic()
         ranks.update(write_ranks(backend, plan, rows), seconds=round(time.monotonic() - started, 3))
 
-    def profile_write(plan: Plan, rows: list[dict[str, Any]]) -> None:
+    worker: list[Any] = []  # made with the first batch large enough to want it
+
+    def profile_write(plan: Plan, rows: list[dict[str, Any]]) -> Any:
+        if len(rows) >= backend.settings.profile_reconcile_worker_rows and not worker:
+            worker.append(reconcile_worker(backend))
+        if worker and worker[0] is not None:
+            return _Counted(worker[0].submit(rows, plan.batch, plan.profile_cut))
         started = time.monotonic()
         profiles["players"] += reconcile_profiles(backend, plan, rows)
         profiles["parts"] += 1
         profiles["seconds"] = round(profiles["seconds"] + time.monotonic() - started, 3)
+        return None
+
+    class _Counted:  # the worker's part: counted in the summary when the refresh waits for it
+        def __init__(self, future: Any) -> None:
+            self.future, self.counted = future, False
+
+        def result(self) -> int:
+            players, seconds, peak_kb = self.future.result()
+            if not self.counted:
+                self.counted = True
+                profiles["players"] += players
+                profiles["parts"] += 1
+                profiles["seconds"] = round(profiles["seconds"] + seconds, 3)
+                profiles["worker_peak_rss_mb"] = max(profiles.get("worker_peak_rss_mb", 0), round(peak_kb / 1024, 1))
+            return int(players)
 
     published: dict[str, Any] = {}
 
@@ -142,7 +176,11 @@ def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict
 
     options.setdefault("ranks", rank_write)
     options.setdefault("reconcile", profile_write)
-    result = refresher(backend, boards=publish, **options).refresh(full=full)
+    try:
+        result = refresher(backend, boards=publish, **options).refresh(full=full)
+    finally:
+        if worker and worker[0] is not None:
+            worker[0].close()
     boards = published["boards"]
     shown = ("users", "rebuild", "nodes", "write_units", "delta_rows", "folded", "seconds")
     # what the per-player writes took (the steps' times are the queries' only): the profiles' reconcile writes

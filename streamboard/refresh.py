@@ -270,12 +270,14 @@ class RefreshResult:
     steps: dict[str, float] = field(default_factory=dict)  # step -> seconds (the steps this run ran)
     profile_rows: int = 0  # the rows the profiles' reconcile read (in all its parts)
     rank_rows: list[dict[str, Any]] = field(default_factory=list)  # what the rank store writes
+    per_player_s: float | None = None  # wall seconds from the first per-player statement to the writes' end
 
     def summary(self) -> dict[str, Any]:
         return {"batch": self.plan.batch, "mode": "full" if self.full else "incremental", "resumed": self.resumed,
                 "as_of": sql_ts(self.plan.as_of),
                 "input_partitions": "all" if self.plan.full else len(self.plan.partitions),
-                "steps": {k: round(v, 3) for k, v in self.steps.items()}}
+                "steps": {k: round(v, 3) for k, v in self.steps.items()},
+                **({} if self.per_player_s is None else {"per_player_s": round(self.per_player_s, 3)})}
 
 
 @dataclass(frozen=True)
@@ -310,7 +312,7 @@ class IncrementalRefresh:
                  horizon_days: int = DEFAULT_HORIZON_DAYS, max_arrival_delay_days: int = 14,
                  create_state: bool = True, after_step: Callable[[str], None] | None = None,
                  boards: Callable[[Plan, list[dict[str, Any]]], object] | None = None,
-                 reconcile: Callable[[Plan, list[dict[str, Any]]], None] | None = None,
+                 reconcile: Callable[[Plan, list[dict[str, Any]]], Any] | None = None,
                  ranks: Callable[[Plan, list[dict[str, Any]]], object] | None = None,
                  ranks_base: Callable[[], int | None] | None = None,
                  reconcile_parts: tuple[int, int] = (1, 8)) -> None:
@@ -395,12 +397,31 @@ class IncrementalRefresh:
         return out
 
     def refresh(self, *, full: bool = False, now: dt.datetime | None = None) -> RefreshResult:
+        """Run (or resume) a batch to its end. A ``reconcile`` that returns something (a future: its writes go
+        on elsewhere) is waited for before the batch is recorded done, and, when a statement fails or a stop
+        comes meanwhile, before the error leaves here (no writes of a batch left running behind it)."""
         plan, finished, resumed = self.plan(full=full, now=now)
         result = RefreshResult(plan, [], resumed, plan.full)
+        pending: list[Any] = []
+        try:
+            self._run_batch(plan, finished, result, pending)
+        finally:
+            for future in pending:  # only after an error: the batch's end waited for them already
+                with contextlib.suppress(Exception):
+                    future.result()
+        return result
+
+    def _run_batch(self, plan: Plan, finished: set[str], result: RefreshResult, pending: list[Any]) -> None:
+        per_player_from: float | None = None
         for statement in self.sequence(plan):
             if statement.name in finished:
                 continue
+            if is_profiles_step(statement.name) or statement.name == "done":
+                _drain(pending)  # a part's profiles written before the next part's rows are read (memory)
             started = time.monotonic()
+            if per_player_from is None and (is_profiles_step(statement.name) or statement.name == RANKS_STEP
+                                            or statement.name.endswith(PER_PLAYER_STEPS)):
+                per_player_from = started
             # the snapshot's and the reconcile's rows: a row per board entry, and per player (a full build)
             with gc_paused() if is_profiles_step(statement.name) or statement.name == SNAPSHOT_STEP \
                     else contextlib.nullcontext():
@@ -414,16 +435,20 @@ class IncrementalRefresh:
             if is_profiles_step(statement.name):
                 result.profile_rows += len(rows)
                 if self.reconcile is not None:
-                    self.reconcile(plan, rows)
+                    waiting = self.reconcile(plan, rows)
+                    if waiting is not None:
+                        pending.append(waiting)
             if statement.name == RANKS_STEP:
                 result.rank_rows = rows
                 if self.ranks is not None:
                     self.ranks(plan, rows)
+                _drain(pending)  # the profiles, written meanwhile on another process
+                if per_player_from is not None:
+                    result.per_player_s = time.monotonic() - per_player_from
             if self.after_step is not None and statement.name != "done":  # a stop here makes the rerun run it again
                 self.after_step(statement.name)
             if statement.marks:
                 self.run(self.record_sql(plan, statement.name))
-        return result
 
     def _new_plan(self, batch: int, previous: dict[str, Any] | None, now: dt.datetime, full: bool) -> Plan:
         now = now.astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
@@ -459,6 +484,13 @@ class IncrementalRefresh:
 _RECORD = ("INSERT INTO state_refreshes (batch, step, as_of, prev_batch, prev_as_of, input, recorded_at) "
            "VALUES (${batch}, ${step}, TIMESTAMP '${as_of}', ${prev_batch}, TIMESTAMP '${prev_as_of}', ${input}, "
            "TIMESTAMP '${recorded_at}')")
+
+
+def _drain(pending: list[Any]) -> None:
+    """Wait for each pending write in turn (its error raised here)."""
+    while pending:
+        pending[0].result()
+        pending.pop(0)
 
 
 def _number(step: Step) -> int:

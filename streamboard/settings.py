@@ -38,6 +38,7 @@ ENV_FAULT_FILE = "STREAMBOARD_FAULT_FILE"
 ENV_STOP_TIMEOUT = "STREAMBOARD_STOP_TIMEOUT_S"
 ENV_DEDUPE_HORIZON_DAYS = "STREAMBOARD_DEDUPE_HORIZON_DAYS"
 ENV_REFRESH_MEMORY_MB = "STREAMBOARD_REFRESH_MEMORY_MB"
+ENV_RECONCILE_WORKER_ROWS = "STREAMBOARD_PROFILE_RECONCILE_WORKER_ROWS"
 ENV_HEADER_TIMEOUT = "STREAMBOARD_HEADER_TIMEOUT_S"
 ENV_KEEP_ALIVE = "STREAMBOARD_KEEP_ALIVE_S"
 ENV_MAX_CONNECTIONS = "STREAMBOARD_MAX_CONNECTIONS"
@@ -109,6 +110,11 @@ class Settings:
     # one writer invocation (a million players in one would not fit its 15 minutes).
     profile_reconcile_parts: int = 1
     profile_reconcile_parts_full: int = 8
+    # The local refresh writes a batch's profiles on a second process, while it goes on with the ranks (their
+    # query and write), once the reconcile has at least this many rows: two cores then do the per-player
+    # writes side by side. A smaller batch is written in the refresh's own process (a worker's start-up,
+    # about half a second, would cost more than it saves).
+    profile_reconcile_worker_rows: int = 20_000
     # Connection hygiene of every HTTP server (streamboard.serving).
     header_timeout_s: float = 10.0  # to receive a whole request head, then 408
     keep_alive_s: float = 5.0  # idle keep-alive; behind an ALB set it above the ALB's idle timeout
@@ -192,6 +198,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stop_timeout_s=_num(env, ENV_STOP_TIMEOUT, d.stop_timeout_s),
         dedupe_horizon_days=_horizon(env),
         refresh_memory_mb=int(_num(env, ENV_REFRESH_MEMORY_MB, d.refresh_memory_mb, int)),
+        profile_reconcile_worker_rows=max(0, int(_num(env, ENV_RECONCILE_WORKER_ROWS, d.profile_reconcile_worker_rows,
+                                                      int))),
         header_timeout_s=_num(env, ENV_HEADER_TIMEOUT, d.header_timeout_s),
         keep_alive_s=_num(env, ENV_KEEP_ALIVE, d.keep_alive_s),
         max_connections=max(1, int(_num(env, ENV_MAX_CONNECTIONS, d.max_connections, int))),

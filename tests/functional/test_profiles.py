@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import subprocess
+import sys
+import textwrap
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -18,6 +22,7 @@ from moto import mock_aws
 from processors import leaderboards
 from streamboard.adapters.local.stores import LocalProfileStore
 from streamboard.backend import build_aws_backend
+from streamboard.errors import SinkError
 from streamboard.ports import ProfileStore
 from streamboard.profiles import LIVE_LAG, Base, slot_of
 from streamboard.registry import REGISTRY, format_ts
@@ -252,16 +257,19 @@ def oracle(deliveries: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parts", [1, 3])
-def test_profiles_are_exact_after_each_refresh_and_never_below_the_routed_events(tmp_path: Path, parts: int) -> None:
+@pytest.mark.parametrize(("parts", "worker"), [(1, False), (3, False), (3, True)])
+def test_profiles_are_exact_after_each_refresh_and_never_below_the_routed_events(tmp_path: Path, parts: int,
+                                                                                 worker: bool) -> None:
     """Random traffic with resent events, repeated stream records and challenges, in rounds: after each
     round's routing every profile counts at least the distinct events routed so far; after each refresh every
     profile equals the oracle, and so do the racing router batches' events once the next refresh has them.
     With ``parts`` > 1 each reconcile (the first build's too) runs as that many statements, a share of the
-    players each."""
+    players each; with ``worker``, every part is written on the reconcile's worker process while the refresh
+    goes on with the ranks."""
     rng = random.Random(5)
     pipeline = Pipeline(Settings(data_dir=tmp_path / "data", shards=2, profile_reconcile_parts=parts,
-                                 profile_reconcile_parts_full=parts))
+                                 profile_reconcile_parts_full=parts,
+                                 profile_reconcile_worker_rows=0 if worker else 10**9))
     now = dt.datetime.now(dt.UTC)
     users = [f"p{i}" for i in range(12)]
     sent: list[dict[str, Any]] = []  # every accepted client event, in order (resends included)
@@ -306,9 +314,28 @@ def test_profiles_are_exact_after_each_refresh_and_never_below_the_routed_events
                 calls.append(len(rows))
                 return real(backend, plan, rows)
 
+            real_worker = leaderboards.reconcile_worker
+
+            def racing_worker(backend: Any, real_worker: Any = real_worker, calls: list[int] = calls) -> Any:
+                made = real_worker(backend)
+                submit = made.submit
+
+                def racing_submit(rows: list[dict[str, Any]], batch: int, cut: int) -> Any:
+                    if not calls:  # before the worker gets the first part
+                        backend.stream.put_records([stream_record(racing, received_at=now)])
+                        pipeline.esm.poll_all()
+                    calls.append(len(rows))
+                    return submit(rows, batch, cut)
+
+                made.submit = racing_submit
+                return made
+
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(leaderboards, "reconcile_profiles", racing_reconcile)
+                mp.setattr(leaderboards, "reconcile_worker", racing_worker)
                 summary = pipeline.refresh()
+            assert summary["profiles"]["parts"] == parts
+            assert ("worker_peak_rss_mb" in summary["profiles"]) is worker
             assert len(calls) == parts and [k for k in summary["steps"] if k.startswith("profile_reconcile")] == (
                 ["profile_reconcile"] if parts == 1 else [f"profile_reconcile_{i}of{parts}" for i in (1, 2, 3)])
             sent.extend(racing)
@@ -318,6 +345,87 @@ def test_profiles_are_exact_after_each_refresh_and_never_below_the_routed_events
         expected = oracle(sent)
         for user in users:
             assert points(pipeline.backend.profiles, user) == expected.get(user, {}), (round_, user)
+
+
+def test_a_part_failing_in_the_reconcile_worker_fails_the_refresh_and_the_rerun_writes_it(tmp_path: Path) -> None:
+    """The worker's error reaches the refresh with its reason (the batch is not recorded done), the next refresh
+    resumes the batch and writes the profiles; and a worker goes on taking parts after a part's error."""
+    pipeline = Pipeline(Settings(data_dir=tmp_path / "data", profile_reconcile_worker_rows=0))
+    now = dt.datetime.now(dt.UTC)
+    sent = [{"event_id": str(uuid.uuid4()), "event_type": "score", "user_id": f"p{i % 5}", "ts": format_ts(now),
+             "category": ("chess", "go")[i % 2], "points": i + 1} for i in range(30)]
+    pipeline.backend.stream.put_records([stream_record(sent, received_at=now)])
+    real_worker = leaderboards.reconcile_worker
+
+    def unreadable_first_part(backend: Any) -> Any:
+        made = real_worker(backend)
+        submit = made.submit
+        made.submit = lambda rows, batch, cut: submit([*rows, {"kind": "bogus", "user_id": "p0"}], batch, cut)
+        return made
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(leaderboards, "reconcile_worker", unreadable_first_part)
+        with pytest.raises(SinkError, match="unknown reconcile row kind 'bogus'"):
+            pipeline.refresh()
+    summary = pipeline.refresh()
+    assert summary["resumed"] and summary["profiles"]["players"] == 5
+    expected = oracle(sent)
+    assert {f"p{i}": points(pipeline.backend.profiles, f"p{i}") for i in range(5)} == expected
+
+    from streamboard.runtime.reconcile_worker import ReconcileWorker
+
+    worker = ReconcileWorker(tmp_path / "other.db", None)
+    try:
+        with pytest.raises(SinkError, match="unknown reconcile row kind"):
+            worker.submit([{"kind": "bogus", "user_id": "x"}], 1, 0).result(timeout=60)
+        rows = [{"kind": "user", "user_id": "x", "totals": "chess:7", "slots": None, "name": None, "ts": None,
+                 "event_id": None, "item_key": None, "points": None}]
+        assert worker.submit(rows, 1, 0).result(timeout=60)[0] == 1
+    finally:
+        worker.close()
+    assert points(LocalProfileStore(tmp_path / "other.db"), "x") == {"chess": 7}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_reconcile_worker_dies_with_the_refresh_process(tmp_path: Path) -> None:
+    """A refresh killed (kill -9) while its worker writes leaves no writer behind it: the worker, busy with a
+    part of 300,000 players (seconds of work), is gone at once, not at the end of its part."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time
+            from pathlib import Path
+            from streamboard.runtime.reconcile_worker import ReconcileWorker
+            worker = ReconcileWorker(Path({str(tmp_path / "profiles.db")!r}), None)
+            rows = [{{"kind": "user", "user_id": f"u{{i:06d}}", "totals": "chess:5", "slots": None, "name": None,
+                     "ts": None, "event_id": None, "item_key": None, "points": None}} for i in range(300_000)]
+            worker.submit(rows, 1, 0)
+            time.sleep(1.0)  # the part sent: the worker reconciles it
+            print(worker._proc.pid, flush=True)
+            time.sleep(120)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        assert _alive(pid)
+        parent.kill()
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 1.5
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not _alive(pid), "the worker outlived the refresh"
+        assert LocalProfileStore(tmp_path / "profiles.db").get("u000000") is None  # its part not committed
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (an orphan's exit is reaped by init, whenever it does)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def test_a_full_rebuild_reconciles_every_profile_and_goes_on_numbering_batches(tmp_path: Path) -> None:

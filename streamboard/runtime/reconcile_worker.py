@@ -1,0 +1,138 @@
+"""The local refresh's profiles written on a second process, while the refresh goes on with the ranks' query
+and write: the two per-player writes of a batch side by side on two cores (README "The boards first, then
+the players").
+
+One worker per refresh, started with its first large part (``Settings.profile_reconcile_worker_rows``) and
+taking a batch's parts in order. It is a plain ``python -c`` child: it inherits nothing of the refresh's
+DuckDB, and imports nothing of the caller's main module (as ``multiprocessing``'s spawn would). It opens its
+own connections to the profile store's and the usage counters' SQLite files (the reconcile's one transaction
+per part, as in the refresh's own process).
+
+Each part crosses a pipe as a pickle of the reconcile query's rows, and comes back as (players, seconds, peak
+RSS) or as the worker's error, raised in the refresh when it waits for the part. The worker dies with the
+refresh (``PR_SET_PDEATHSIG`` on Linux; elsewhere at the end of its part, its input closed): a refresh killed
+leaves no writer behind, and its batch, not recorded done, is reconciled again by the rerun (the reconcile's
+batch condition makes that idempotent).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from streamboard.errors import SinkError
+
+_HEADER = struct.Struct("<Q")
+_ROOT = Path(__file__).resolve().parents[2]  # the checkout the refresh runs from: the worker imports the same code
+
+
+def _send(stream: IO[bytes], obj: Any) -> None:
+    blob = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(blob)))
+    stream.write(blob)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    head = stream.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        raise EOFError
+    (size,) = _HEADER.unpack(head)
+    blob = stream.read(size)
+    if len(blob) < size:
+        raise EOFError
+    return pickle.loads(blob)
+
+
+class ReconcileWorker:
+    """A worker process for one profile store (and usage counters): :meth:`submit` a part, get a future."""
+
+    def __init__(self, profiles_db: Path, usage_db: Path | None) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "from streamboard.runtime.reconcile_worker import main; main()",
+             str(profiles_db), "" if usage_db is None else str(usage_db), str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(_ROOT))
+        # a part is sent and its answer awaited on this thread (blocked on the pipes, without the GIL)
+        self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reconcile-worker")
+        self._lock = threading.Lock()
+
+    def submit(self, rows: list[dict[str, Any]], batch: int, cut: int) -> concurrent.futures.Future[Any]:
+        """A future of (players, seconds, the worker's peak RSS in KB); its error: the part failed."""
+        return self._io.submit(self._call, rows, batch, cut)
+
+    def _call(self, rows: list[dict[str, Any]], batch: int, cut: int) -> tuple[int, float, int]:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        with self._lock:
+            try:
+                _send(self._proc.stdin, (rows, batch, cut))
+                ok, value = _receive(self._proc.stdout)
+            except (OSError, EOFError) as exc:
+                raise SinkError(f"the profiles' reconcile worker stopped (exit {self._proc.poll()})") from exc
+        if not ok:
+            raise SinkError(f"the profiles' reconcile failed in its worker: {value}")
+        return value  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Let the parts sent end, then stop the worker (its input closed)."""
+        self._io.shutdown(wait=True)
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+def main() -> None:
+    """The worker: parts from stdin, answers to stdout, until its input closes."""
+    import ctypes
+    import resource
+    import signal
+    import traceback
+
+    from streamboard.adapters.local.stores import LocalProfileStore
+    from streamboard.profiles import bases_from_rows
+    from streamboard.refresh import gc_paused
+    from streamboard.registry import format_ts
+    from streamboard.usage import Usage
+
+    if sys.platform.startswith("linux"):  # killed when the refresh's process dies
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(sys.argv[3]):  # it died before that: nothing to work for
+        return
+    import datetime as dt
+
+    profiles_db, usage_db = sys.argv[1], sys.argv[2]
+    store = LocalProfileStore(Path(profiles_db), usage=Usage(Path(usage_db)) if usage_db else None)
+    stdin = sys.stdin.buffer
+    stdout = os.fdopen(os.dup(1), "wb")  # the answers' own pipe: anything printed goes to stderr instead
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    while True:
+        try:
+            rows, batch, cut = _receive(stdin)
+        except EOFError:
+            return
+        started = time.monotonic()
+        try:
+            with gc_paused():
+                players = store.reconcile(bases_from_rows(rows), batch=batch, cut=cut,
+                                          now=format_ts(dt.datetime.now(dt.UTC)))
+            del rows
+            answer: tuple[bool, Any] = (True, (players, time.monotonic() - started,
+                                               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+        except Exception as exc:  # noqa: BLE001 - any error of the part: the refresh raises it when it waits
+            answer = (False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        _send(stdout, answer)
