@@ -52,7 +52,23 @@ Item = dict[str, Any]  # attribute -> value: str, int, list or dict (DynamoDB's 
 
 def slotted(name: str) -> tuple[str, int, str] | None:
     """``(kind, slot, category)`` of a live slot attribute (``p<slot>_<category>``, ``l<slot>_<category>``),
-    or None for any other attribute. Called for every attribute of every item a read or a reconcile sees."""
+    or None for any other attribute. Called for every attribute of every item a read or a reconcile sees: the
+    same few names (a slot's categories) over and over, so each is parsed once (:data:`_SLOTTED`)."""
+    try:
+        return _SLOTTED[name]
+    except KeyError:
+        pass
+    if len(_SLOTTED) >= _SLOTTED_MAX:
+        _SLOTTED.clear()
+    out = _SLOTTED[name] = _parse_slotted(name)
+    return out
+
+
+_SLOTTED: dict[str, tuple[str, int, str] | None] = {}
+_SLOTTED_MAX = 65_536  # names kept (a few MB); the cache starts again beyond it
+
+
+def _parse_slotted(name: str) -> tuple[str, int, str] | None:
     if name[:1] not in ("p", "l"):
         return None
     digits, sep, category = name[1:].partition("_")

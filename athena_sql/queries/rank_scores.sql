@@ -3,8 +3,9 @@
 -- each with every score the window totals hold for them, so that the writer replaces each one's entries
 -- whole. Scores change when a window's points enter or leave it too: step 09 marks those rows with the
 -- batch as well. A user who is on no board any more (a row the batch set to zero, pruned after this) has
--- scores NULL. scores = 'scope:all:30d:365d' per scope, ';'-separated (scopes are slugs); name_changed says
--- whether the name is newer than the ranks the store holds (batch ${ranks_from}).
+-- scores NULL. scores = '["scope",all,30d,365d]' per scope, ','-separated: a JSON array's items (scopes are
+-- slugs), which the writer decodes for every user at once; name_changed says whether the name is newer than the
+-- ranks the store holds (batch ${ranks_from}).
 -- A batch that changed at least 1 in ${rank_rebuild_every} of the users on the boards reads every user
 -- instead (everyone = true on every row), and the writer builds the trees from them rather than stepping
 -- them (streamboard.ranks.REBUILD_EVERY: the reasoning).
@@ -14,9 +15,9 @@ WITH per_user AS (
     SELECT
         user_id,
         bool_or(${rank_users}) AS hit,
-        array_join(array_agg(scope || ':' || CAST(score_all AS varchar) || ':' || CAST(score_30d AS varchar) || ':'
-            || CAST(score_365d AS varchar)) FILTER (WHERE score_all <> 0 OR score_30d <> 0 OR score_365d <> 0),
-            ';') AS scores
+        array_join(array_agg('["' || scope || '",' || CAST(score_all AS varchar) || ',' || CAST(score_30d AS varchar)
+            || ',' || CAST(score_365d AS varchar) || ']')
+            FILTER (WHERE score_all <> 0 OR score_30d <> 0 OR score_365d <> 0), ',') AS scores
     FROM state_window_totals
     GROUP BY user_id
 ),

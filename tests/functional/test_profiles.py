@@ -316,11 +316,13 @@ def test_profiles_are_exact_after_each_refresh_and_never_below_the_routed_events
 
             real_worker = leaderboards.reconcile_worker
 
-            def racing_worker(backend: Any, real_worker: Any = real_worker, calls: list[int] = calls) -> Any:
+            def racing_worker(backend: Any, real_worker: Any = real_worker, calls: list[int] = calls,
+                              racing: list[dict[str, Any]] = racing) -> Any:
                 made = real_worker(backend)
                 submit = made.submit
 
-                def racing_submit(rows: list[dict[str, Any]], batch: int, cut: int) -> Any:
+                def racing_submit(rows: list[dict[str, Any]], batch: int, cut: int,
+                                  racing: list[dict[str, Any]] = racing) -> Any:
                     if not calls:  # before the worker gets the first part
                         backend.stream.put_records([stream_record(racing, received_at=now)])
                         pipeline.esm.poll_all()

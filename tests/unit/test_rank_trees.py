@@ -10,6 +10,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +27,7 @@ from streamboard.ranks import (
     find,
     find_many,
     unpack,
+    user_scores,
     walk_nodes,
 )
 
@@ -178,3 +180,25 @@ def test_emptying_a_tree_and_filling_it_again() -> None:
     assert root == EMPTY and not w.blobs and w.retired == every and len(every) > 3
     root, _ = write(mem, "u", 3, root, ops=[(r[:-1], r[-1]) for r in entries[:10]])
     check(mem, root, entries[:10])
+
+
+def test_rank_rows_are_read_in_the_statements_format_and_in_the_one_before() -> None:
+    """rank_scores.sql's ``scores``: JSON array items (decoded for every user at once), or the format before
+    (``scope:all:30d:365d;...``, a statement the writer before started); each user's scopes in scope order."""
+    rows = [{"user_id": "a", "user_name": "Ada", "name_changed": True,
+             "scores": '["racing",5,0,5],["overall",12,7,12],["chess",7,7,7]'},
+            {"user_id": "b", "user_name": None, "name_changed": False, "scores": None},
+            {"user_id": "c", "user_name": "Cy", "name_changed": False, "scores": '["overall",3,3,0]'}]
+    users = user_scores(rows)
+    assert [(u.user_id, u.user_name, u.name_changed) for u in users] == [("a", "Ada", True), ("b", None, False),
+                                                                         ("c", "Cy", False)]
+    assert users[0].scope_lists() == [["chess", 7, 7, 7], ["overall", 12, 7, 12], ["racing", 5, 0, 5]]
+    assert users[0].boards() == {("chess", "all"): 7, ("chess", "30d"): 7, ("chess", "365d"): 7,
+                                 ("overall", "all"): 12, ("overall", "30d"): 7, ("overall", "365d"): 12,
+                                 ("racing", "all"): 5, ("racing", "365d"): 5}
+    assert users[1].scope_lists() == [] and users[2].boards() == {("overall", "all"): 3, ("overall", "30d"): 3}
+    old = [{**rows[0], "scores": "racing:5:0:5;overall:12:7:12;chess:7:7:7"}, rows[1], rows[2]]
+    assert [(u.user_id, u.scope_lists()) for u in user_scores(old)] == [(u.user_id, u.scope_lists()) for u in users]
+    assert user_scores([]) == []
+    with pytest.raises(ValueError, match="not \\[scope, all, 30d, 365d\\]"):
+        user_scores([{"user_id": "d", "scores": '["overall",1,2]'}])
