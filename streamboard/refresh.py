@@ -416,8 +416,8 @@ class IncrementalRefresh:
         for statement in self.sequence(plan):
             if statement.name in finished:
                 continue
-            if is_profiles_step(statement.name) or statement.name == "done":
-                _drain(pending)  # a part's profiles written before the next part's rows are read (memory)
+            if statement.name == "done":
+                _drain(pending)
             started = time.monotonic()
             if per_player_from is None and (is_profiles_step(statement.name) or statement.name == RANKS_STEP
                                             or statement.name.endswith(PER_PLAYER_STEPS)):
@@ -435,6 +435,9 @@ class IncrementalRefresh:
             if is_profiles_step(statement.name):
                 result.profile_rows += len(rows)
                 if self.reconcile is not None:
+                    # a part's rows were read while the part before was written elsewhere; that one ends before
+                    # this one is handed over (at most two parts' rows held at once)
+                    _drain(pending)
                     waiting = self.reconcile(plan, rows)
                     if waiting is not None:
                         pending.append(waiting)
