@@ -84,8 +84,13 @@ def reconcile_profiles(backend: Backend, plan: Plan, rows: list[dict[str, Any]])
                                           now=format_ts(dt.datetime.now(dt.UTC)))
 
 
-def reconcile_worker(backend: Backend) -> Any:
-    """A worker process for this backend's profiles (:mod:`streamboard.runtime.reconcile_worker`): the local
+# The local refresh's reconcile processes: a full build's parts are written two at a time (with the refresh's own
+# queries and the ranks' write, three streams on two cores); an incremental batch's one part needs one.
+RECONCILE_PROCESSES = 2
+
+
+def reconcile_worker(backend: Backend, processes: int = 1) -> Any:
+    """Worker processes for this backend's profiles (:mod:`streamboard.runtime.reconcile_worker`): the local
     store's only (None for any other)."""
     from streamboard.adapters.local.stores import LocalProfileStore
     from streamboard.runtime.reconcile_worker import ReconcileWorker
@@ -94,7 +99,7 @@ def reconcile_worker(backend: Backend) -> Any:
     if not isinstance(backend.profiles, LocalProfileStore):
         return None
     usage = backend.usage.db.path if isinstance(backend.usage, Usage) else None
-    return ReconcileWorker(backend.profiles.db.path, usage)
+    return ReconcileWorker(backend.profiles.db.path, usage, processes)
 
 
 def write_ranks(backend: Backend, plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -144,11 +149,16 @@ def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict
 
     worker: list[Any] = []  # made with the first batch large enough to want it
 
+    outstanding: list[Any] = []  # the parts handed to the workers, oldest first
+
     def profile_write(plan: Plan, rows: list[dict[str, Any]]) -> Any:
         if len(rows) >= backend.settings.profile_reconcile_worker_rows and not worker:
-            worker.append(reconcile_worker(backend))
+            worker.append(reconcile_worker(backend, RECONCILE_PROCESSES))
         if worker and worker[0] is not None:
-            return _Counted(worker[0].submit(rows, plan.batch, plan.profile_cut))
+            while len(outstanding) >= worker[0].processes:  # a part a worker: the rows held stay bounded
+                outstanding.pop(0).result()
+            outstanding.append(_Counted(worker[0].submit(rows, plan.batch, plan.profile_cut)))
+            return outstanding[-1]
         started = time.monotonic()
         profiles["players"] += reconcile_profiles(backend, plan, rows)
         profiles["parts"] += 1

@@ -434,10 +434,7 @@ class IncrementalRefresh:
                     self.boards(plan, rows)
             if is_profiles_step(statement.name):
                 result.profile_rows += len(rows)
-                if self.reconcile is not None:
-                    # a part's rows were read while the part before was written elsewhere; that one ends before
-                    # this one is handed over (at most two parts' rows held at once)
-                    _drain(pending)
+                if self.reconcile is not None:  # a future: it bounds the parts it has in flight itself
                     waiting = self.reconcile(plan, rows)
                     if waiting is not None:
                         pending.append(waiting)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
@@ -53,52 +54,70 @@ def _receive(stream: IO[bytes]) -> Any:
 
 
 class ReconcileWorker:
-    """A worker process for one profile store (and usage counters): :meth:`submit` a part, get a future."""
+    """Worker processes for one profile store (and usage counters): :meth:`submit` a part, get a future. Up to
+    ``processes`` parts are written at once, each on a process of its own (started when first needed); the
+    local reconcile computes without the database's write lock (:meth:`LocalProfileStore.reconcile`), so two
+    parts compute side by side and only their writes take turns."""
 
-    def __init__(self, profiles_db: Path, usage_db: Path | None) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from streamboard.runtime.reconcile_worker import main; main()",
-             str(profiles_db), "" if usage_db is None else str(usage_db), str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(_ROOT))
-        # a part is sent and its answer awaited on this thread (blocked on the pipes, without the GIL)
-        self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reconcile-worker")
+    def __init__(self, profiles_db: Path, usage_db: Path | None, processes: int = 1) -> None:
+        self.processes = max(1, processes)
+        self._argv = [sys.executable, "-c", "from streamboard.runtime.reconcile_worker import main; main()",
+                      str(profiles_db), "" if usage_db is None else str(usage_db), str(os.getpid())]
+        self._env = {**os.environ,
+                     "PYTHONPATH": os.pathsep.join([str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._idle: queue.SimpleQueue[subprocess.Popen[bytes]] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        # a part is sent and its answer awaited on one of these threads (blocked on the pipes, without the GIL)
+        self._io = concurrent.futures.ThreadPoolExecutor(self.processes, thread_name_prefix="reconcile-worker")
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs]
 
     def submit(self, rows: list[dict[str, Any]], batch: int, cut: int) -> concurrent.futures.Future[Any]:
         """A future of (players, seconds, the worker's peak RSS in KB); its error: the part failed."""
+        with self._lock:
+            if self._idle.empty() and len(self._procs) < self.processes:
+                proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self._env,
+                                        cwd=str(_ROOT))
+                self._procs.append(proc)
+                self._idle.put(proc)
         return self._io.submit(self._call, rows, batch, cut)
 
     def _call(self, rows: list[dict[str, Any]], batch: int, cut: int) -> tuple[int, float, int]:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        with self._lock:
-            try:
-                _send(self._proc.stdin, (rows, batch, cut))
-                ok, value = _receive(self._proc.stdout)
-            except (OSError, EOFError) as exc:
-                raise SinkError(f"the profiles' reconcile worker stopped (exit {self._proc.poll()})") from exc
+        proc = self._idle.get()  # a thread per process: one is idle when a part's turn comes
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            _send(proc.stdin, (rows, batch, cut))
+            del rows
+            ok, value = _receive(proc.stdout)
+        except (OSError, EOFError) as exc:
+            raise SinkError(f"the profiles' reconcile worker stopped (exit {proc.poll()})") from exc
+        finally:
+            self._idle.put(proc)
         if not ok:
             raise SinkError(f"the profiles' reconcile failed in its worker: {value}")
         return value  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        """Let the parts sent end, then stop the worker (its input closed)."""
+        """Let the parts sent end, then stop the workers (their input closed)."""
         self._io.shutdown(wait=True)
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        try:
-            self._proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+        for proc in self._procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def main() -> None:
     """The worker: parts from stdin, answers to stdout, until its input closes."""
     import ctypes
-    import resource
     import signal
     import traceback
 
@@ -131,8 +150,19 @@ def main() -> None:
                 players = store.reconcile(bases_from_rows(rows), batch=batch, cut=cut,
                                           now=format_ts(dt.datetime.now(dt.UTC)))
             del rows
-            answer: tuple[bool, Any] = (True, (players, time.monotonic() - started,
-                                               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+            answer: tuple[bool, Any] = (True, (players, time.monotonic() - started, _peak_kb()))
         except Exception as exc:  # noqa: BLE001 - any error of the part: the refresh raises it when it waits
             answer = (False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
         _send(stdout, answer)
+
+
+def _peak_kb() -> int:
+    """This process's peak RSS in KB: ``VmHWM`` (``ru_maxrss`` is kept across fork and exec on Linux, so a
+    child started from a large refresh would report the refresh's)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -145,6 +145,38 @@ def test_a_refresh_racing_with_live_updates_loses_nothing(store: ProfileStore) -
     assert points(store) == {"chess": 15, "go": 4}
 
 
+def test_a_live_update_between_the_local_reconciles_read_and_its_write_is_kept(tmp_path: Path) -> None:
+    """The local reconcile computes its updates without the write lock (as two parts of a batch do side by
+    side): a router batch landing after it read the items and before it writes them is not overwritten, its
+    user reconciled again from the item as it is then; the users it did not touch are written as computed."""
+    store = LocalProfileStore(tmp_path / "profiles.db")
+    route(store, [score("e1", 10), score("b1", 6, user="bob")], 0)
+    real = store._profile_texts
+    reads: list[int] = []
+
+    def racing(conn: Any, users: Any) -> dict[str, bytes]:
+        texts = real(conn, users)
+        if not reads:  # the reconcile's first read: the router lands right after it, in a slot after the cut
+            route(store, [score("e2", 3, ts=29, received=29), score("e3", 4, category="go", ts=29, received=29)],
+                  29)
+        reads.append(len(users))
+        return texts
+
+    store._profile_texts = racing  # type: ignore[method-assign]
+    # at minute 30 the lake holds e1 and b1 (and a name for each, which the items do not have yet: the reconcile
+    # writes both), and their slot is behind the cut
+    store.reconcile({"ada": lake_base({"chess": 10}, name=(at(0), "e1", "Ada")),
+                     "bob": lake_base({"chess": 6}, name=(at(0), "b1", "Bob"))},
+                    batch=1, cut=slot_of(T0 + dt.timedelta(minutes=30) - LIVE_LAG), now=at(30))
+    assert reads == [2, 2]  # read before the lock, then again under it
+    assert points(store) == {"chess": 13, "go": 4}  # e2 and e3 kept
+    assert points(store, "bob") == {"chess": 6}
+    for user in ("ada", "bob"):
+        item = store._load(store.db.conn(), user, "profile")
+        assert item is not None and item["rb"] == 1 and not any(k.startswith("p0") or k.startswith(f"p{slot_of(T0)}")
+                                                              for k in item)
+
+
 def test_a_reconcile_never_overwrites_a_later_batch(store: ProfileStore) -> None:
     route(store, [score("e1", 10), score("e2", 20)], 0)
     reconcile(store, lake_base({"chess": 30}, {0: {"chess": 30}}), batch=5, as_of=2)
@@ -316,9 +348,9 @@ def test_profiles_are_exact_after_each_refresh_and_never_below_the_routed_events
 
             real_worker = leaderboards.reconcile_worker
 
-            def racing_worker(backend: Any, real_worker: Any = real_worker, calls: list[int] = calls,
-                              racing: list[dict[str, Any]] = racing) -> Any:
-                made = real_worker(backend)
+            def racing_worker(backend: Any, processes: int = 1, real_worker: Any = real_worker,
+                              calls: list[int] = calls, racing: list[dict[str, Any]] = racing) -> Any:
+                made = real_worker(backend, processes)
                 submit = made.submit
 
                 def racing_submit(rows: list[dict[str, Any]], batch: int, cut: int,
@@ -359,8 +391,8 @@ def test_a_part_failing_in_the_reconcile_worker_fails_the_refresh_and_the_rerun_
     pipeline.backend.stream.put_records([stream_record(sent, received_at=now)])
     real_worker = leaderboards.reconcile_worker
 
-    def unreadable_first_part(backend: Any) -> Any:
-        made = real_worker(backend)
+    def unreadable_first_part(backend: Any, processes: int = 1) -> Any:
+        made = real_worker(backend, processes)
         submit = made.submit
         made.submit = lambda rows, batch, cut: submit([*rows, {"kind": "bogus", "user_id": "p0"}], batch, cut)
         return made
@@ -402,7 +434,7 @@ def test_the_reconcile_worker_dies_with_the_refresh_process(tmp_path: Path) -> N
                      "ts": None, "event_id": None, "item_key": None, "points": None}} for i in range(300_000)]
             worker.submit(rows, 1, 0)
             time.sleep(1.0)  # the part sent: the worker reconciles it
-            print(worker._proc.pid, flush=True)
+            print(worker.pids()[0], flush=True)
             time.sleep(120)
         """)], stdout=subprocess.PIPE, text=True)
     try:

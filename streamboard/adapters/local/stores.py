@@ -221,15 +221,19 @@ class LocalProfileStore:
         return None if row is None else _profile_item(row[0])
 
     @staticmethod
-    def _load_profiles(conn: sqlite3.Connection, users: Sequence[str]) -> dict[str, tuple[dict[str, Any], int]]:
-        """The profile items of many users, a few hundred a query, with the length of each one's JSON."""
-        out: dict[str, tuple[dict[str, Any], int]] = {}
+    def _profile_texts(conn: sqlite3.Connection, users: Sequence[str]) -> dict[str, bytes]:
+        """The profile items of many users as stored (their JSON), a few hundred a query."""
+        out: dict[str, bytes] = {}
         for i in range(0, len(users), 500):
             chunk = users[i:i + 500]
-            out.update((u, (_profile_item(item), len(item))) for u, item in conn.execute(
-                f"SELECT user_id, CAST(item AS BLOB) FROM profile_items WHERE sk=? "
-                f"AND user_id IN ({','.join('?' * len(chunk))})", (PROFILE_SK, *chunk)))
+            out.update(conn.execute(f"SELECT user_id, CAST(item AS BLOB) FROM profile_items WHERE sk=? "
+                                    f"AND user_id IN ({','.join('?' * len(chunk))})", (PROFILE_SK, *chunk)))
         return out
+
+    @classmethod
+    def _load_profiles(cls, conn: sqlite3.Connection, users: Sequence[str]) -> dict[str, tuple[dict[str, Any], int]]:
+        """The profile items of many users, with the length of each one's JSON."""
+        return {u: (_profile_item(text), len(text)) for u, text in cls._profile_texts(conn, users).items()}
 
     def _row(self, user_id: str, sk: str, item: dict[str, Any]) -> tuple[tuple[str, str, str], int]:
         """An item's row, and the write units DynamoDB bills for writing it (by its size after)."""
@@ -258,38 +262,60 @@ class LocalProfileStore:
             self.usage.add(dynamodb_write_units=writes, profile_updates=len(updates))
         return len(updates)
 
+    def _reconciled(self, user: str, base: Base, text: bytes | None, *, batch: int, cut: int, now: str
+                    ) -> tuple[tuple[str, str, str] | None, int, float]:
+        """One user's profile row after the reconcile (None: nothing to write), from the item as stored (its JSON,
+        None: no item), and the write and read units it bills."""
+        existing = None if text is None else _profile_item(text)
+        json_bytes = 0 if text is None else len(text)
+        reads = 0.0
+        if self.usage is not None and existing is not None:
+            bound = item_bytes_at_most(user, PROFILE_SK, json_bytes)
+            reads = dynamodb_read_units(bound if bound <= 4096 else item_bytes(user, PROFILE_SK, existing),
+                                        consistent=False)
+        upd = reconcile_update(base, existing, batch=batch, cut=cut, now=now)
+        if not base.firsts and not needs_write(user, existing, upd, json_bytes=json_bytes):
+            return None, 0, reads
+        item = upd.apply(existing)
+        if item is not None:
+            row, units = self._row(user, PROFILE_SK, item)
+            return row, units, reads
+        # a later batch wrote the item: the conditional write fails, and is billed too
+        return None, (dynamodb_write_units(item_bytes(user, PROFILE_SK, existing))
+                      if self.usage is not None and existing is not None else 0), reads
+
     def reconcile(self, bases: Mapping[str, Base], *, batch: int, cut: int, now: str) -> int:
         """A refresh's reconcile: per user, the challenge firsts it changed (unless a later batch wrote them),
         then the profile item (read first: an eventually consistent GetItem on AWS, for the names of what to
-        remove). Written in bulk: a full build reconciles every player of the lake."""
-        writes, reads = 0, 0.0
+        remove). Written in bulk: a full build reconciles every player of the lake.
+
+        Optimistic, as the aws store's conditional writes: the items are read and the updates computed without
+        the database's write lock (two reconciles of a batch's parts compute side by side, and the router's
+        live updates are not held up meanwhile); then, under the lock, each item is read again, and one that a
+        live update changed since is reconciled again from what it holds now, before all are written."""
+        users = sorted(bases)  # key order: SQLite's index takes sorted rows about twice as fast
         firsts: list[tuple[str, str, str, int]] = []
-        rows: list[tuple[str, str, str]] = []
+        writes, reads = 0, 0.0
+        for user in users:
+            base = bases[user]
+            for challenge in sorted(base.firsts):  # in key order too, without sorting every first of a build at once
+                first, units = self._row(user, CHALLENGE_SK + challenge, first_item(base.firsts[challenge], batch))
+                firsts.append((*first, batch))
+                writes += units  # billed whether its condition holds or not (the same size either way)
+        seen = self._profile_texts(self.db.conn(), users)
+        planned = {user: self._reconciled(user, bases[user], seen.get(user), batch=batch, cut=cut, now=now)
+                   for user in users}
         with self.db.tx() as conn:
-            profiles = self._load_profiles(conn, list(bases))
-            # users, and each one's challenges, in key order: the rows come out sorted (SQLite's index takes
-            # sorted rows about twice as fast), without sorting every challenge first of a full build at once
-            for user in sorted(bases):
-                base = bases[user]
-                for challenge in sorted(base.firsts):
-                    row, units = self._row(user, CHALLENGE_SK + challenge, first_item(base.firsts[challenge], batch))
-                    firsts.append((*row, batch))
-                    writes += units  # billed whether its condition holds or not (the same size either way)
-                existing, json_bytes = profiles.get(user, (None, 0))
-                if self.usage is not None and existing is not None:
-                    bound = item_bytes_at_most(user, PROFILE_SK, json_bytes)
-                    reads += dynamodb_read_units(bound if bound <= 4096 else item_bytes(user, PROFILE_SK, existing),
-                                                 consistent=False)
-                upd = reconcile_update(base, existing, batch=batch, cut=cut, now=now)
-                if not base.firsts and not needs_write(user, existing, upd, json_bytes=json_bytes):
-                    continue
-                item = upd.apply(existing)
-                if item is not None:
-                    row, units = self._row(user, PROFILE_SK, item)
+            now_texts = self._profile_texts(conn, users)
+            rows: list[tuple[str, str, str]] = []
+            for user in users:
+                text = now_texts.get(user)
+                row, units, read = planned[user] if text == seen.get(user) else \
+                    self._reconciled(user, bases[user], text, batch=batch, cut=cut, now=now)
+                if row is not None:
                     rows.append(row)
-                    writes += units
-                elif self.usage is not None and existing is not None:  # a failed condition is billed too
-                    writes += dynamodb_write_units(item_bytes(user, PROFILE_SK, existing))
+                writes += units
+                reads += read
             conn.executemany(_UPSERT_UNLESS_LATER, firsts)
             conn.executemany(_UPSERT, rows)
         if self.usage is not None:
