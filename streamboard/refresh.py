@@ -438,6 +438,7 @@ class IncrementalRefresh:
                     waiting = self.reconcile(plan, rows)
                     if waiting is not None:
                         pending.append(waiting)
+                rows = []  # handed over: not held while the next statement runs
             if statement.name == RANKS_STEP:
                 result.rank_rows = rows
                 if self.ranks is not None:

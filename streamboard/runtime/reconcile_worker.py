@@ -36,7 +36,10 @@ _ROOT = Path(__file__).resolve().parents[2]  # the checkout the refresh runs fro
 
 
 def _send(stream: IO[bytes], obj: Any) -> None:
-    blob = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    _write(stream, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _write(stream: IO[bytes], blob: bytes) -> None:
     stream.write(_HEADER.pack(len(blob)))
     stream.write(blob)
     stream.flush()
@@ -75,21 +78,23 @@ class ReconcileWorker:
         return [p.pid for p in self._procs]
 
     def submit(self, rows: list[dict[str, Any]], batch: int, cut: int) -> concurrent.futures.Future[Any]:
-        """A future of (players, seconds, the worker's peak RSS in KB); its error: the part failed."""
+        """A future of (players, seconds, the worker's peak RSS in KB); its error: the part failed. The rows are
+        let go once sent (the caller's reference aside): a part the workers hold is not held here too."""
         with self._lock:
             if self._idle.empty() and len(self._procs) < self.processes:
                 proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self._env,
                                         cwd=str(_ROOT))
                 self._procs.append(proc)
                 self._idle.put(proc)
-        return self._io.submit(self._call, rows, batch, cut)
+        return self._io.submit(self._call, [rows], batch, cut)
 
-    def _call(self, rows: list[dict[str, Any]], batch: int, cut: int) -> tuple[int, float, int]:
+    def _call(self, box: list[list[dict[str, Any]]], batch: int, cut: int) -> tuple[int, float, int]:
         proc = self._idle.get()  # a thread per process: one is idle when a part's turn comes
         assert proc.stdin is not None and proc.stdout is not None
         try:
-            _send(proc.stdin, (rows, batch, cut))
-            del rows
+            blob = pickle.dumps((box.pop(), batch, cut), protocol=pickle.HIGHEST_PROTOCOL)
+            _write(proc.stdin, blob)
+            del blob
             ok, value = _receive(proc.stdout)
         except (OSError, EOFError) as exc:
             raise SinkError(f"the profiles' reconcile worker stopped (exit {proc.poll()})") from exc
@@ -147,9 +152,10 @@ def main() -> None:
         started = time.monotonic()
         try:
             with gc_paused():
-                players = store.reconcile(bases_from_rows(rows), batch=batch, cut=cut,
-                                          now=format_ts(dt.datetime.now(dt.UTC)))
-            del rows
+                bases = bases_from_rows(rows)
+                del rows  # the part's rows, once grouped by user
+                players = store.reconcile(bases, batch=batch, cut=cut, now=format_ts(dt.datetime.now(dt.UTC)))
+            del bases
             answer: tuple[bool, Any] = (True, (players, time.monotonic() - started, _peak_kb()))
         except Exception as exc:  # noqa: BLE001 - any error of the part: the refresh raises it when it waits
             answer = (False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
