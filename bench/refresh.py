@@ -189,28 +189,34 @@ def measured(argv: list[str], timeout: float, log_dir: Path, name: str, cwd: Pat
         tail = err_path.read_text(errors="replace")[-3000:]
         why = f"timed out after {timeout:.0f} s" if timed_out.is_set() else f"exited {proc.returncode}"
         raise RuntimeError(f"{' '.join(argv)} {why}:\n{tail}")
-    # the refresh may write its profiles on a worker process meanwhile: its memory is the tree's, sampled (and
-    # never less than its largest process's peak, which wait4 gives exactly)
+    # the refresh may write its profiles on a worker process meanwhile: its memory is the tree's, sampled, and
+    # never less than the peak of its largest process (VmHWM, exact per process). Not wait4's ru_maxrss: Linux
+    # carries it over fork and exec, so a child of a large process starts at that process's RSS (kept apart,
+    # as wait4_maxrss_mb; without /proc it is the figure)
+    largest = tree.largest_hwm_kb or usage.ru_maxrss
     return {"command": " ".join(argv), "wall_seconds": round(elapsed, 3),
-            "peak_rss_mb": round(max(usage.ru_maxrss / 1024, tree.peak_kb / 1024), 1),
-            "largest_process_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "peak_rss_mb": round(max(largest, tree.peak_kb) / 1024, 1),
+            "largest_process_peak_rss_mb": round(largest / 1024, 1),
             "tree_peak_rss_mb": round(tree.peak_kb / 1024, 1), "tree_processes": tree.most,
+            "wait4_maxrss_mb": round(usage.ru_maxrss / 1024, 1),
             "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2), "stdout": stdout}
 
 
 class TreeMemory:
     """The summed RSS of a process and its descendants (its session: ``start_new_session``), sampled every
-    ``interval`` s from /proc until :meth:`stop`; the peak of the sums (KB) and the most processes seen."""
+    ``interval`` s from /proc until :meth:`stop`: the peak of the sums (KB), the most processes seen, and the
+    largest peak of any one of them (``VmHWM``, which the kernel keeps per process: a spike between samples
+    is in it)."""
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         self.pid, self.interval = pid, interval
-        self.peak_kb, self.most = 0, 0
+        self.peak_kb, self.most, self.largest_hwm_kb = 0, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
         self._thread.start()
 
     def _sample(self) -> tuple[int, int]:
-        total, count = 0, 0
+        total, count, hwm = 0, 0, 0
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
                 continue
@@ -220,10 +226,13 @@ class TreeMemory:
                 if int(fields[3]) != self.pid:  # its session id (the 4th field after the name: pgrp, session)
                     continue
                 with open(f"/proc/{entry.name}/status", "rb") as f:
-                    rss = next((int(line.split()[1]) for line in f if line.startswith(b"VmRSS:")), 0)
+                    fields = dict(line.split(b":", 1) for line in f if line.startswith((b"VmRSS:", b"VmHWM:")))
+                rss = int(fields.get(b"VmRSS", b"0 kB").split()[0])
+                hwm = max(hwm, int(fields.get(b"VmHWM", b"0 kB").split()[0]))
             except (OSError, IndexError, ValueError):
                 continue
             total, count = total + rss, count + 1
+        self.largest_hwm_kb = max(self.largest_hwm_kb, hwm)
         return total, count
 
     def _run(self) -> None:

@@ -20,6 +20,16 @@ def test_a_measured_run_reports_the_memory_of_its_process_tree(tmp_path: Path) -
     """)
     run = measured([sys.executable, "-c", code], 60, tmp_path, "tree")
     assert run["tree_processes"] == 2
-    assert 150 < run["largest_process_peak_rss_mb"] < 250  # wait4: the largest process alone
+    assert 150 < run["largest_process_peak_rss_mb"] < 250  # the largest process alone (its VmHWM)
     assert run["tree_peak_rss_mb"] > 300  # both at once
     assert run["peak_rss_mb"] == run["tree_peak_rss_mb"]
+
+
+def test_the_memory_of_a_measured_run_is_not_its_launchers(tmp_path: Path) -> None:
+    """Linux carries ru_maxrss over fork and exec: a small child of a large process must not report the large
+    process's RSS as its own (the benchmark's figure is the process's VmHWM)."""
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])  # this process: 400 MB more
+    run = measured([sys.executable, "-c", "import time; time.sleep(0.5)"], 60, tmp_path, "small")
+    del ballast
+    assert run["peak_rss_mb"] < 100, run
