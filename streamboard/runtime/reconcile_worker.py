@@ -1,19 +1,20 @@
-"""The local refresh's profiles written on a second process, while the refresh goes on with the ranks' query
-and write: the two per-player writes of a batch side by side on two cores (README "The boards first, then
-the players").
+"""The local refresh's profiles written on worker processes, while the refresh goes on with the ranks' query
+and write: the per-player writes of a batch side by side on two cores (README "Profiles and ranks side by
+side").
 
-One worker per refresh, started with its first large part (``Settings.profile_reconcile_worker_rows``) and
-taking a batch's parts in order. It is a plain ``python -c`` child: it inherits nothing of the refresh's
-DuckDB, and imports nothing of the caller's main module (as ``multiprocessing``'s spawn would). It opens its
-own connections to the profile store's and the usage counters' SQLite files (the reconcile's one transaction
-per part, as in the refresh's own process).
+Started with a refresh's first large part (``Settings.profile_reconcile_worker_rows``), up to ``processes``
+of them, each taking one part at a time (a full build's 8 parts two at a time; an incremental batch's one
+part on one). A worker is a plain ``python -c`` child: it inherits nothing of the refresh's DuckDB, and
+imports nothing of the caller's main module (as ``multiprocessing``'s spawn would). It opens its own
+connections to the profile store's and the usage counters' SQLite files; the local reconcile computes
+without the write lock and rechecks each item under it (:meth:`LocalProfileStore.reconcile`), so two parts
+compute at once and only their writes take turns.
 
 Each part crosses a pipe as a pickle of the reconcile query's rows, and comes back as (players, seconds, peak
-RSS) or as the worker's error, raised in the refresh when it waits for the part. The worker dies with the
+RSS) or as the part's error, raised in the refresh when it waits for the part. A worker dies with the
 refresh (``PR_SET_PDEATHSIG`` on Linux; elsewhere at the end of its part, its input closed): a refresh killed
 leaves no writer behind, and its batch, not recorded done, is reconciled again by the rerun (the reconcile's
-batch condition makes that idempotent).
-"""
+batch condition makes that idempotent)."""
 
 from __future__ import annotations
 
@@ -123,6 +124,7 @@ class ReconcileWorker:
 def main() -> None:
     """The worker: parts from stdin, answers to stdout, until its input closes."""
     import ctypes
+    import datetime as dt
     import signal
     import traceback
 
@@ -136,8 +138,6 @@ def main() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != int(sys.argv[3]):  # it died before that: nothing to work for
         return
-    import datetime as dt
-
     profiles_db, usage_db = sys.argv[1], sys.argv[2]
     store = LocalProfileStore(Path(profiles_db), usage=Usage(Path(usage_db)) if usage_db else None)
     stdin = sys.stdin.buffer
