@@ -112,8 +112,8 @@ class Settings:
     profile_reconcile_parts_full: int = 8
     # The local refresh writes a batch's profiles on worker processes (two at most, for a full build's parts),
     # while it goes on with the ranks (their query and write), once the reconcile has at least this many rows:
-    # two cores then do the per-player writes side by side. A smaller batch is written in the refresh's own process (a worker's start-up,
-    # about 0.3 s to its first answer, would cost more than it saves).
+    # two cores then do the per-player writes side by side. A smaller batch is written in the refresh's own
+    # process (a worker's start-up, about 0.3 s to its first answer, would cost more than it saves).
     profile_reconcile_worker_rows: int = 20_000
     # Connection hygiene of every HTTP server (streamboard.serving).
     header_timeout_s: float = 10.0  # to receive a whole request head, then 408
