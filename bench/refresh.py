@@ -303,7 +303,6 @@ def per_player(summary: dict[str, Any]) -> dict[str, Any]:
     if wall is None:
         wall = queries + profiles.get("seconds", 0) + ranks.get("seconds", 0)
     return {"seconds": round(wall, 3),
-            "overlapped": "worker_peak_rss_mb" in profiles,
             "queries_seconds": round(queries, 3), "profiles_seconds": profiles.get("seconds"),
             "ranks_seconds": ranks.get("seconds"), "profile_players": profiles.get("players"),
             "rank_players": ranks.get("users"), "rank_nodes": ranks.get("nodes")}

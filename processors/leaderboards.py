@@ -149,20 +149,19 @@ def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict
 
     worker: list[Any] = []  # made with the first batch large enough to want it
 
-    outstanding: list[Any] = []  # the parts handed to the workers, oldest first
+    def counted(players: int, seconds: float) -> int:
+        profiles["players"] += players
+        profiles["parts"] += 1
+        profiles["seconds"] = round(profiles["seconds"] + seconds, 3)
+        return players
 
     def profile_write(plan: Plan, rows: list[dict[str, Any]]) -> Any:
         if len(rows) >= backend.settings.profile_reconcile_worker_rows and not worker:
             worker.append(reconcile_worker(backend, RECONCILE_PROCESSES))
-        if worker and worker[0] is not None:
-            while len(outstanding) >= worker[0].processes:  # a part a worker: the rows held stay bounded
-                outstanding.pop(0).result()
-            outstanding.append(_Counted(worker[0].submit(rows, plan.batch, plan.profile_cut)))
-            return outstanding[-1]
+        if worker and worker[0] is not None:  # it waits while each of its processes has a part
+            return _Counted(worker[0].submit(rows, plan.batch, plan.profile_cut))
         started = time.monotonic()
-        profiles["players"] += reconcile_profiles(backend, plan, rows)
-        profiles["parts"] += 1
-        profiles["seconds"] = round(profiles["seconds"] + time.monotonic() - started, 3)
+        counted(reconcile_profiles(backend, plan, rows), time.monotonic() - started)
         return None
 
     class _Counted:  # the worker's part: counted in the summary when the refresh waits for it
@@ -173,9 +172,7 @@ def refresh_now(backend: Backend, *, full: bool = False, **options: Any) -> dict
             players, seconds, peak_kb = self.future.result()
             if not self.counted:
                 self.counted = True
-                profiles["players"] += players
-                profiles["parts"] += 1
-                profiles["seconds"] = round(profiles["seconds"] + seconds, 3)
+                counted(players, seconds)
                 profiles["worker_peak_rss_mb"] = max(profiles.get("worker_peak_rss_mb", 0), round(peak_kb / 1024, 1))
             return int(players)
 

@@ -32,6 +32,7 @@ at most 15 minutes).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,22 +51,12 @@ CHALLENGE_SK = "ch#"
 Item = dict[str, Any]  # attribute -> value: str, int, list or dict (DynamoDB's S, N, L and M)
 
 
+@functools.lru_cache(maxsize=65_536)
 def slotted(name: str) -> tuple[str, int, str] | None:
     """``(kind, slot, category)`` of a live slot attribute (``p<slot>_<category>``, ``l<slot>_<category>``),
     or None for any other attribute. Called for every attribute of every item a read or a reconcile sees: the
-    same few names (a slot's categories) over and over, so each is parsed once (:data:`_SLOTTED`)."""
-    try:
-        return _SLOTTED[name]
-    except KeyError:
-        pass
-    if len(_SLOTTED) >= _SLOTTED_MAX:
-        _SLOTTED.clear()
-    out = _SLOTTED[name] = _parse_slotted(name)
-    return out
-
-
-_SLOTTED: dict[str, tuple[str, int, str] | None] = {}
-_SLOTTED_MAX = 65_536  # names kept (a few MB); the cache starts again beyond it
+    same few names (a slot's categories) over and over, so each is parsed once (cached)."""
+    return _parse_slotted(name)
 
 
 def _parse_slotted(name: str) -> tuple[str, int, str] | None:

@@ -398,8 +398,9 @@ class IncrementalRefresh:
 
     def refresh(self, *, full: bool = False, now: dt.datetime | None = None) -> RefreshResult:
         """Run (or resume) a batch to its end. A ``reconcile`` that returns something (a future: its writes go
-        on elsewhere) is waited for before the batch is recorded done, and, when a statement fails or a stop
-        comes meanwhile, before the error leaves here (no writes of a batch left running behind it)."""
+        on elsewhere) is waited for at the end of the ranks' statement (every batch runs it, before the pruning
+        and the record that ends the batch), and, when a statement fails or a stop comes meanwhile, before the
+        error leaves here (no writes of a batch left running behind it)."""
         plan, finished, resumed = self.plan(full=full, now=now)
         result = RefreshResult(plan, [], resumed, plan.full)
         pending: list[Any] = []
@@ -416,8 +417,6 @@ class IncrementalRefresh:
         for statement in self.sequence(plan):
             if statement.name in finished:
                 continue
-            if statement.name == "done":
-                _drain(pending)
             started = time.monotonic()
             if per_player_from is None and (is_profiles_step(statement.name) or statement.name == RANKS_STEP
                                             or statement.name.endswith(PER_PLAYER_STEPS)):

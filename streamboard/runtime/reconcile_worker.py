@@ -72,6 +72,7 @@ class ReconcileWorker:
         self._procs: list[subprocess.Popen[bytes]] = []
         self._idle: queue.SimpleQueue[subprocess.Popen[bytes]] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._slots = threading.Semaphore(self.processes)  # a part in flight per process: the rows held stay bounded
         # a part is sent and its answer awaited on one of these threads (blocked on the pipes, without the GIL)
         self._io = concurrent.futures.ThreadPoolExecutor(self.processes, thread_name_prefix="reconcile-worker")
 
@@ -79,8 +80,10 @@ class ReconcileWorker:
         return [p.pid for p in self._procs]
 
     def submit(self, rows: list[dict[str, Any]], batch: int, cut: int) -> concurrent.futures.Future[Any]:
-        """A future of (players, seconds, the worker's peak RSS in KB); its error: the part failed. The rows are
-        let go once sent (the caller's reference aside): a part the workers hold is not held here too."""
+        """A future of (players, seconds, the worker's peak RSS in KB); its error: the part failed. Waits while
+        every process has a part. The rows are let go once sent (the caller's reference aside): a part the
+        workers hold is not held here too."""
+        self._slots.acquire()
         with self._lock:
             if self._idle.empty() and len(self._procs) < self.processes:
                 proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self._env,
@@ -101,6 +104,7 @@ class ReconcileWorker:
             raise SinkError(f"the profiles' reconcile worker stopped (exit {proc.poll()})") from exc
         finally:
             self._idle.put(proc)
+            self._slots.release()
         if not ok:
             raise SinkError(f"the profiles' reconcile failed in its worker: {value}")
         return value  # type: ignore[no-any-return]
