@@ -28,9 +28,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # The project's packages the handlers need, and what of them only the local backend uses.
 PROJECT_PACKAGES = ("streamboard", "processors", "glue", "athena_sql")
 LOCAL_ONLY = ("streamboard/adapters/local", "streamboard/runtime", "streamboard/cli.py", "streamboard/synthetic.py")
-# Third-party packages imported by the handlers: msgspec (registry validation, a manylinux wheel).
+# Third-party packages imported by the handlers: msgspec (registry validation) and isal (the rank writer's
+# compression), manylinux wheels.
 # streamboard.sql imports sqlglot only where it parses or transpiles, which no deployed handler does.
-LAMBDA_DEPENDENCIES = ("msgspec",)
+LAMBDA_DEPENDENCIES = ("msgspec", "isal")
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.so.dSYM")
 
 # What the ingest image's build context may contain: exactly what ingest/Dockerfile COPYs

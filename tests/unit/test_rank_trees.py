@@ -18,11 +18,14 @@ from streamboard.ranks import (
     DELETE,
     EMPTY,
     NODE_BYTES,
+    WINDOWS,
     Node,
     Root,
     TreeWriter,
+    UserScores,
     count_before,
     count_before_many,
+    encoded_rows,
     entries_at,
     find,
     find_many,
@@ -202,3 +205,35 @@ def test_rank_rows_are_read_in_the_statements_format_and_in_the_one_before() -> 
     assert user_scores([]) == []
     with pytest.raises(ValueError, match="not \\[scope, all, 30d, 365d\\]"):
         user_scores([{"user_id": "d", "scores": '["overall",1,2]'}])
+
+
+_NAMES = st.one_of(st.none(), st.sampled_from(['Ada', 'say "hi"', "back\\slash", "tab\tnew\nline", "Zoë 🎮", ""]),
+                   st.text(max_size=12))
+
+
+@settings(max_examples=60, deadline=None)
+@given(users=st.lists(st.tuples(st.integers(0, 400), _NAMES,
+                                st.lists(st.tuples(st.sampled_from(["overall", "chess", "racing"]),
+                                                   st.integers(-3, 6), st.integers(-3, 6), st.integers(-3, 6)),
+                                         max_size=3, unique_by=lambda s: s[0])),
+                      max_size=60, unique_by=lambda u: u[0]))
+def test_a_builds_encoded_rows_make_the_trees_of_the_sorted_oracle(users: list[Any]) -> None:
+    """A build's rows, encoded without tuples (users in any order, names with quotes, escapes and emoji, scores
+    tied, negative or zero): the user index and every board hold exactly the sorted oracle's rows."""
+    given_users = [UserScores(f"u{uid:04d}", name, False, sorted([list(s) for s in scopes]))
+                   for uid, name, scopes in users]
+    index, boards = encoded_rows(given_users)
+    by_id = sorted(given_users, key=lambda u: u.user_id)
+    want_boards: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for u in by_id:
+        for scope, *scores in u.scopes:
+            for window, score in zip(WINDOWS, scores, strict=True):
+                if score:
+                    want_boards.setdefault((scope, window), []).append((-score, u.user_id, u.user_name))
+    assert set(boards) == set(want_boards)
+    mem = Memory()
+    root, _ = write(mem, "users", 1, EMPTY, entries=index)  # type: ignore[arg-type]
+    check(mem, root, [(u.user_id, u.scopes) for u in by_id if u.scopes])  # type: ignore[misc]
+    for board, rows in boards.items():
+        root, _ = write(mem, f"{board[0]}#{board[1]}", 1, EMPTY, entries=rows)  # type: ignore[arg-type]
+        check(mem, root, sorted(want_boards[board]))
