@@ -438,6 +438,18 @@ def _short(source: str, width: int = 72) -> str:
     return first if len(first) <= width else first[:width - 3] + "..."
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (Linux: /proc, to the clock tick), or None where unknown."""
+    try:
+        with open("/proc/self/stat") as f:
+            started_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - started_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cmd_refresh(args: argparse.Namespace) -> int:
     from streamboard.runtime.stack import DataDirLock, Pipeline
 
@@ -460,7 +472,11 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         try:
             what = "rebuilding the refresh state of" if args.full else "refreshing"
             print(f"{what} {data_dir} (no stack running) ...", file=sys.stderr, flush=True)
-            summary = Pipeline(settings).refresh(full=args.full)
+            pipeline = Pipeline(settings)
+            age = process_age()
+            summary = pipeline.refresh(full=args.full)
+            if age is not None:  # the start-up before the refresh's own clock (its seconds) began
+                summary["process_age_s"] = round(age, 2)
         finally:
             lock.release()
     print(json.dumps(summary, indent=2))

@@ -4,11 +4,11 @@ the board store's table (the aws store's DynamoDB table, the local store's SQLit
 Layout. One B+ tree per board, keyed by ``(-score, user_id)`` (board order: score descending, ties by user_id),
 its leaves holding each user's name, every node the number of entries under each child; and one tree keyed
 by user_id holding each user's scores on every board (the index from a user to their keys). A node is one
-item, ``pk=rnode#<id>``, ``sk=n``: its entries, zlib-compressed JSON, about :data:`NODE_BYTES` (one write
-unit, half a read unit). One **head** item (``pk=ranks``, and ``ranks#<c>`` for its copy ``c``, ``sk=head``)
-names the roots of every tree of one version (its base's and, when not empty, its delta's, with the delta's
-row count: a head without deltas, as the code before them wrote, has them all empty), with the refresh batch
-and as_of it is of.
+item, ``pk=rnode#<id>``, ``sk=n``: its entries, JSON in zlib's format (:data:`NODE_LEVEL`), about
+:data:`NODE_BYTES` (one write unit, half a read unit). One **head** item (``pk=ranks``, and ``ranks#<c>`` for
+its copy ``c``, ``sk=head``) names the roots of every tree of one version (its base's and, when not empty,
+its delta's, with the delta's row count: a head without deltas, as the code before them wrote, has them all
+empty), with the refresh batch and as_of it is of.
 
 - rank of score s = 1 + the entries before key (-s, ""); below = entries - those before (-s + 1, "");
   of = the root's count (base and delta: below); percentile = below / of. A lookup descends one path:

@@ -1,5 +1,6 @@
-"""The refresh benchmark's memory figure counts every process of the refresh (a worker writing its profiles
-meanwhile included), not only the largest one."""
+"""The refresh benchmark's figures: its memory counts every process of the refresh (a worker writing its
+profiles meanwhile included), not only the largest one; when boards were served counts the start-up, not
+the exit."""
 
 from __future__ import annotations
 
@@ -33,3 +34,14 @@ def test_the_memory_of_a_measured_run_is_not_its_launchers(tmp_path: Path) -> No
     run = measured([sys.executable, "-c", "import time; time.sleep(0.5)"], 60, tmp_path, "small")
     del ballast
     assert run["peak_rss_mb"] < 100, run
+
+
+def test_boards_served_count_the_start_up_not_the_exit() -> None:
+    """When a refresh's boards were served: its process's age at the start plus when it published them; for a
+    summary without the age (a checkout before it), the wall time less the refresh's own clock."""
+    from bench.refresh import boards_served
+
+    summary = {"seconds": 10.0, "boards_published_s": 2.0, "process_age_s": 0.3}
+    assert boards_served({"wall_seconds": 11.0}, summary) == 2.3  # 0.7 s of the wall time was the exit
+    assert boards_served({"wall_seconds": 11.0}, {"seconds": 10.0, "boards_published_s": 2.0}) == 3.0
+    assert boards_served({"wall_seconds": 11.0}, {"seconds": 10.0}) is None

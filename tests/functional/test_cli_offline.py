@@ -48,3 +48,22 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path: Path, capsys: pytest.Capt
     assert main(["sql", "SELEC nonsense", "--data-dir", str(tmp_path / "d")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("streamboard: error: ") for line in err), err
+
+
+def test_an_offline_refresh_says_how_long_its_process_took_to_start(tmp_path: Path) -> None:
+    """``process_age_s``: the process's age when the refresh began (what bench/refresh.py adds to
+    ``boards_published_s`` for when the boards were served): within what the refresh's own clock leaves of
+    the process's wall time, and not the exit after it."""
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "data"
+    Pipeline(Settings(data_dir=data))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "streamboard.cli", "refresh", "--data-dir", str(data)],
+                          capture_output=True, text=True, timeout=120, check=True)
+    wall = time.monotonic() - started
+    summary = json.loads(done.stdout)
+    assert 0.0 < summary["process_age_s"] <= wall - summary["seconds"] + 0.02  # /proc counts in 10 ms ticks
+    assert summary["process_age_s"] + summary["boards_published_s"] < wall
