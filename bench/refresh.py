@@ -490,6 +490,14 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "incremental_fixed_growth": {"value": _growth(large, small, "incremental_fixed"),
                                      "of": [large["events"], small["events"]], "new_events": FIXED_APPEND},
         "bare_vs_full": {"values": {str(r["events"]): r["ratios"]["bare_vs_full"] for r in runs}, "target": ">= 0.5"},
+        # the same targets until the boards were served (before the per-player writes, which follow the players
+        # a batch touched: 1% new data touches more of them as the lake grows)
+        "served": {
+            "incremental_vs_full": large["ratios"].get("boards_served_incremental_vs_full"),
+            "incremental_growth": _ratio(large["incremental"].get("boards_served_seconds"),
+                                         small["incremental"].get("boards_served_seconds")),
+            "bare_vs_full": {str(r["events"]): r["ratios"].get("bare_vs_boards_served_full") for r in runs},
+        },
         "max_refresh_peak_rss_mb": {"value": max(refresh_rss, default=None), "target": f"<= {RSS_TARGET_MB}"},
         "max_bare_peak_rss_mb": max(bare_rss, default=None),
         "boards_match_ceiling": None if None in checks else all(checks),
@@ -578,12 +586,16 @@ def write(doc: dict[str, Any]) -> str:
                      f"| {_run(r['incremental_fixed'], True) if 'incremental_fixed' in r else 'n/a'} |")
     small, large = (_size(n) for n in s["sizes_compared"])
     bare_ratios = ", ".join(f"{_x(v)} at {_size(int(k))}" for k, v in s["bare_vs_full"]["values"].items())
-    lines += ["", "| issue 10 target | measured |", "|---|---|",
-              f"| incremental / full at {large} <= 0.1 | {_x(s['incremental_vs_full']['value'])} |",
-              f"| incremental at {large} / at {small} <= 1.5 | {_x(s['incremental_growth']['value'])} |",
-              f"| bare query / full build >= 0.5 | {bare_ratios} |",
+    served = s.get("served") or {}
+    served_bare = ", ".join(f"{_x(v)} at {_size(int(k))}" for k, v in (served.get("bare_vs_full") or {}).items())
+    lines += ["", "| issue 10 target | measured: the whole refresh | until the boards were served |", "|---|---|---|",
+              f"| incremental / full at {large} <= 0.1 | {_x(s['incremental_vs_full']['value'])} "
+              f"| {_x(served.get('incremental_vs_full'))} |",
+              f"| incremental at {large} / at {small} <= 1.5 | {_x(s['incremental_growth']['value'])} "
+              f"| {_x(served.get('incremental_growth'))} |",
+              f"| bare query / full build >= 0.5 | {bare_ratios} | {served_bare or 'n/a'} |",
               f"| peak RSS of a refresh <= {RSS_TARGET_MB} MB | {_mb(s['max_refresh_peak_rss_mb']['value'])} max "
-              f"(bare query: {_mb(s['max_bare_peak_rss_mb'])}) |",
+              f"(bare query: {_mb(s['max_bare_peak_rss_mb'])}) | (the same processes) |",
               "", f"Not a target: the incremental refresh after {FIXED_APPEND:,} more events (the same new data at "
               f"every size), {large} / {small}: {_x(s['incremental_fixed_growth']['value'])}."]
     lines += split
