@@ -862,7 +862,7 @@ def encoded_rows(users: Iterable[UserScores]) -> tuple[list[bytes], dict[tuple[s
             buckets = per_scope.get(scope)
             if buckets is None:
                 buckets = per_scope[scope] = ({}, {}, {})
-            # each window unrolled: a loop over the three costs a third more on 3.6M rows
+            # each window unrolled: a loop over the three took 5-30% longer on the 20M rebuild's 3.6M rows
             if a:
                 same = buckets[0].get(a)
                 if same is None:
