@@ -53,6 +53,8 @@ assert [s.name for s in chain.sequence(plan)][-1] == "done"
 from processors import read_api
 page = read_api.handle({{"rawPath": "/", "requestContext": {{"http": {{"method": "GET"}}}}}}, b)
 assert page["statusCode"] == 200 and page["headers"]["content-type"].startswith("text/html"), page
+from streamboard.ranks import pack, unpack  # the rank writer compresses its nodes with isal, from the asset
+assert unpack(pack(0, [(-5, "u1", "Ada")])).entries == ((-5, "u1", "Ada"),)
 for name in ("pyarrow", "duckdb", "pandas", "starlette", "uvicorn"):
     assert name not in sys.modules, name + " was imported"
 print("ok")
