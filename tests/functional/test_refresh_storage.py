@@ -4,13 +4,14 @@ copy taken while the stack still runs, without DuckDB's write-ahead log) holds e
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from pathlib import Path
 
 import duckdb
 
 from streamboard.adapters.local.query import LocalQueryEngine
-from streamboard.refresh import IncrementalRefresh, run_on
+from streamboard.refresh import IncrementalRefresh, run_on, untag
 from tests.functional.test_refresh import START, SimLake, as_rows, event_ids
 
 
@@ -74,3 +75,47 @@ def test_a_refresh_holds_less_memory_while_it_writes_profiles_and_ranks(tmp_path
         engine.start_query(f"SELECT * FROM range({n})")
     assert sum(len(rows) for _, rows in engine._results.values()) <= query.KEPT_ROWS + 10
     assert len(engine.results(engine.start_query("SELECT * FROM range(150000)"))) == 150_000  # the latest, whole
+
+
+def test_an_incremental_batch_reads_the_files_of_its_input_partitions_only(tmp_path: Path) -> None:
+    """The lake tables an incremental batch's statements read are defined over its input partitions' files
+    alone (its lake reads are all filtered by its input): defining them over every file read every file's
+    footer, once per statement, a cost that grew with the hours the lake holds. A full batch, and any statement
+    that is not a refresh's, still sees the whole lake."""
+    sim = SimLake(tmp_path)
+    engine = LocalQueryEngine(sim.lake.root, sim.catalog, state_path=tmp_path / "state" / "state.duckdb")
+    seen: dict[str, list[str]] = {}
+    inputs: list[tuple[tuple[str, ...], ...]] = []
+    real_run = run_on(engine, poll_seconds=0)
+
+    def run(sql: str) -> list[dict[str, object]]:
+        rows = real_run(sql)
+        if sql.startswith("-- streamboard refresh") and " step=01_" in sql.split("\n", 1)[0]:
+            # the view of score as the step saw it (asked as the same step, its first-line tag)
+            probe = sql.split("\n", 1)[0] + "\nSELECT sql AS v FROM duckdb_views() WHERE view_name = 'score'"
+            view = str(real_run(probe)[0]["v"])
+            seen[sql.split(" step=", 1)[1].split(" ", 1)[0]] = sorted(re.findall(r"'([^']+[.]parquet)'", view))
+            tagged = untag(sql)
+            assert tagged is not None
+            inputs.append(tagged[0].partitions)
+        return rows
+
+    refresher = IncrementalRefresh(run, sim.partitions)
+    for batch in range(1, 4):  # a full batch over two hours, then one new hour each
+        for hour in ([0, 1] if batch == 1 else [batch]):
+            at = START + dt.timedelta(hours=hour)
+            sim.arrive([{"event_id": f"00000000-0000-4000-8000-{100 + 10 * batch + hour:012d}", "user_id": "ann",
+                         "category": "chess", "points": 1, "challenge_id": None, "user_name": None, "ts": at,
+                         "received_at": at}],
+                       at.replace(minute=0, second=0, microsecond=0), at)
+        refresher.refresh(now=(START + dt.timedelta(hours=batch, minutes=30)).replace(tzinfo=dt.UTC))
+    files = sorted(str(p) for p in (sim.lake.root / "score").rglob("*.parquet"))
+    assert len(files) == 4
+    assert seen["01_deliveries"] == files[:2]  # the full batch: every file then
+    # the last batch: the files of its input partitions, and not the others
+    last = {f"year={y}/month={m}/day={d}/hour={h}" for y, m, d, h in inputs[-1]}
+    assert seen["01_stage_keys"] == [f for f in files if any(f"/{p}/" in f for p in last)]
+    assert 0 < len(seen["01_stage_keys"]) < len(files)
+    names, rows = engine.run("SELECT count(*) FROM score")  # not a refresh statement: the whole lake
+    assert rows == [(4,)]
+    engine.close()

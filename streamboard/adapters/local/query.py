@@ -17,7 +17,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +145,11 @@ class LocalQueryEngine:
             for setting in _STATE_SETTINGS:
                 con.execute(setting)
         con.execute("SET TimeZone='UTC'")
+        if self.state_path is not None:  # each statement defines the lake tables it reads (_run_in_state)
+            return con
         available = set(self.catalog.table_names())
         for table in available:
             con.execute(self._table_view(table))
-        if self.state_path is not None:
-            return con
         for view in load_views(self.sql_dir, self.horizon_days):
             if not view.depends_on <= available:
                 continue  # a table it reads is not in the catalog (yet): the view cannot exist either
@@ -161,10 +161,13 @@ class LocalQueryEngine:
                 raise QueryFailed(f"view {view.name} ({self.sql_dir / (view.name + '.sql')}): {exc}") from exc
         return con
 
-    def _table_view(self, table: str) -> str:
+    def _table_view(self, table: str, only: Collection[tuple[str, ...]] | None = None) -> str:
+        """The view of a lake table over its files (``only``: those of these partitions' values)."""
         columns = self.catalog.columns(table)
         files = []
         for part in self.catalog.partitions(table):
+            if only is not None and tuple(part.values) not in only:
+                continue
             folder = self.lake_root / part.location
             files.extend(sorted(str(p) for p in folder.glob("*.parquet")))
         typed = [f"CAST({_quote(c['Name'])} AS {_DUCK_FROM_GLUE[c['Type']]}) AS {_quote(c['Name'])}" for c in columns]
@@ -190,7 +193,12 @@ class LocalQueryEngine:
 
             tagged = untag(trino_sql)  # the step, read once (the tag carries the batch's whole plan)
             step = None if tagged is None else tagged[1]
-            result = self._run_in_state(duck_sql, self._memory_for(step))
+            # An incremental batch's statements read the lake only through its input (every lake read in
+            # athena_sql/refresh/ is filtered by ${input}): its lake tables are defined over those partitions'
+            # files alone. Over every file, each definition and each statement binding it read every file's
+            # footer (union_by_name): 60 and 45 ms on 804 files, growing with the hours the lake holds.
+            only = None if tagged is None or tagged[0].full else {tuple(p) for p in tagged[0].partitions}
+            result = self._run_in_state(duck_sql, self._memory_for(step), only)
             if tagged is not None and step == "done":
                 self._after_batch(tagged[0].batch)
         else:
@@ -313,17 +321,17 @@ class LocalQueryEngine:
             return self.per_player_memory_mb
         return self.memory_limit_mb
 
-    def _run_in_state(self, duck_sql: str, limit_mb: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def _run_in_state(self, duck_sql: str, limit_mb: int | None = None,
+                      only: Collection[tuple[str, ...]] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """On the state database's one connection, kept open (opening it costs a checkpoint each time). A lake
-        table the statement reads is defined again first, as files arrive (listing every partition's folder
-        costs milliseconds; most statements read only state)."""
+        table the statement reads is defined first, as files arrive (listing every partition's folder costs
+        milliseconds; most statements read only state); ``only``: over those partitions' files alone."""
         with self._state_lock:
             if self._state_con is None:
                 self._state_con = self.connect()
                 self._limit_mb = self.memory_limit_mb
-            else:
-                for table in self.lake_tables_in(duck_sql):
-                    self._state_con.execute(self._table_view(table))
+            for table in self.lake_tables_in(duck_sql):
+                self._state_con.execute(self._table_view(table, only))
             try:
                 if limit_mb is not None and limit_mb != self._limit_mb:
                     self._state_con.execute(f"SET memory_limit='{limit_mb}MB'")  # evicts cached blocks to fit
