@@ -38,6 +38,12 @@ empty), with the refresh batch and as_of it is of.
   that version whole, all boards and the user index together, never two versions mixed. The nodes a version
   replaced are deleted when the version after it lands (a reader still on the head before finds nodes
   missing and starts again from a fresh head, as with the board pages).
+- Shared windows: a scope's 30- and 365-day boards whose rows are its all-time board's (every point of every
+  player on it that recent: a lake's first year, new players) name the all-time tree's roots instead of trees
+  of their own, and cost no writes. A build shares a window's tree when its rows are the same; a step keeps it
+  shared while the window's ops are the all-time tree's, and else splits it off once (a tree of its own built
+  from the shared view's rows and its ops). A shared node is only ever retired by the all-time tree's writer,
+  when no board of the new version names it any more (the windows following that tree, or split off).
 - Node ids are a hash of the tree, the version and the content: a writer retried with the same input writes
   the very same items (no orphans), and a node deleted as retired is never one a later version uses.
 """
@@ -525,6 +531,17 @@ def view_find_many(load: Loader, base: Root, delta: Root, keys: Iterable[Key]) -
     return out
 
 
+def view_rows(load: Loader, base: Root, delta: Root) -> dict[Key, Any]:
+    """Every row of a tree's view, key -> value (in key order): the base's, the delta's merged in."""
+    rows = {r[:-1]: r[-1] for r in rows_of(load, base)}
+    for r in rows_of(load, delta):
+        if r[-1][0] == DEL:
+            del rows[r[:-1]]
+        else:
+            rows[r[:-1]] = r[-1][1]
+    return rows
+
+
 def view_count_before_many(load: Loader, probes: Sequence[tuple[Root, Root, Key]]) -> list[int]:
     """The entries of each (base, delta) view before its key: every descent of both trees at once."""
     counts = count_before_many(load, [(t, k) for b, d, k in probes for t in (b, d)], [False, True] * len(probes))
@@ -746,6 +763,13 @@ class RankHead:
     def size(self, board: tuple[str, str]) -> int:
         """A board's entries: its base's count plus its delta's net count."""
         return sum(r.ref.count for r in self.board(board) if r.ref is not None)
+
+
+def shared_with(board: tuple[str, str]) -> tuple[str, str]:
+    """The board whose tree a window's board shares while their rows are the same: its scope's all-time board
+    (the 30- and 365-day boards equal it while every player's points are that recent: a lake's first year, a
+    new player)."""
+    return board[0], "all"
 
 
 def tree_name(board: tuple[str, str] | None) -> str:
@@ -1196,9 +1220,13 @@ class RankTrees:
         index, per_board = encoded_rows(users)
         writers = [TreeWriter(USERS, version, load)]
         users_root = writers[0].build(index)
-        boards = {}
-        for board, entries in sorted(per_board.items()):
-            writers.append(TreeWriter(f"{board[0]}#{board[1]}", version, load))
+        boards: dict[tuple[str, str], Root] = {}
+        for board, entries in sorted(per_board.items(), key=lambda be: (be[0][0], be[0][1] != "all", be[0][1])):
+            alike = shared_with(board)
+            if alike in boards and per_board[alike] == entries:  # the same rows: the same tree (no writes)
+                boards[board] = boards[alike]
+                continue
+            writers.append(TreeWriter(tree_name(board), version, load))
             boards[board] = writers[-1].build(entries)
         return writers, users_root, boards
 
@@ -1238,6 +1266,30 @@ class RankTrees:
         trees[None] = (cur.users, cur.delta_users, cur.delta_rows.get(USERS, 0))
         for b in ops:
             trees.setdefault(b, (EMPTY, EMPTY, 0))
+        # a window's board sharing its scope's all-time tree (the same roots) goes on sharing it while its ops
+        # are that tree's (it follows it: no writes of its own); ops of its own split it off, as a tree of its
+        # own built from the shared view's rows and its ops (once: it shares again only after a rebuild)
+        follows: dict[tuple[str, str], tuple[str, str]] = {}
+        split: dict[tuple[str, str] | None, tuple[Root, Root, int]] = {}
+        split_writers: list[TreeWriter] = []
+        for b in sorted((b for b in trees if b is not None and b[1] != "all"), key=tree_name):
+            alike = shared_with(b)
+            base, delta, _ = trees[b]
+            if (base.ref is None and delta.ref is None) or trees.get(alike, (EMPTY, EMPTY, 0))[:2] != (base, delta):
+                continue
+            del trees[b]
+            if ops.get(b, []) == ops.get(alike, []):
+                follows[b] = alike
+                ops.pop(b, None)
+                continue
+            whole = view_rows(load, base, delta)
+            for k, kind, v in ops.pop(b):
+                if kind == REMOVE:
+                    del whole[k]
+                else:
+                    whole[k] = v
+            split_writers.append(TreeWriter(tree_name(b), version, load))
+            split[b] = (split_writers[-1].build([(*k, whole[k]) for k in sorted(whole)]), EMPTY, 0)
         if fetch_leaves is not None:  # every delta node the ops visit, read ahead in a few large reads
             prefetch_paths(load, fetch_leaves, [(trees[b][1], [k for k, _, _ in t]) for b, t in ops.items()])
         # each tree's ops on its delta, and its delta's rows and view's entries after them
@@ -1300,7 +1352,10 @@ class RankTrees:
         for b, f in sorted(folds.items(), key=lambda bf: tree_name(bf[0])):
             writers.append(TreeWriter(tree_name(b), version, load, forget))
             out[b] = (writers[-1].update(trees[b][0], f), EMPTY, 0)
-        return writers, out, sorted(tree_name(b) for b in fold)
+        out.update(split)
+        for b, alike in follows.items():
+            out[b] = out.get(alike, (EMPTY, EMPTY, 0))
+        return writers + split_writers, out, sorted(tree_name(b) for b in fold)
 
     def _write_many(self, puts: list[Item]) -> None:
         """BatchWriteItem calls of 25, ``workers`` at a time. The node keys are random, so a large first build

@@ -93,10 +93,14 @@ def stored_nodes(store: RankTrees) -> int:
     return sum(len(walk_nodes(store._load, r)) for r in roots)
 
 
-@pytest.mark.parametrize("seed,fold_ratio,fold_force", [(1, 8, 2), (2, 8, 2), (3, 1, 0.25)])
+@pytest.mark.parametrize("seed,fold_ratio,fold_force,recent", [(1, 8, 2, False), (2, 8, 2, False),
+                                                               (3, 1, 0.25, False), (4, 8, 2, True)])
 def test_successive_incremental_writes_and_folds_equal_the_oracle(seed: int, fold_ratio: float, fold_force: float,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    # (3, 1, 0.25): deltas are folded only past 4x their base's entries: large deltas, DELs among the reads
+                                                                  recent: bool, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    # (3, 1, 0.25): deltas are folded only past 4x their base's entries: large deltas, DELs among the reads.
+    # recent: every point is recent at first (a window's score is the all-time one: the window boards share their
+    # scope's all-time tree); from batch AGED on, some users' points leave the 30 days (those boards split off)
     monkeypatch.setattr(ranks_module, "FOLD_RATIO", fold_ratio)
     monkeypatch.setattr(ranks_module, "FOLD_FORCE", fold_force)
     rng = random.Random(seed)
@@ -109,7 +113,12 @@ def test_successive_incremental_writes_and_folds_equal_the_oracle(seed: int, fol
             a = rng.randrange(1, 40)  # few distinct scores: many ties
             mine[(scope, "all")], mine[(scope, "365d")] = a, rng.randrange(0, a + 1)
             mine[(scope, "30d")] = rng.randrange(0, mine[(scope, "365d")] + 1)
+            if recent:
+                mine[(scope, "365d")] = mine[(scope, "30d")] = a
         return {b: s for b, s in mine.items() if s}
+
+    def shared(head: RankHead) -> set[tuple[str, str]]:
+        return {b for b in head.boards if b[1] != "all" and head.board(b) == head.board((b[0], "all"))}
 
     scores = {f"u{i:04d}": fresh_scores() for i in range(400)}
     names: dict[str, str | None] = {u: rng.choice([None, f"Player {u}"]) for u in scores}
@@ -119,13 +128,27 @@ def test_successive_incremental_writes_and_folds_equal_the_oracle(seed: int, fol
                       rebuild=True, base_batch=0, as_of=None, refreshed_at=None)
     assert got["written"] and got["delta_rows"] == 0
     check(store, scores, names, rng, everyone)
+    if recent:  # the window boards' trees are their scope's all-time one: a third of the nodes written
+        assert shared(store.current(fresh=True)[0]) == {(s, w) for s in SCOPES for w in ("30d", "365d")}  # type: ignore[index]
     folds, deltas_read, largest = 0, 0, 0
+    aged = 8
     for batch in range(2, 14):
         changed: dict[str, bool] = {}  # the users of this batch, and whether their name changed
         for _ in range(rng.choice([1, 5, 20, 60])):
             kind = rng.random()
             user = rng.choice(everyone)
-            if kind < 0.3 and scores.get(user):  # scores up or down on one board
+            if recent and batch >= aged and kind < 0.1 and scores.get(user):  # points out of the 30 days
+                board = rng.choice(sorted(scores[user]))
+                if scores[user].get((board[0], "30d")):
+                    scores[user][(board[0], "30d")] -= 1
+                    scores[user] = {b: s for b, s in scores[user].items() if s}
+            elif recent and kind < 0.3 and scores.get(user):  # up or down on every window of a scope
+                board = rng.choice(sorted(scores[user]))
+                step = rng.choice([-3, -1, 1, 2, 7])
+                for w in WINDOWS:
+                    if (board[0], w) in scores[user]:
+                        scores[user][(board[0], w)] = max(1, scores[user][(board[0], w)] + step)
+            elif kind < 0.3 and scores.get(user):  # scores up or down on one board
                 board = rng.choice(sorted(scores[user]))
                 scores[user][board] = max(1, scores[user][board] + rng.choice([-3, -1, 1, 2, 7]))
             elif kind < 0.45:  # back to an earlier version of the user's scores
@@ -158,6 +181,13 @@ def test_successive_incremental_writes_and_folds_equal_the_oracle(seed: int, fol
         ids = {node_key(n) for r in [head.users, head.delta_users, *head.boards.values(),
                                      *head.delta_boards.values()] for n in walk_nodes(store._load, r)}
         assert ids == {k for k in table.items if k[0].startswith("rnode#")} - set(_retired(table, head))
+        if recent and batch < aged:  # the window boards still share (their ops were the all-time board's)
+            assert {b[0] for b in shared(head)} == {b[0] for b in head.boards}, batch
+        elif recent:  # the 30 days split off as their points age; the 365 days still share
+            assert all((s, "365d") in shared(head) for s, _ in head.boards), batch
+            split = {s for s, _ in head.boards} - {s for s, w in shared(head) if w == "30d"}
+    if recent:
+        assert split, "no 30-day board split off"
     assert deltas_read >= 5  # reads over deltas not empty, most of the time
     if fold_ratio == 8:
         assert folds >= 1
