@@ -9,12 +9,17 @@ never change) or in one BatchGetItem. A head is kept :attr:`PagedBoards.cache_se
 and a board served from that cache says how old it is (:attr:`Board.age`), which the read API takes off its
 max-age.
 
-Replace, per board: read the current head (copy 0, strongly consistent); write the pages under a new version
-id (entries equal to the current ones keep its version and pages); put copy 0 on the condition that it still
-names the version read (else another writer came in between: read again), then the other copies; then
-delete the pages of the version before the one replaced. So a reader holding either the new head or the
-one it replaced finds that head's pages; a reader whose head is older than that (two replaces in between)
-finds pages missing and starts again from a fresh head, never taking pages of another version. Copies of
+Replace, per board: read the current head (copy 0, strongly consistent); write the pages under a version
+named by their entries (:func:`streamboard.adapters.aws.items.content_version`), unless a head names that
+version already: boards with the same entries share their pages (a scope's 30- and 365-day windows while
+every point on them is that recent: the 365 days through a lake's first year), written once; put copy 0 on
+the condition that it still names the version read (else another writer came in between: read again), then
+the other copies. Then the pages of the version before the one replaced go, once no board's head names
+them (a strongly consistent Query of the heads after every board's replace). So a reader holding either the
+new head or the one it replaced finds that head's pages; a reader whose head is older than that (two
+replaces in between) may find pages missing and starts again from a fresh head; a page's content is fixed
+by its version, so a reader never takes pages of other entries. Pages of a random version (the code before)
+are this board's own, and are deleted as before. Copies of
 one head flip one after the other: for those milliseconds two reads may see two versions, as two eventually
 consistent reads of one item may, but each read is of one copy and so of one version.
 """
@@ -34,15 +39,16 @@ from streamboard.adapters.aws.items import (
     Head,
     Item,
     Key,
+    content_version,
     head_item,
     head_key,
     layout,
-    new_version,
     page_entries,
     page_item,
     page_key,
     pages_for,
     read_head,
+    shared,
     unpack,
 )
 from streamboard.errors import SinkError
@@ -96,53 +102,69 @@ class PagedBoards:
 
     def replace_boards(self, boards: Sequence[Board]) -> None:
         with self.table.operation("boards.replace", write=True):
+            stored = self._named()  # the content versions whose pages are stored: the heads name them
+            unnamed: dict[str, int] = {}  # content versions a replaced head named, and their pages
             for b in boards:
-                self._replace(b)
+                for version, pages in self._replace(b, stored).items():
+                    unnamed[version] = max(pages, unnamed.get(version, 0))
+            if unnamed:  # a board's pages go when no board's head names them any more (boards share pages)
+                named = self._named()
+                self.table.write_many([], [page_key("", "", v, n) for v, pages in sorted(unnamed.items())
+                                           if v not in named for n in range(1, pages + 1)])
         with self._lock:
             for b in boards:
                 self._heads.pop((b.scope, b.window), None)
             self._listing = None
             self.writes += 1
 
-    def _replace(self, b: Board) -> None:
-        """Pages, then the heads, then the stale pages. Copy 0's put is conditioned on the version it
-        replaces, so that two writers at once (the writer Lambda may run twice) take turns: the later one
-        reads again and names the earlier one's version as the previous, and neither orphans or deletes the
-        other's pages."""
+    def _named(self) -> set[str]:
+        """The content versions every board's head names (as its version or the one before): one strongly
+        consistent Query of the heads."""
+        heads = [read_head(i) for i in self.table.query(BOARD_PK, consistent=True)]
+        return {v for h in heads for v in (h.version, h.previous) if v is not None and shared(v)}
+
+    def _replace(self, b: Board, stored: set[str]) -> dict[str, int]:
+        """Pages (unless stored already: another board's of the same entries), then the heads, then the stale
+        pages of a version before the content versions; returns the content versions the replaced head named
+        and this one does not (with their pages), for the caller to delete once no board names them. Copy 0's
+        put is conditioned on the version it replaces, so that two writers at once (the writer Lambda may run
+        twice) take turns: the later one reads again and names the earlier one's version as the previous, and
+        neither orphans or deletes the other's pages."""
         lay = layout(b.entries)
-        written: str | None = None  # the version whose pages this call wrote (once, whatever the attempts)
+        version = content_version(lay)
         for _ in range(ATTEMPTS):
             current_item = self.table.get(head_key(b.scope, b.window), consistent=True)
             cur = read_head(current_item) if current_item is not None else None
-            if cur is not None and cur.version is not None and cur.digest == lay.digest:
-                version = cur.version  # the same entries: the current pages serve
+            if cur is not None and cur.version == version:  # the same entries: the current pages serve
                 previous, previous_pages = cur.previous, cur.previous_pages
             else:
-                version = written or new_version()
                 previous, previous_pages = (cur.version, cur.pages) if cur is not None else (None, 0)
             heads = [head_item(b, lay, c, version=version, previous=previous, previous_pages=previous_pages,
                                copies=self.copies) for c in range(self.copies)]
             if cur is not None and heads[0] == current_item and cur.copies == self.copies:
-                return  # this very snapshot is in place (a retried writer)
-            if version != (cur.version if cur is not None else None) and written is None and lay.pages:
+                return {}  # this very snapshot is in place (a retried writer)
+            if version not in stored and lay.pages:
                 self.table.write_many([page_item(b.scope, b.window, version, n, blob)
                                        for n, blob in enumerate(lay.pages, start=1)], [])
-                written = version
+                stored.add(version)
             if not self.table.put_if(heads[0], cur.version if cur is not None else None):
                 continue  # another writer's head landed since the read: read it, go again
             for head in heads[1:]:
                 self.table.put(head)
             deletes: list[Key] = []
+            unnamed: dict[str, int] = {}
             if cur is not None:  # what the new head no longer names, and copies no longer written
                 for old, pages in ((cur.version, cur.pages), (cur.previous, cur.previous_pages)):
-                    if old is not None and old not in (version, previous):
+                    if old is None or old in (version, previous) or not pages:
+                        continue
+                    if shared(old):
+                        unnamed[old] = pages
+                    else:  # a random version's pages: this board's alone
                         deletes.extend(page_key(b.scope, b.window, old, n) for n in range(1, pages + 1))
                 deletes.extend(head_key(b.scope, b.window, c) for c in range(self.copies, cur.copies))
-            if written is not None and written != version:  # written on an attempt that lost to the same entries
-                deletes.extend(page_key(b.scope, b.window, written, n) for n in range(1, len(lay.pages) + 1))
             if deletes:
                 self.table.write_many([], deletes)
-            return
+            return unnamed
         raise SinkError(f"board {b.scope}/{b.window} was replaced by other writers {ATTEMPTS} times meanwhile; "
                         "retry")
 

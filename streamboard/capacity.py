@@ -342,12 +342,25 @@ def units_per_event(traffic: Traffic, rates: Rates) -> dict[str, Figure]:
     return out
 
 
+def _head_bytes(entries: int, entry_bytes: float) -> tuple[int, float]:
+    top = min(HEAD_MAX_ENTRIES, entries, int((HEAD_BYTES - HEAD_RESERVE) / entry_bytes))
+    return top, top * entry_bytes + HEAD_OVERHEAD_BYTES
+
+
+def board_heads_query_units(boards: float, entries: int, entry_bytes: float) -> float:
+    """Read units of a refresh's two strongly consistent Queries of every board's head (``streamboard.boards``:
+    which pages are stored before, which no board names after; a Query bills its items' bytes together, by
+    4 KB)."""
+    return 2.0 * math.ceil(boards * _head_bytes(entries, entry_bytes)[1] / DYNAMODB_READ_UNIT)
+
+
 def board_units_per_refresh(entries: int, entry_bytes: float, copies: int) -> tuple[float, float]:
     """Write and read units of replacing one board of ``entries`` (``streamboard.boards``, rule): a strongly
     consistent GetItem of its head, its pages, a PutItem of each head copy, and the deletes of the pages of
-    the version before (each item in whole KB)."""
-    top = min(HEAD_MAX_ENTRIES, entries, int((HEAD_BYTES - HEAD_RESERVE) / entry_bytes))
-    head = top * entry_bytes + HEAD_OVERHEAD_BYTES
+    the version before (each item in whole KB). Priced as if no board shared its pages (a scope's windows
+    share them while their entries are the same: the 30 days in a lake's first month, the 365 days in its
+    first year): an upper bound then. The Queries of the heads are :func:`board_heads_query_units`."""
+    top, head = _head_bytes(entries, entry_bytes)
     per_page = max(1, int(PAGE_BYTES / entry_bytes))
     rest = entries - top
     pages = [min(per_page, rest - i) * entry_bytes + PAGE_OVERHEAD_BYTES for i in range(0, rest, per_page)]
@@ -569,7 +582,8 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
     per_board_wru, per_board_rru = board_units_per_refresh(min(traffic.users, BOARD_ENTRIES), entry_bytes.value,
                                                            copies)
     board_wru = HOURS_PER_MONTH * boards * per_board_wru
-    board_rru = HOURS_PER_MONTH * boards * per_board_rru
+    board_rru = HOURS_PER_MONTH * (boards * per_board_rru + board_heads_query_units(
+        boards, min(traffic.users, BOARD_ENTRIES), entry_bytes.value))
     profile_bytes = PROFILE_ITEM_BYTES + 100
     ddb_gb = traffic.users * profile_bytes / GB
     # the reconcile of each hourly refresh: a GetItem (eventually consistent) and an UpdateItem per player who
@@ -613,7 +627,8 @@ def project(traffic: Traffic, rates: Rates | None = None) -> dict[str, Any]:
                              f"KB of each item; {entry_bytes.source}", board_wru / 1e6
                              * p["dynamodb_write_request_units_per_million"]),
                        _line("board read units (refresh)", board_rru, "rule: a strongly consistent GetItem of each "
-                             "board's head before its replace", board_rru / 1e6
+                             "board's head before its replace, and two strongly consistent Queries of every head "
+                             "(4 KB a unit)", board_rru / 1e6
                              * p["dynamodb_read_request_units_per_million"]),
                        _line("GB-months", ddb_gb, f"rule: a profile item per user (assumed {PROFILE_ITEM_BYTES} "
                              "bytes, +100 bytes an item); no item per event",

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from streamboard.adapters.aws.items import layout, page_entries
+from streamboard.adapters.aws.items import layout, page_entries, page_key
 from streamboard.adapters.aws.stores import DynamoItems
 from streamboard.adapters.local.stores import SqliteItems
 from streamboard.backend import Backend, build_aws_backend, build_local_backend
@@ -260,8 +260,18 @@ def _paged(store: Any, **options: Any) -> PagedBoards:
     return PagedBoards(store.table, **options)
 
 
-def _page_versions(table: Any, scope: str = "overall", window: str = "all") -> set[str]:
-    return {i["sk"]["S"].split("#")[0] for i in table.query(f"page#{scope}#{window}", consistent=True)}
+def _page_items(table: Any) -> set[tuple[str, str]]:
+    """The keys of every page stored in the table (a scan: pages of equal entries are shared by boards and
+    keyed by their version alone)."""
+    if hasattr(table, "db"):  # the local store's SQLite table
+        return set(table.db.conn().execute("SELECT pk, sk FROM board_table WHERE pk LIKE 'page#%'").fetchall())
+    pages = table.clients("dynamodb").get_paginator("scan").paginate(TableName=table.table)
+    return {(i["pk"]["S"], i["sk"]["S"]) for page in pages for i in page["Items"] if i["pk"]["S"].startswith("page#")}
+
+
+def _page_versions(table: Any) -> set[str]:
+    """The versions of every page stored."""
+    return {pk.removeprefix("page#") if pk.startswith("page#h") else sk.split("#")[0] for pk, sk in _page_items(table)}
 
 
 def _head_versions(table: Any, scope: str = "overall", window: str = "all") -> set[str]:
@@ -299,6 +309,45 @@ def test_a_read_during_replaces_never_mixes_two_versions(any_backend: Backend, m
     assert _page_versions(table) == _head_versions(table) and len(_page_versions(table)) == 2
 
 
+def test_windows_with_the_same_entries_share_their_pages_and_none_are_left_behind(
+        any_backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scope's windows with the same entries (every point that recent) write their pages once and all read
+    them; a window whose entries differ gets pages of its own; the pages that no head names any more go (and
+    only those: another board's head may still name them)."""
+    table = any_backend.boards.table  # type: ignore[attr-defined]
+    store = _paged(any_backend.boards)
+    a, b, c, d = (_tied_board("long", tag=f"{t}-") for t in "abcd")
+    written: list[str] = []
+    real_write_many = table.write_many
+
+    def write_many(puts: Any, deletes: Any) -> None:
+        written.extend(i["pk"]["S"] for i in puts if i["pk"]["S"].startswith("page#"))
+        real_write_many(puts, deletes)
+
+    monkeypatch.setattr(table, "write_many", write_many)
+
+    def snapshot(entries: dict[str, Board]) -> int:
+        """Replace the three windows; every board reads whole; returns the page items written."""
+        written.clear()
+        boards = [replace(board, window=w) for w, board in entries.items()]
+        store.replace_boards(boards)
+        for board in boards:
+            assert _paged(any_backend.boards).get_board("overall", board.window, 1000) == board
+        named = set().union(*(_head_versions(table, "overall", w) for w in entries))
+        assert _page_versions(table) == named  # nothing left behind, nothing a head names missing
+        return len(written)
+
+    pages = len(layout(a.entries).pages)
+    assert pages >= 5
+    assert snapshot({"all": a, "30d": a, "365d": a}) == pages  # one set of pages for the three windows
+    assert snapshot({"all": a, "30d": b, "365d": a}) == pages  # the 30 days' own
+    assert snapshot({"all": c, "30d": b, "365d": a}) == pages
+    assert snapshot({"all": d, "30d": b, "365d": a}) == pages  # all no longer names a's pages; 365d still does
+    assert snapshot({"all": d, "30d": d, "365d": d}) == 0  # d's pages serve the three: nothing written
+    assert snapshot({"all": c, "30d": c, "365d": c}) == 0  # c's were kept: all named them as its previous
+    assert len(_page_versions(table)) == 2  # c's and d's: every board names them now, and nothing else
+
+
 def test_writers_at_once_take_turns_and_orphan_no_pages(any_backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two writers replace a board at once (the writer Lambda may run twice): the one whose head lands second
     reads again, names the other's version as the previous, and the pages of no version are left behind."""
@@ -324,7 +373,7 @@ def test_writers_at_once_take_turns_and_orphan_no_pages(any_backend: Backend, mo
     # the head names first's version as the previous, whose pages a reader holding first's head still finds;
     # the pages of the versions before are gone
     assert _page_versions(table) == _head_versions(table) == {head["version"]["S"], head["previous"]["S"]}
-    page = table.get(("page#overall#all", f"{head['previous']['S']}#1"), consistent=True)
+    page = table.get(page_key("overall", "all", head["previous"]["S"], 1), consistent=True)
     lay = layout(first.entries)
     assert page_entries(page) == first.entries[lay.top:lay.top + lay.per_page]
 

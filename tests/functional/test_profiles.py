@@ -480,14 +480,14 @@ def test_a_full_rebuild_reconciles_every_profile_and_goes_on_numbering_batches(t
 
 @pytest.mark.parametrize(("shape", "requests", "ceiling", "rank_ceiling"), [
     ("requests of 100 score events of one player", {"requests": 30, "events_per_request": 100}, 0.05, 0.01),
-    ("single-event requests from distinct players", {"requests": 3000, "events_per_request": 1}, 1.1, 0.2),
+    ("single-event requests from distinct players", {"requests": 3000, "events_per_request": 1}, 1.1, 0.06),
 ])
 def test_write_units_per_score_event_after_a_run_with_a_refresh(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                                 shape: str, requests: dict[str, int],
                                                                 ceiling: float, rank_ceiling: float) -> None:
-    """Issue 11's targets, from ``streamboard usage`` after the traffic, its refresh and its boards; the ranks of
-    every player (issue 14) are billed apart (the report's ``dynamodb_write_units_ranks``, what the rank store's
-    write reported) and held to their own."""
+    """Issue 11's targets, from ``streamboard usage`` after the traffic, its refresh and its boards: every write
+    unit counted, the ranks of every player (issue 14) among them; the report also says which were the ranks'
+    (``dynamodb_write_units_ranks``, what the rank store's write reported), held to their own ceiling."""
     import json
 
     from streamboard.cli import main
@@ -507,10 +507,10 @@ def test_write_units_per_score_event_after_a_run_with_a_refresh(tmp_path: Path, 
     assert report["profile_reconciles"] == requests["requests"]  # every player reconciled
     # the report says which of its write units were the ranks' (what the rank store's write reported)
     assert report["units"]["dynamodb_write_units_ranks"] == ranks["write_units"] > 0
-    ratio = (report["units"]["dynamodb_write_units"] - before - report["units"]["dynamodb_write_units_ranks"]
-             ) / report["score_events"]
-    assert ratio <= ceiling, (shape, ratio)
-    # every player's entries on their 6 boards and in the user index, packed some 20 to 70 a 1 KB node
+    ratio = (report["units"]["dynamodb_write_units"] - before) / report["score_events"]
+    assert ratio <= ceiling, (shape, ratio, report["units"])
+    # every player's entries on their 6 boards and in the user index, packed some 20 to 70 a 1 KB node; the
+    # players' points are all recent, so each scope's 30- and 365-day boards share its all-time tree
     assert ranks["users"] == requests["requests"]
     assert ranks["write_units"] / report["score_events"] <= rank_ceiling, (shape, ranks)
 

@@ -205,7 +205,7 @@ def test_a_short_board_read_bills_one_small_item_and_a_long_one_its_pages_once(t
     """limit=10 is an eventually consistent GetItem of a head under 4 KB: 0.5 units (the issue's target: at most
     1). limit=1000 adds a BatchGetItem of the pages, each under 4 KB; this process keeps them (a version's
     pages never change), so the next long read, and a profile's ranks, read only heads."""
-    from streamboard.adapters.aws.items import HEAD_BYTES, page_item
+    from streamboard.adapters.aws.items import HEAD_BYTES, content_version, page_item
     from streamboard.backend import build_local_backend
     from streamboard.ports import Board, BoardEntry
 
@@ -217,15 +217,16 @@ def test_a_short_board_read_bills_one_small_item_and_a_long_one_its_pages_once(t
                                f"player_{rng.randrange(10**8)}", 10**6 - i) for i in range(1000))
     board = Board("overall", "all", "2026-03-01T12:00:00.000Z", "2026-03-01T12:00:07.000Z", entries)
     lay = layout(entries)
-    version = "0" * 16  # a version id's length (each replace draws a new one)
+    version = content_version(lay)  # the pages' version: named by the entries
     heads = [head_item(board, lay, c, version=version, previous=None, previous_pages=0, copies=2) for c in range(2)]
     pages = [page_item("overall", "all", version, n, blob) for n, blob in enumerate(lay.pages, start=1)]
     assert lay.top == 100 and len(pages) == 9 and all(item_size(i) <= HEAD_BYTES for i in heads + pages)
 
     writes = usage.report()["units"]["dynamodb_write_units"]
     store.replace_boards([board])
-    # a strongly consistent GetItem of the current head (none yet: the minimum), the pages, each head copy
-    assert _read_units(usage) == 1
+    # a strongly consistent Query of every head (which pages are stored: none yet, the minimum), a strongly
+    # consistent GetItem of the current head (none yet: the minimum); then the pages, each head copy
+    assert _read_units(usage) == 2
     assert usage.report()["units"]["dynamodb_write_units"] - writes == sum(
         dynamodb_write_units(item_size(i)) for i in pages + heads)
 
@@ -241,9 +242,9 @@ def test_a_short_board_read_bills_one_small_item_and_a_long_one_its_pages_once(t
     assert cost(lambda: store.get_board("overall", "all", 1000)) == 0.5  # every page kept
     # a profile's ranks: one eventually consistent Query of the heads (copy 0), the pages kept
     assert cost(lambda: store.ranks_for(entries[700].user_id)) == 0.5
-    # the same snapshot again (a retried writer): the head read, nothing written
+    # the same snapshot again (a retried writer): the heads' Query and the head read, nothing written
     writes = usage.report()["units"]["dynamodb_write_units"]
-    assert cost(lambda: store.replace_boards([board])) == 1
+    assert cost(lambda: store.replace_boards([board])) == 1 + 1
     assert usage.report()["units"]["dynamodb_write_units"] == writes
 
 
@@ -281,10 +282,11 @@ def test_the_aws_stores_log_the_capacity_dynamodb_reports(tmp_path: Path, fake_a
         backend.profiles.reconcile({"u1": Base(categories={"arcade": 4})}, batch=1, cut=0, now="now")
     lines = [json.loads(r.getMessage())["dynamodb_consumed"] for r in caplog.records]
     boards, live, reconciled, late = lines
-    # per board (one entry: no pages) a GetItem of its current head, then a PutItem of each of its 2 head copies:
-    # moto's 0.5 and 1.0 each
-    assert boards == {"operation": "boards.replace", "table": settings.boards_table, "calls": 6,
-                      "capacity_units": 5.0, "unreported_calls": 0}
+    # a Query of every head (which pages are stored), then per board (one entry: no pages) a GetItem of its
+    # current head and a PutItem of each of its 2 head copies: moto's 1.0, 0.5 and 1.0 each (no head named
+    # pages before: no Query after)
+    assert boards == {"operation": "boards.replace", "table": settings.boards_table, "calls": 7,
+                      "capacity_units": 6.0, "unreported_calls": 0}
     # one UpdateItem per user, no transaction
     assert live["operation"] == "profiles.apply" and live["calls"] == 2 and live["unreported_calls"] == 0
     # the reconcile reads the item, then updates it

@@ -57,7 +57,25 @@ def head_key(scope: str, window: str, copy: int = 0) -> Key:
     return head_pk(copy), board_sk(scope, window)
 
 
+SHARED = "h"  # a version named by its entries (the prefix, not a hex digit: no random version starts with it)
+
+
+def content_version(lay: Layout) -> str:
+    """The version of a snapshot's pages named by its entries and their split: boards with the same entries
+    (a scope's windows while every point on them is that recent) name the same pages, written once."""
+    return SHARED + lay.digest[:20]
+
+
+def shared(version: str | None) -> bool:
+    """Whether a version's pages are named by their entries (and may serve several boards)."""
+    return version is not None and version.startswith(SHARED)
+
+
 def page_key(scope: str, window: str, version: str, page: int) -> Key:
+    """A page's key: a content version's under that version alone (any board naming it reads it), a random
+    version's (the writer before) under its board."""
+    if shared(version):
+        return f"{PAGE_PK}#{version}", str(page)
     return f"{PAGE_PK}#{scope}#{window}", f"{version}#{page}"
 
 
