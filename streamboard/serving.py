@@ -12,7 +12,8 @@ every keep-alive request by ~40 ms. Here every server gets:
 - an idle keep-alive timeout (uvicorn's own, configurable);
 - a cap on concurrent connections: at the cap the longest-idle connection (one with no request in
   progress) is closed to make room, and only when every connection is busy is the newcomer refused with a
-  clean ``503`` and ``Retry-After``;
+  clean ``503`` and ``Retry-After``; connections are accepted a few per turn of the event loop
+  (:class:`BoundedAccept`), so that a flood of them passes the cap by those few at most;
 - :class:`BodyGuard`: request bodies refused early where a route takes none and capped where it takes one;
 - :class:`RepeatFilter`: repeated log lines (the same error again and again) become rate-limited one-line
   summaries, never a traceback per request.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import importlib.util
 import logging
 import resource
@@ -33,6 +35,7 @@ from typing import Any
 
 import msgspec
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from streamboard.errors import ConfigError, PayloadTooLarge
@@ -223,20 +226,98 @@ class Server(uvicorn.Server):
             yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        install_loop_error_handler(asyncio.get_running_loop())
-        await super().startup(sockets)
+        """uvicorn's start-up, but every listening socket accepts through :class:`BoundedAccept` (what uvicorn
+        does for the sockets given it, the loop's ``create_server``, accepts a whole flood in one turn)."""
+        loop = asyncio.get_running_loop()
+        install_loop_error_handler(loop)
+        config = self.config
+        if sockets is None:
+            sockets = [listening_socket(config.host, config.port)]
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            raise SystemExit(STARTUP_FAILURE)
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            return config.http_protocol_class(config=config, server_state=self.server_state,  # type: ignore[call-arg]
+                                              app_state=self.lifespan.state, _loop=_loop)
+
+        self.servers = [BoundedAccept(loop, create_protocol, sock) for sock in sockets]  # type: ignore[misc]
+        self.started = True
+
+
+# Connections accepted in one turn of the event loop at most. A loop's own server (uvloop's, libuv's) accepts
+# until the kernel's queue is empty, and a connection's descriptor exists from its accept, while the cap above
+# closes an idle one only when the new one's connection_made runs, after the accepting is done: under a flood
+# of connections the descriptors grew by a whole burst past the cap (tests/e2e/test_abuse.py: 16,600 of the
+# 20,000 the process had, two servers capped at 4,096 each), as long as connections kept arriving. A few per
+# turn keep the descriptors within the cap and this many, the closes of the turn before done meanwhile.
+ACCEPTS_PER_TURN = 64
+
+
+class BoundedAccept:
+    """A listening socket served by the event loop: at most :data:`ACCEPTS_PER_TURN` connections accepted
+    each time it is readable, each handed to the loop as an accepted socket (``connect_accepted_socket``);
+    what uvicorn's shutdown needs of a server (``close``, ``wait_closed``)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol],
+                 sock: socket.socket) -> None:
+        self.loop, self.factory, self.sock = loop, factory, sock
+        sock.setblocking(False)
+        self.sockets = [sock]
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._paused: asyncio.TimerHandle | None = None
+        loop.add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPTS_PER_TURN):
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # out of descriptors or memory: stop accepting for a moment (the queue waits in the kernel)
+                    log.warning("accept failed (%s); accepting again in 0.1 s", exc.strerror)
+                    self.loop.remove_reader(self.sock.fileno())
+                    self._paused = self.loop.call_later(0.1, self._resume)
+                    return
+                continue  # that connection was gone before its accept (ECONNABORTED): the next one
+            conn.setblocking(False)
+            task = self.loop.create_task(self._serve(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _resume(self) -> None:
+        self._paused = None
+        if self.sock.fileno() != -1:
+            self.loop.add_reader(self.sock.fileno(), self._accept)
+
+    async def _serve(self, conn: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(self.factory, conn)
+        except Exception:  # noqa: BLE001 - the client went away meanwhile, or the loop is closing
+            conn.close()
+
+    def close(self) -> None:
+        if self.sock.fileno() != -1:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+        if self._paused is not None:
+            self._paused.cancel()
+
+    async def wait_closed(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def build_server(app: Any, *, host: str, port: int, limits: ConnectionLimits, graceful_s: float = 25.0,
                  proxy_headers: bool = False, handle_signals: bool = False) -> Server:
     """A uvicorn server for ``app`` with the connection hygiene of :class:`ConnectionLimits`."""
     config = uvicorn.Config(
-        # httptools parses HTTP (AutoHTTPProtocol picks it when installed), on uvloop. uvloop (libuv) accepts
-        # until the backlog is empty, so under a flood of idle connections the cap above closes an idle one per
-        # accepted one: at once (Hygienic.close_idle aborts a connection with nothing left to send), else the
-        # flood held every descriptor it could get first (tests/e2e/test_abuse.py: 14,000 of 20,000 when idle
-        # connections were closed after a flush; 8,600-10,400 of the 12,288 the test allows with the abort,
-        # against 7,600 on asyncio's loop, which accepts at most the backlog per turn).
+        # httptools parses HTTP (AutoHTTPProtocol picks it when installed), on uvloop. Under a flood of idle
+        # connections the cap above closes an idle one per accepted one: at once (Hygienic.close_idle aborts a
+        # connection with nothing left to send; closed after a flush, the flood held 14,000 of 20,000
+        # descriptors in tests/e2e/test_abuse.py), a few accepted per turn (BoundedAccept).
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="on", backlog=BACKLOG,
         loop=LOOP, http=hygienic_protocol(AutoHTTPProtocol, limits), ws="none",
         timeout_keep_alive=max(1, round(limits.keep_alive_s)), timeout_graceful_shutdown=int(graceful_s),
