@@ -1283,7 +1283,7 @@ class RankTrees:
                 ops.pop(b, None)
                 continue
             whole = view_rows(load, base, delta)
-            for k, kind, v in ops.pop(b):
+            for k, kind, v in ops.pop(b, []):  # none: the all-time tree's changed, not this window's
                 if kind == REMOVE:
                     del whole[k]
                 else:
