@@ -1269,7 +1269,7 @@ class RankTrees:
         # a window's board sharing its scope's all-time tree (the same roots) goes on sharing it while its ops
         # are that tree's (it follows it: no writes of its own); ops of its own split it off, as a tree of its
         # own built from the shared view's rows and its ops (once: it shares again only after a rebuild)
-        follows: dict[tuple[str, str], tuple[str, str]] = {}
+        follows: list[tuple[str, str]] = []
         split: dict[tuple[str, str] | None, tuple[Root, Root, int]] = {}
         split_writers: list[TreeWriter] = []
         for b in sorted((b for b in trees if b is not None and b[1] != "all"), key=tree_name):
@@ -1279,7 +1279,7 @@ class RankTrees:
                 continue
             del trees[b]
             if ops.get(b, []) == ops.get(alike, []):
-                follows[b] = alike
+                follows.append(b)
                 ops.pop(b, None)
                 continue
             whole = view_rows(load, base, delta)
@@ -1353,8 +1353,8 @@ class RankTrees:
             writers.append(TreeWriter(tree_name(b), version, load, forget))
             out[b] = (writers[-1].update(trees[b][0], f), EMPTY, 0)
         out.update(split)
-        for b, alike in follows.items():
-            out[b] = out.get(alike, (EMPTY, EMPTY, 0))
+        for b in follows:
+            out[b] = out.get(shared_with(b), (EMPTY, EMPTY, 0))
         return writers + split_writers, out, sorted(tree_name(b) for b in fold)
 
     def _write_many(self, puts: list[Item]) -> None:

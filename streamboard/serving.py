@@ -263,7 +263,6 @@ class BoundedAccept:
                  sock: socket.socket) -> None:
         self.loop, self.factory, self.sock = loop, factory, sock
         sock.setblocking(False)
-        self.sockets = [sock]
         self._tasks: set[asyncio.Task[Any]] = set()
         self._paused: asyncio.TimerHandle | None = None
         loop.add_reader(sock.fileno(), self._accept)
