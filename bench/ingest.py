@@ -7,10 +7,12 @@ Servers (bench/ingest_server.py), all up for a shape's rounds, each on 127.0.0.1
                 auth, body limits, per-event validation, group commit) with a null stream sink;
   bare_asgi:    a plain ASGI callable that reads the body, msgspec-decodes it and answers 202, under plain
                 uvicorn with uvloop and httptools (the fastest uvicorn, nothing of ours);
+  bare_ours:    bare_asgi's callable on OUR server stack (build_server: that uvicorn with our connection
+                hygiene), the bare app on the stack ours runs on;
   bare_aiohttp: the same handler in aiohttp (C parser) on uvloop;
   bare_typed:   bare_asgi decoding by the event schemas (Registry.decode): the least a validating endpoint
                 does; a reference reported next to the ratio, not a ceiling.
-The ceiling of a shape is the best of bare_asgi's and bare_aiohttp's medians; the ratio is ours / it.
+The ceiling of a shape is the best of bare_asgi's, bare_ours' and bare_aiohttp's medians; the ratio is ours / it.
 
 Load: wrk (C; ``-t1 -cN -dS --latency``) POSTing pre-built bodies from a Lua script, for two shapes: 100
 events a request and one event a request. Without wrk (or with ``--generator python``), a Python asyncio
@@ -69,9 +71,10 @@ TARGETS = {"batched_100": 0.7, "single_event": 0.75}  # issue 13: ours / best ba
 BODIES = {100: 16, 1: 64}  # distinct pre-built bodies per shape, cycled through
 WARM_UP_S = 1.0
 LABELS = {"full": "ours", "bare_asgi": "bare ASGI (uvicorn + uvloop + httptools)",
+          "bare_ours": "bare ASGI on our server stack (build_server)",
           "bare_aiohttp": "bare aiohttp (uvloop)",
           "bare_typed": "bare ASGI, schema-typed decode (reference, not a ceiling)"}
-CEILINGS = ("bare_asgi", "bare_aiohttp")  # the bare endpoints a shape's ceiling is the best of
+CEILINGS = ("bare_asgi", "bare_ours", "bare_aiohttp")  # the bare endpoints a shape's ceiling is the best of
 
 
 def _event(i: int) -> dict[str, Any]:
@@ -287,7 +290,7 @@ def table(doc: dict[str, Any]) -> str:
              "load generator | ratio to best bare (rounds) | target |",
              "|---|---|---|---|---|---|---|---|"]
     for shape, r in doc["results"].items():
-        for mode in ("full", "bare_asgi", "bare_aiohttp", "bare_typed"):
+        for mode in LABELS:
             if mode not in r:
                 continue
             e = r[mode]
@@ -325,10 +328,10 @@ def main() -> None:
     if args.generator == "wrk" and not have_wrk:
         sys.exit("wrk is not installed: apt-get install wrk (make bench does it)")
     generator = "wrk" if args.generator == "wrk" or (args.generator == "auto" and have_wrk) else "python"
-    modes: tuple[str, ...] = ("full", "bare_asgi", "bare_aiohttp", "bare_typed")
+    modes: tuple[str, ...] = ("full", "bare_asgi", "bare_ours", "bare_aiohttp", "bare_typed")
     notes = []
     if importlib.util.find_spec("aiohttp") is None:
-        modes = ("full", "bare_asgi", "bare_typed")
+        modes = ("full", "bare_asgi", "bare_ours", "bare_typed")
         notes.append("aiohttp is not installed (pip install -e '.[dev]'): no bare aiohttp endpoint in this run")
     if generator == "python":
         notes.append("wrk not found: the Python load generator ran" if args.generator == "auto"

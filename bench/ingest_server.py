@@ -5,6 +5,8 @@
   ), with a null stream sink and rate limiting off;
 - ``bare_asgi``: a plain ASGI callable (no framework, no middleware) that reads the body, decodes it with
   msgspec and answers 202, under plain uvicorn with uvloop and httptools;
+- ``bare_ours``: that callable on our server stack (``build_server``: the same uvicorn with our connection
+  hygiene), the bare app on the stack ours runs on;
 - ``bare_aiohttp``: the same handler in aiohttp (its C HTTP parser) on uvloop;
 - ``bare_typed``: ``bare_asgi`` decoding by the event schemas (a reference, not a ceiling).
 
@@ -39,7 +41,7 @@ from streamboard.settings import Settings
 
 KEY = "bench-key"
 OK = PutResult("shardId-000000000000", "1")
-MODES = ("full", "bare_asgi", "bare_aiohttp", "bare_typed")
+MODES = ("full", "bare_asgi", "bare_ours", "bare_aiohttp", "bare_typed")
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
@@ -145,6 +147,15 @@ def serve_full(port: int, info: Path, data: Path) -> None:
     serve_uvicorn(server, "full", info, f"uvicorn {uvicorn.__version__} via streamboard.serving.build_server")
 
 
+def serve_bare_ours(port: int, info: Path) -> None:
+    """The bare endpoint on our server stack, built as ``serve_full`` builds ours (default settings' limits)."""
+    server = build_server(bare_asgi, host="127.0.0.1", port=port, limits=connection_limits(Settings(), servers=1),
+                          handle_signals=True)
+    _freeze()
+    serve_uvicorn(server, "bare_ours", info, f"uvicorn {uvicorn.__version__} via streamboard.serving.build_server, "
+                                             "plain ASGI callable")
+
+
 def serve_bare(app: Callable[..., Awaitable[None]], mode: str, port: int, info: Path, what: str) -> None:
     """A bare endpoint under plain uvicorn with uvloop and httptools."""
     config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", ws="none",
@@ -192,6 +203,8 @@ def main() -> None:
             serve_full(args.port, args.info, Path(tmp))
     elif args.mode == "bare_asgi":
         serve_bare(bare_asgi, "bare_asgi", args.port, args.info, "plain ASGI callable")
+    elif args.mode == "bare_ours":
+        serve_bare_ours(args.port, args.info)
     elif args.mode == "bare_typed":
         serve_bare(bare_typed, "bare_typed", args.port, args.info, "plain ASGI callable, schema-typed decode")
     else:

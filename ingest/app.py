@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ingest.batcher import GroupCommitter
+from ingest.batcher import TOO_LONG, GroupCommitter
 from ingest.limits import RateLimiter
 from ingest.metrics import Metrics
 from streamboard.badevents import keep_bad_events
@@ -34,7 +35,6 @@ from streamboard.errors import (
     Forbidden,
     PayloadTooLarge,
     RateLimited,
-    RequestTimeout,
     Unauthorized,
     Unavailable,
     http_status,
@@ -67,27 +67,28 @@ class _AuthCache:
 
     def __init__(self, apps: AppRegistry, ttl: float = 30.0) -> None:
         self.apps, self.ttl = apps, ttl
-        self._cache: dict[str, tuple[float, App | None]] = {}
+        self._cache: dict[bytes, tuple[float, App | None]] = {}
 
-    def get(self, key: str) -> App | None:
-        now = asyncio.get_running_loop().time()
+    def get(self, key: bytes) -> App | None:
+        """The app of a key as the header carries it (bytes, decoded as latin-1 on a miss)."""
+        now = time.monotonic()
         hit = self._cache.get(key)
         if hit and hit[0] > now:
             return hit[1]
-        app = self.apps.authenticate(key)
+        app = self.apps.authenticate(key.decode("latin-1"))
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key] = (now + self.ttl, app)
         return app
 
 
-async def _read_body(receive: Receive, limit: int, encoding: str) -> bytes:
-    """The body, at most ``limit`` bytes as it arrives (:class:`PayloadTooLarge` past it), inflated if gzip
-    (capped again once inflated). :class:`ClientDisconnect` when the client goes away first."""
+async def _read_body(receive: Receive, limit: int, encoding: str, message: MutableMapping[str, Any]) -> bytes:
+    """The body, from its first message on, at most ``limit`` bytes as it arrives (:class:`PayloadTooLarge`
+    past it), inflated if gzip (capped again once inflated). :class:`ClientDisconnect` when the client goes
+    away first."""
     chunks: list[bytes] = []
-    size, more = 0, True
-    while more:
-        message = await receive()
+    size = 0
+    while True:
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk = message.get("body", b"")
@@ -95,7 +96,9 @@ async def _read_body(receive: Receive, limit: int, encoding: str) -> bytes:
         if size > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-        more = message.get("more_body", False)
+        if not message.get("more_body", False):
+            break
+        message = await receive()
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if encoding == "gzip":
         body = gunzip(body, limit)
@@ -182,75 +185,34 @@ async def _send_json(send: Send, status: int, content: Any, headers: list[tuple[
     await send({"type": "http.response.body", "body": body})
 
 
-class Deadlines:
-    """Each request's deadline, kept by one task for all of them: it wakes a few times per deadline and
-    cancels the requests past theirs (:meth:`expired` tells the request that this was the reason). A
-    request costs a dictionary entry, not a timer made and cancelled (``asyncio.timeout``: a fifth of a
-    single event's cost in the handler). A deadline is kept to within a quarter of its length."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.tick = min(0.25, seconds / 4)
-        self.running: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
-        self._task: asyncio.Task[None] | None = None
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    def enter(self) -> asyncio.Task[Any] | None:
-        """Start the current request's deadline (and the keeper, with the first request on a loop)."""
-        task = asyncio.current_task()
-        if task is None:
-            return None
-        loop = task.get_loop()
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self.running.clear()
-            self._expired.clear()
-            self._task = loop.create_task(self._run(), name="request-deadlines")
-        self.running[task] = loop.time() + self.seconds
-        return task
-
-    def leave(self, task: asyncio.Task[Any] | None) -> None:
-        if task is not None:
-            self.running.pop(task, None)
-
-    def expired(self, task: asyncio.Task[Any] | None) -> bool:
-        """Whether ``task`` was cancelled for its deadline (then it goes on as if not cancelled)."""
-        if task is None or task not in self._expired:
-            return False
-        self._expired.discard(task)
-        task.uncancel()
-        return True
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.tick)
-            now = loop.time()
-            late = [task for task, deadline in self.running.items() if deadline <= now]
-            for task in late:
-                del self.running[task]
-                if not task.done():
-                    self._expired.add(task)
-                    task.cancel()
-            self._expired = {t for t in self._expired if not t.done()}
+def _accepted_answer(count: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two ASGI messages of the 202 to a body whose ``count`` events were all accepted (made once per
+    count: the hot path sends them as they are)."""
+    body = _encoder.encode({"accepted": count, "rejected": []})
+    return ({"type": "http.response.start", "status": 202,
+             "headers": [_JSON, (b"content-length", b"%d" % len(body))]},
+            {"type": "http.response.body", "body": body})
 
 
-class _ReceivedText:
-    """``format_ts`` of the time a request arrived, its text up to the second reused within that second."""
+class _Clock:
+    """The time a request arrived, from ``time.time_ns()``: ``format_ts`` of it (to the millisecond), its text
+    up to the second made once a second; :attr:`second` is the datetime of that second's start."""
 
     def __init__(self) -> None:
-        self.key: tuple[int, ...] = ()
+        self.at = -1
+        self.second = dt.datetime.fromtimestamp(0, dt.UTC)
         self.prefix = ""
 
-    def __call__(self, now: dt.datetime) -> str:
-        key = (now.second, now.minute, now.hour, now.day, now.month, now.year)
-        if key != self.key:
-            self.key, self.prefix = key, format_ts(now.replace(microsecond=0))[:-4]
-        return f"{self.prefix}{now.microsecond // 1000:03d}Z"
+    def text(self, ns: int) -> str:
+        at, rest = divmod(ns, 1_000_000_000)
+        if at != self.at:
+            self.at, self.second = at, dt.datetime.fromtimestamp(at, dt.UTC)
+            self.prefix = format_ts(self.second)[:-4]
+        return f"{self.prefix}{rest // 1_000_000:03d}Z"
+
+    def exact(self, ns: int) -> dt.datetime:
+        """The datetime of ``ns`` (after :meth:`text` of it)."""
+        return self.second + dt.timedelta(microseconds=ns % 1_000_000_000 // 1000)
 
 
 class _Asgi:
@@ -288,20 +250,23 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
     committer = GroupCommitter(sinks.stream, sinks.dlq, linger_ms=settings.ingest_linger_ms,
                                max_pending=settings.ingest_max_pending, max_in_flight=settings.ingest_max_in_flight,
                                oversize=overflow_pointer(sinks.lake), metrics=metrics,
-                               written=None if sinks.usage is None else _count_accepted(sinks.usage))
+                               written=None if sinks.usage is None else _count_accepted(sinks.usage),
+                               request_timeout=settings.ingest_request_timeout_s)
     limiter = RateLimiter(settings.rate_limit_events_per_s, settings.rate_limit_burst)
     auth = _AuthCache(sinks.apps)
     max_future = dt.timedelta(seconds=settings.max_future_seconds)
     max_body = settings.ingest_max_body
-    deadlines = Deadlines(settings.ingest_request_timeout_s)
-    received_text = _ReceivedText()
+    clock = _Clock()
+    accepted_answers: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}  # by count, for bodies all accepted
 
     async def post_events(scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /v1/events`` as a plain ASGI callable: the hot path skips the framework's routing,
         middleware and request objects (a third of a single event's cost under Starlette). Body limits as
         :class:`BodyGuard` sets them for the other routes: a declared length over the cap is refused before
         the body is read; a body cut off at the cap, or any answer before the body was read to its end,
-        closes the connection."""
+        closes the connection. Two deadlines, each ``ingest_request_timeout_s``: the body's arrival (408, kept by
+        the connection: streamboard.serving), and its events' write (503, not acknowledged; kept by the group
+        committer, per group)."""
         key = declared = encoding = None
         chunked = False
         for name, value in scope["headers"]:
@@ -322,29 +287,42 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
         try:
             if not key:
                 raise Unauthorized("missing x-api-key header")
-            app = auth.get(key.decode("latin-1"))
+            app = auth.get(key)
             if app is None:
                 raise Unauthorized("unknown API key")
             if app.role != "app":
                 raise Forbidden(f"a key of role {app.role!r} cannot post events; use an app's key")
-            body: bytes | None = None
-            # One deadline for the whole request: reading the body, then making its events durable.
-            task = deadlines.enter()
-            try:
+            # The body's deadline is the connection's (streamboard.serving: 408 and close, and this request
+            # then sees its client gone).
+            message = await receive()
+            if message.get("more_body") or encoding is not None or message["type"] != "http.request":
                 body = await _read_body(receive, max_body,
-                                        "identity" if encoding is None else encoding.decode("latin-1").lower())
-                read = True
-                accepted, rejected = await accept(app, body)
-            except asyncio.CancelledError:
-                if not deadlines.expired(task):
-                    raise
-                if body is None:
-                    raise RequestTimeout(
-                        f"the request body did not arrive within {settings.ingest_request_timeout_s:g} s") from None
-                # Not acknowledged: the client retries with the same event_ids, and dedupe counts each once.
-                raise Unavailable("writing the events took too long; retry with the same event_ids", 2.0) from None
-            finally:
-                deadlines.leave(task)
+                                        "identity" if encoding is None else encoding.decode("latin-1").lower(),
+                                        message)
+            else:
+                body = message["body"]
+                if len(body) > max_body:
+                    raise PayloadTooLarge(f"request body exceeds the limit of {max_body} bytes")
+            read = True
+            count, records, rejected, bad = validated(app, body)
+            if bad:
+                try:
+                    await asyncio.to_thread(keep_bad_events, sinks.lake, f"ingest-{app.app_id}", bad,
+                                            dt.datetime.now(dt.UTC))
+                except OSError as exc:
+                    log.error("bad-events sink failed: %s", exc)
+                    raise Unavailable("cannot keep the rejected events right now; nothing was accepted, "
+                                      "retry later", 2.0) from exc
+            if records:
+                try:
+                    await committer.join(records, count)
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise  # this request's own task is cancelled (the server stops)
+                    # another request of the group was cancelled while waiting, and the group's wait with it;
+                    # the records are still written: not acknowledged, the client retries
+                    raise Unavailable(TOO_LONG, 2.0) from None
         except ClientDisconnect:
             return  # nobody to answer
         except Exception as exc:  # noqa: BLE001 - mapped to a status; unexpected ones logged, never leaked
@@ -353,43 +331,43 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
             return
         counts = tally.counts
         counts[0] += 1
-        counts[1] += accepted
+        counts[1] += count
         counts[2] += len(rejected)
-        await _send_json(send, 202, {"accepted": accepted, "rejected": rejected})
+        if rejected:
+            await _send_json(send, 202, {"accepted": count, "rejected": rejected})
+            return
+        answer = accepted_answers.get(count)
+        if answer is None:
+            answer = accepted_answers[count] = _accepted_answer(count)
+        await send(answer[0])
+        await send(answer[1])
 
-    async def accept(app: App, body: bytes) -> tuple[int, list[dict[str, Any]]]:
-        """Validate, keep the rejected events, make the accepted ones durable; return (accepted, rejected)."""
-        now = dt.datetime.now(dt.UTC)
-        now_text = received_text(now)
-        rejected: list[dict[str, Any]] = []
-        bad: list[tuple[Any, str]] = []
-        # Fast path: a batch whose every event is valid, checked in one pass.
-        fast = registry.validate_batch(body, app_id=app.app_id, received_at=now, received_at_text=now_text,
-                                       max_future=max_future, max_events=settings.ingest_max_events)
+    def validated(app: App, body: bytes) -> tuple[int, list[StreamRecord], list[dict[str, Any]], list[tuple[Any, str]]]:
+        """A body's accepted events' count and stream records, and its rejected events: for the answer
+        (index, reason) and for the bad-events sink (event, reason)."""
+        ns = time.time_ns()
+        now_text = clock.text(ns)
+        # Fast path: a batch whose every event is valid, checked in one pass. Its bound on ts is from the start
+        # of this second (stricter by less than a second: an event past it takes the slow path, which decides).
+        fast = registry.validate_batch(body, app_id=app.app_id, received_at=clock.second,
+                                       received_at_text=now_text, max_future=max_future,
+                                       max_events=settings.ingest_max_events)
         if fast is not None:
             count, records = fast
             limit(app, count)
-        else:
-            events = _events_of(body, settings.ingest_max_events)
-            limit(app, len(events))
-            valid = []
-            for i, raw in enumerate(events):
-                try:
-                    valid.append(registry.check(raw, app_id=app.app_id, received_at=now, max_future=max_future))
-                except InvalidEvent as exc:
-                    rejected.append({"index": i, "error": str(exc)})
-                    bad.append((raw, str(exc)))
-            count = len(valid)
-            records = registry.records(valid, app_id=app.app_id, received_at_text=now_text)
-        if bad:
+            return count, list(starmap(StreamRecord, records)), [], []
+        now = clock.exact(ns)
+        events = _events_of(body, settings.ingest_max_events)
+        limit(app, len(events))
+        valid, rejected, bad = [], [], []
+        for i, raw in enumerate(events):
             try:
-                await asyncio.to_thread(keep_bad_events, sinks.lake, f"ingest-{app.app_id}", bad, now)
-            except OSError as exc:
-                log.error("bad-events sink failed: %s", exc)
-                raise Unavailable("cannot keep the rejected events right now; nothing was accepted, retry later",
-                                  2.0) from exc
-        await committer.submit(list(starmap(StreamRecord, records)), count)
-        return count, rejected
+                valid.append(registry.check(raw, app_id=app.app_id, received_at=now, max_future=max_future))
+            except InvalidEvent as exc:
+                rejected.append({"index": i, "error": str(exc)})
+                bad.append((raw, str(exc)))
+        records = registry.records(valid, app_id=app.app_id, received_at_text=now_text)
+        return len(valid), list(starmap(StreamRecord, records)), rejected, bad
 
     def limit(app: App, events: int) -> None:
         try:
@@ -445,7 +423,6 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
             yield
         finally:
             await committer.stop(settings.stop_timeout_s)  # flush: nothing acknowledged is left unwritten
-            deadlines.stop()
             reporter.cancel()
             metrics.flush()
 

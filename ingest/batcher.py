@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import chain
 
 from ingest.metrics import Metrics
 from streamboard.errors import Unavailable
@@ -35,12 +34,22 @@ MAX_QUEUE_MESSAGE = 256 * 1024  # SQS's message limit
 THROTTLED = "ProvisionedThroughputExceededException"  # Kinesis's per-record throttling error
 
 
-@dataclass(slots=True)
-class _Pending:
-    records: Sequence[StreamRecord]
-    size: int
-    future: asyncio.Future[None]
-    events: int
+class _Group:
+    """The requests that go to the stream in one PutRecords call: their records, in order, and the one future
+    they all wait on (a request joins a group whole, and the group's fate is each of its requests')."""
+
+    __slots__ = ("records", "size", "events", "requests", "future", "deadline")
+
+    def __init__(self, future: asyncio.Future[None], deadline: float) -> None:
+        self.records: list[StreamRecord] = []
+        self.size = 0
+        self.events = 0
+        self.requests = 0
+        self.future = future
+        self.deadline = deadline
+
+
+TOO_LONG = "writing the events took too long; retry with the same event_ids"
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -106,6 +115,7 @@ class GroupCommitter:
         oversize: Callable[[bytes], bytes] | None = None,
         metrics: Metrics | None = None,
         written: Callable[[int], None] | None = None,
+        request_timeout: float | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1 (got {max_in_flight})")
@@ -125,19 +135,30 @@ class GroupCommitter:
         # Told, in the worker thread, how many events each batch made durable (the local stack counts them).
         self.written = written
         self.stats = CommitStats()
+        # A request waits at most this long for its group to be written, then gets 503 (not acknowledged; its
+        # records stay queued and are still written). Kept per group, by one task that wakes a few times per
+        # timeout: the deadline of a request that joined a filling group is the group's, earlier than its own
+        # by the linger at most.
+        self.request_timeout = request_timeout
         self._lock = threading.Lock()  # the stats, the breaker and the metrics, updated from worker threads
-        self._waiting: deque[_Pending] = deque()
-        self._waiting_records = 0
+        self._waiting: deque[_Group] = deque()  # the groups not yet being written, oldest first
+        self._open: _Group | None = None  # the newest of them, which requests join until it is full or taken
+        self._in_flight: set[_Group] = set()
         self._wake: asyncio.Event | None = None
         self._lingering: asyncio.Future[None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._expiry: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="group-commit")
         self._task = asyncio.create_task(self._run(), name="group-commit")
+        if self.request_timeout is not None:
+            self._expiry = asyncio.create_task(self._expire(self.request_timeout), name="group-commit-deadlines")
 
     async def stop(self, timeout: float | None = None) -> None:
         """Write everything already submitted, then stop; give up after ``timeout`` seconds (a hung stream).
@@ -151,36 +172,53 @@ class GroupCommitter:
                             self.pending)
                 break
             await asyncio.sleep(0.005)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        for task in (self._task, self._expiry):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._executor.shutdown(wait=deadline is None or time.monotonic() <= deadline, cancel_futures=True)
 
     async def submit(self, records: Sequence[StreamRecord], events: int | None = None) -> None:
         """Return once every record is durable (stream or DLQ); raise :class:`Unavailable` otherwise.
 
         ``events``: how many events the records carry (default: one each), what the buffer bound counts."""
-        if not records:
-            return
-        if self._wake is None:
+        if records:
+            await self.join(records, len(records) if events is None else events)
+
+    def join(self, records: Sequence[StreamRecord], events: int) -> asyncio.Future[None]:
+        """Queue a request's records (``events`` events) and return the future that completes once they are
+        durable, or fails with :class:`Unavailable`: the future of the group they joined, which every request
+        of the group awaits. A cancelled group future (a request's task cancelled while it waited) fails the
+        group's other requests' wait but not the write. Raises :class:`Unavailable` at once when the buffer
+        is full or the committer is not started."""
+        loop = self._loop
+        if loop is None or self._wake is None:
             raise Unavailable("the ingest service is not started")
-        events = len(records) if events is None else events
         if self.pending + events > self.max_pending:
             self.stats.rejected_busy += 1
             raise Unavailable(f"ingest is at capacity ({self.pending} events waiting to be written); retry shortly",
                               1.0)
+        n = len(records)
+        size = len(records[0].data) if n == 1 else sum(len(r.data) for r in records)
+        group = self._open
+        if group is None or (group.records and (len(group.records) + n > self.max_records
+                                                or group.size + size > self.max_bytes)):
+            group = self._open = _Group(loop.create_future(),
+                                        loop.time() + (self.request_timeout or 0.0))
+            self._waiting.append(group)
+            lingering = self._lingering
+            if lingering is not None and not lingering.done():
+                lingering.set_result(None)  # a full group does not wait out the linger
+            self._wake.set()
+        group.records += records
+        group.size += size
+        group.events += events
+        group.requests += 1
         # Counted until written (or failed), not until the request stops waiting: a request that times out
         # leaves its records queued, and they still take room in the buffer.
         self.pending += events
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        size = len(records[0].data) if len(records) == 1 else sum(len(r.data) for r in records)
-        self._waiting.append(_Pending(records, size, fut, events))
-        self._waiting_records += len(records)
-        self._wake.set()
-        lingering = self._lingering
-        if lingering is not None and not lingering.done() and self._waiting_records >= self.max_records:
-            lingering.set_result(None)  # a full batch does not wait out the linger
-        await fut
+        return group.future
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -192,51 +230,54 @@ class GroupCommitter:
                 await self._wake.wait()
                 continue
             # Linger only while writes are in flight: an idle committer writes at once (lowest latency), a busy
-            # one lets the next batch fill up (fewer, larger calls).
-            if self.linger > 0 and self._writes and self._waiting_records < self.max_records:
+            # one lets the open group fill up (fewer, larger calls).
+            if self.linger > 0 and self._writes and len(self._waiting) == 1:
                 self._lingering = loop.create_future()
                 timer = loop.call_later(self.linger, _resolve, self._lingering)
                 await self._lingering
                 timer.cancel()
                 self._lingering = None
-            await slots.acquire()  # meanwhile, more requests join the next batch
-            batch = self._take()
-            task = loop.create_task(self._write(batch, slots))
+            await slots.acquire()  # meanwhile, more requests join the open group
+            group = self._waiting.popleft()
+            if group is self._open:
+                self._open = None
+            self._in_flight.add(group)
+            task = loop.create_task(self._write(group, slots))
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
 
-    def _take(self) -> list[_Pending]:
-        """The next batch: whole requests, oldest first, within the record and byte limits (at least one)."""
-        batch = [self._waiting.popleft()]
-        count, size = len(batch[0].records), batch[0].size
-        while self._waiting:
-            item = self._waiting[0]
-            if count + len(item.records) > self.max_records or size + item.size > self.max_bytes:
-                break
-            batch.append(self._waiting.popleft())
-            count += len(item.records)
-            size += item.size
-        self._waiting_records -= count
-        return batch
+    async def _expire(self, timeout: float) -> None:
+        """Fail the wait of every group past its deadline (its records are still written)."""
+        loop = asyncio.get_running_loop()
+        tick = min(0.25, timeout / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            late = [g for g in self._in_flight if g.deadline <= now]
+            for group in self._waiting:  # oldest first
+                if group.deadline > now:
+                    break
+                late.append(group)
+            for group in late:
+                if not group.future.done():
+                    group.future.set_exception(Unavailable(TOO_LONG, 2.0))
 
-    async def _write(self, batch: list[_Pending], slots: asyncio.Semaphore) -> None:
-        records = list(chain.from_iterable(p.records for p in batch))
+    async def _write(self, group: _Group, slots: asyncio.Semaphore) -> None:
+        future = group.future
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._commit, records,
-                                                             sum(p.events for p in batch))
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_result(None)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._commit, group.records,
+                                                             group.events)
+            if not future.done():
+                future.set_result(None)
         except Exception as exc:  # noqa: BLE001 - reported to every waiting request as 503
-            self.stats.failed_requests += len(batch)
-            log.error("batch of %d records not durable: %s", len(records), exc)
-            err = exc if isinstance(exc, Unavailable) else Unavailable(
-                "the event stream and the dead-letter queue are both unavailable; retry later", 2.0)
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(err)
+            self.stats.failed_requests += group.requests
+            log.error("batch of %d records not durable: %s", len(group.records), exc)
+            if not future.done():
+                future.set_exception(exc if isinstance(exc, Unavailable) else Unavailable(
+                    "the event stream and the dead-letter queue are both unavailable; retry later", 2.0))
         finally:
-            self.pending -= sum(p.events for p in batch)
+            self._in_flight.discard(group)
+            self.pending -= group.events
             slots.release()
 
     def _commit(self, records: list[StreamRecord], events: int | None = None) -> None:

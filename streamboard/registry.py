@@ -226,34 +226,42 @@ class Registry:
 
         ``None`` means "not that simple" (any invalid event, anything unusual): then
         check each event with :meth:`check`, which gives each its own answer, and build the records of the
-        valid ones with :meth:`records`. Both paths give records whose events read back the same."""
-        decoded = self.decode(body)
-        if decoded is None:
-            return None
-        events, single = decoded
-        if not events or len(events) > max_events or (not single and repeats_top_level_key(body)):
-            return None
-        if single:  # one event: its ts and rules checked directly (a single event's request is the costliest)
-            first = events[0]
-            if first.ts <= EARLIEST or first.ts > received_at + max_future:
-                return None
-            for rule in self._rules_of[type(first)]:
-                value = rule.get(first)
-                if value not in rule.good and rule.error(value) is not None:
+        valid ones with :meth:`records`. Both paths give records whose events read back the same.
+        ``received_at`` bounds the events' ts (``max_future`` after it); a moment before the request's arrival
+        makes the bound stricter, and an event past it takes the slow path, which checks it exactly."""
+        if not body.startswith(b'{"events"'):  # most likely one event: decoded as one first
+            try:
+                first: Any = self._event_decoder.decode(body)
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                pass
+            else:
+                # its ts and rules checked directly (a single event's request is the costliest per event)
+                if first.ts <= EARLIEST or first.ts > received_at + max_future:
                     return None
-        else:
-            ts = list(map(_TS, events))
-            # EARLIEST: a ts that may not convert to UTC (year 1) takes the slow path and its clear message.
-            if min(ts) <= EARLIEST or max(ts) > received_at + max_future:
-                return None
-            if not self._rules_hold(events):
-                return None
-        # All valid, and the body is exactly {"events": [...]} (no other key decodes) or one event: with the
-        # server's fields in front, the client's bytes are the record.
-        if single:
-            data = self._head(app_id, received_at_text) + b'"events":[' + body + b"]}"
-        else:
-            data = self._head(app_id, received_at_text) + body.lstrip()[1:]
+                for rule in self._rules_of[type(first)]:
+                    value = rule.get(first)
+                    if value not in rule.good and rule.error(value) is not None:
+                        return None
+                # with the server's fields in front, the client's bytes are the record
+                data = self._head(app_id, received_at_text) + b'"events":[' + body + b"]}"
+                if len(data) > MAX_RECORD_BYTES:
+                    return 1, self.records([first], app_id=app_id, received_at_text=received_at_text)
+                return 1, [(first.event_id.hex, data)]  # partition_key(), inline
+        try:  # then a batch, the only other form
+            events = self._batch_decoder.decode(body).events  # type: ignore[attr-defined]
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            return None
+        if not events or len(events) > max_events or repeats_top_level_key(body):
+            return None
+        ts = list(map(_TS, events))
+        # EARLIEST: a ts that may not convert to UTC (year 1) takes the slow path and its clear message.
+        if min(ts) <= EARLIEST or max(ts) > received_at + max_future:
+            return None
+        if not self._rules_hold(events):
+            return None
+        # All valid, and the body is exactly {"events": [...]} (no other key decodes): with the server's fields
+        # in front, the client's bytes are the record.
+        data = self._head(app_id, received_at_text) + body.lstrip()[1:]
         if len(data) > MAX_RECORD_BYTES:
             return len(events), self.records(events, app_id=app_id, received_at_text=received_at_text)
         return len(events), [(events[0].event_id.hex, data)]  # partition_key(), inline

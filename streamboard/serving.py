@@ -8,7 +8,8 @@ every keep-alive request by ~40 ms. Here every server gets:
 
 - ``TCP_NODELAY`` on every accepted connection;
 - a deadline for each request head (from the connection's start, or from the first byte of a later
-  request on a kept-alive connection): past it, ``408`` and close;
+  request on a kept-alive connection), and one for its body (from the head's end): past either, ``408`` and
+  close (kept by the connection, so an app's request pays for no timer of its own);
 - an idle keep-alive timeout (uvicorn's own, configurable);
 - a cap on concurrent connections: at the cap the longest-idle connection (one with no request in
   progress) is closed to make room, and only when every connection is busy is the newcomer refused with a
@@ -60,6 +61,7 @@ class ConnectionLimits:
     """Per-server connection hygiene (see the module docstring)."""
 
     header_timeout_s: float = 10.0  # to receive a whole request head
+    body_timeout_s: float = 20.0  # then to receive its whole body
     keep_alive_s: float = 5.0  # an idle kept-alive connection is closed after this
     max_connections: int = 4096  # open connections per server (clamped to the descriptors the process has)
 
@@ -79,18 +81,22 @@ _REFUSED = raw_response(503, "Service Unavailable", "too many connections; retry
 def hygienic_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> type[asyncio.Protocol]:
     """A subclass of a uvicorn HTTP protocol (h11 or httptools) with the connection hygiene above. Each call
     makes a new class, whose idle-connection registry belongs to one server."""
-    header_timeout = limits.header_timeout_s
+    header_timeout, body_timeout = limits.header_timeout_s, limits.body_timeout_s
     timed_out = raw_response(408, "Request Timeout", f"the request head did not arrive within {header_timeout:g} s")
+    body_timed_out = raw_response(408, "Request Timeout",
+                                  f"the request body did not arrive within {body_timeout:g} s")
     # Connections with no request in progress, the longest idle first: the ones to close at the cap.
     idle: collections.OrderedDict[Any, None] = collections.OrderedDict()
 
     class Hygienic(base):  # type: ignore[valid-type, misc]
-        # The head deadline is a time, checked by one timer per connection that moves itself on when it fires
-        # early: a kept-alive connection's requests set and clear the deadline without scheduling or
-        # cancelling a timer each (a TimerHandle made and cancelled per request was a tenth of a 304's cost).
+        # The deadline (of a request's head, then of its body) is a time, checked by one timer per connection
+        # that moves itself on when it fires early: a kept-alive connection's requests set and clear the
+        # deadline without scheduling or cancelling a timer each (a TimerHandle made and cancelled per request
+        # was a tenth of a 304's cost).
         _head_timer: asyncio.TimerHandle | None = None
         _head_deadline: float | None = None
         _head_bytes = False
+        _body_due = False  # the deadline is the current request's body's
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             sock = transport.get_extra_info("socket")
@@ -107,7 +113,7 @@ def hygienic_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) ->
                     return
                 victim.close_idle()
             idle[self] = None
-            self._arm_head_timer()
+            self._arm(self.loop.time() + header_timeout)
 
         def connection_lost(self, exc: Exception | None) -> None:
             idle.pop(self, None)
@@ -118,16 +124,24 @@ def hygienic_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) ->
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            waiting = self._waiting_for_head()
-            if waiting and self._head_deadline is None:  # the first byte of a later request on a kept-alive one
-                self._arm_head_timer()
             before = self.cycle
+            waiting = before is None or before.response_complete  # for a request head
+            if waiting and self._head_deadline is None:  # the first byte of a later request on a kept-alive one
+                self._arm(self.loop.time() + header_timeout)
             super().data_received(data)
-            if self.cycle is not before:  # a request head is complete: it is being served
-                self._disarm_head_timer()
+            cycle = self.cycle
+            if cycle is not before:  # a request head is complete: it is being served
                 idle.pop(self, None)
+                if cycle.more_body:  # and its body is still to come
+                    self._body_due = True
+                    self._arm(self.loop.time() + body_timeout)
+                else:
+                    self._head_deadline = None
             elif waiting:
                 self._head_bytes = True
+            elif self._body_due and not cycle.more_body:  # the body is complete
+                self._body_due = False
+                self._head_deadline = None
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -138,23 +152,30 @@ def hygienic_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) ->
         def _waiting_for_head(self) -> bool:
             return self.cycle is None or bool(self.cycle.response_complete)
 
-        def _arm_head_timer(self) -> None:
-            self._head_deadline = deadline = self.loop.time() + header_timeout
-            if self._head_timer is None:
+        def _arm(self, deadline: float) -> None:
+            self._head_deadline = deadline
+            timer = self._head_timer
+            if timer is None or timer.when() > deadline:
+                if timer is not None:
+                    timer.cancel()
                 self._head_timer = self.loop.call_at(deadline, self._head_timeout)
-
-        def _disarm_head_timer(self) -> None:
-            self._head_deadline = None  # the timer, if any, finds no deadline when it fires
 
         def _head_timeout(self) -> None:
             self._head_timer = None
             deadline = self._head_deadline
             if deadline is None or self.transport.is_closing():
                 return
-            if self.loop.time() < deadline:  # a later request's deadline: wait for it
+            if self.loop.time() < deadline:  # a later deadline: wait for it
                 self._head_timer = self.loop.call_at(deadline, self._head_timeout)
                 return
             self._head_deadline = None
+            if self._body_due:  # the body did not arrive: 408 unless the app already answered, and close
+                self._body_due = False
+                cycle = self.cycle
+                if cycle is not None and cycle.more_body and not cycle.response_started:
+                    self.transport.write(body_timed_out)
+                self.transport.close()
+                return
             if not self._waiting_for_head():
                 return
             if self._head_bytes:
@@ -165,7 +186,7 @@ def hygienic_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) ->
             """Close this connection (no request is in progress on it) to make room for a new one: at once when
             nothing is left to send (its descriptor is free before the next accept), else after the flush."""
             idle.pop(self, None)
-            self._disarm_head_timer()
+            self._head_deadline = None  # the timer, if any, finds no deadline when it fires
             if self.transport.get_write_buffer_size() == 0:
                 self.transport.abort()
             elif not self.transport.is_closing():
@@ -189,7 +210,7 @@ def fd_budget(servers: int) -> int:
 
 def connection_limits(settings: Settings, servers: int) -> ConnectionLimits:
     """The limits from the settings, the connection cap clamped to the descriptors this process has."""
-    return ConnectionLimits(settings.header_timeout_s, settings.keep_alive_s,
+    return ConnectionLimits(settings.header_timeout_s, settings.ingest_request_timeout_s, settings.keep_alive_s,
                             min(settings.max_connections, fd_budget(servers)))
 
 

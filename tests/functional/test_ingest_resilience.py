@@ -1,12 +1,12 @@
-"""Ingest's protections: rate limits (429), a bounded buffer (503), slow bodies (408), records too large for
-the dead-letter queue (kept in the lake behind a pointer, followed by redrive)."""
+"""Ingest's protections: rate limits (429), a bounded buffer (503), a hung stream (503, not acknowledged),
+records too large for the dead-letter queue (kept in the lake behind a pointer, followed by redrive). Slow
+bodies (408) are the connection's: tests/functional/test_serving.py."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import dataclasses
-import json
 import time
 from typing import Any
 
@@ -105,33 +105,6 @@ def test_stopping_gives_up_on_a_hung_stream_after_the_stop_timeout(
     assert resp.status_code == 503  # never acknowledged ...
     assert stopped_after < 10  # ... so shutdown gives up after its timeout (0.5 s) instead of the 30 s hang
     assert "10 events not written (their requests were not acknowledged)" in caplog.text
-
-
-def test_a_slow_body_times_out_with_408(settings: Settings, local: Backend) -> None:
-    from ingest.app import IngestSinks, create_app
-
-    quick = dataclasses.replace(settings, ingest_request_timeout_s=0.2)
-    app = create_app(quick, IngestSinks(local.stream, local.dlq, local.apps, local.lake))
-    sent: list[dict[str, Any]] = []
-
-    async def run() -> None:
-        async def receive() -> dict[str, Any]:
-            await asyncio.sleep(5)  # the client never sends its body
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {"type": "http", "method": "POST", "path": "/v1/events", "raw_path": b"/v1/events",
-                 "query_string": b"", "headers": [(b"x-api-key", KEY.encode())], "http_version": "1.1",
-                 "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": ""}
-        await app(scope, receive, send)
-
-    started = time.monotonic()
-    asyncio.run(run())
-    assert time.monotonic() - started < 3
-    assert sent[0]["status"] == 408
-    assert "did not arrive" in json.loads(sent[1]["body"])["error"]
 
 
 class _DownStream(FakeStream):

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -184,6 +184,74 @@ def test_each_request_head_has_its_own_deadline_on_a_busy_kept_alive_connection(
         closed, sent = closed_by_peer(s, within=5)
         assert closed and sent.startswith(b"HTTP/1.1 408")
         assert 0.4 <= time.monotonic() - stalled < 2
+
+
+def body_app(seen: list[str]) -> Starlette:
+    """POST /echo reads its whole body and says how long it was; ``seen`` gets each request's fate."""
+    async def echo(request: Request) -> Response:
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            seen.append("disconnected")
+            raise
+        seen.append(f"read {len(body)}")
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/healthz", echo)])
+
+
+def post_head(length: int) -> bytes:
+    return f"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode()
+
+
+def test_a_request_body_that_stalls_gets_408_at_the_body_deadline(serve: Serve) -> None:
+    seen: list[str] = []
+    running = serve(body_app(seen), ConnectionLimits(header_timeout_s=5, body_timeout_s=0.5, keep_alive_s=5,
+                                                     max_connections=100))
+    with running.connect() as s:
+        started = time.monotonic()
+        s.sendall(post_head(100) + b"x" * 10)  # 90 bytes never come
+        closed, sent = closed_by_peer(s, within=5)
+        held = time.monotonic() - started
+    assert closed and sent.startswith(b"HTTP/1.1 408"), sent
+    assert b"the request body did not arrive within 0.5 s" in sent
+    assert 0.4 <= held < 3  # the body's deadline (0.5 s), not the head's (5 s) nor as long as the client liked
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == ["disconnected"]  # the app never saw a partial body as a whole one
+
+
+def test_a_body_that_arrives_in_pieces_within_its_deadline_is_served_and_the_connection_kept(serve: Serve) -> None:
+    """The body has its own deadline, from the head's end: a body slower than the head deadline (0.3 s) but
+    within its own (3 s) is read whole; the next request on the connection is served too."""
+    seen: list[str] = []
+    running = serve(body_app(seen), ConnectionLimits(header_timeout_s=0.3, body_timeout_s=3, keep_alive_s=5,
+                                                     max_connections=100))
+    with running.connect() as s:
+        s.sendall(post_head(40))
+        for _ in range(4):
+            time.sleep(0.2)
+            s.sendall(b"y" * 10)
+        read_ok(s)
+        s.sendall(post_head(3) + b"abc")
+        read_ok(s)
+    assert seen == ["read 40", "read 3"]
+
+
+def test_ingest_answers_a_stalled_body_with_408_and_writes_nothing(serve: Serve, settings: Settings,
+                                                                   backend: Backend) -> None:
+    backend.apps.create("game", key="game-key")
+    quick = ConnectionLimits(header_timeout_s=5, body_timeout_s=0.3, keep_alive_s=5, max_connections=100)
+    running = serve(create_app(settings, IngestSinks(backend.stream, backend.dlq, backend.apps, backend.lake)),
+                    quick)
+    body = b'{"events": []}' * 10
+    with running.connect() as s:
+        s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nx-api-key: game-key\r\n"
+                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:20])
+        closed, sent = closed_by_peer(s, within=5)
+    assert closed and sent.startswith(b"HTTP/1.1 408") and b"did not arrive" in sent, sent
+    assert [r for shard in backend.stream.shard_ids() for r in backend.stream.read(shard, None, 10)] == []
 
 
 def test_at_the_cap_the_longest_idle_connection_makes_room(serve: Serve) -> None:
