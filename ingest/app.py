@@ -15,7 +15,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from itertools import starmap
+from time import time_ns
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -253,6 +253,8 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
                                written=None if sinks.usage is None else _count_accepted(sinks.usage),
                                request_timeout=settings.ingest_request_timeout_s)
     limiter = RateLimiter(settings.rate_limit_events_per_s, settings.rate_limit_burst)
+    limiting = settings.rate_limit_events_per_s > 0
+    max_events = settings.ingest_max_events
     auth = _AuthCache(sinks.apps)
     max_future = dt.timedelta(seconds=settings.max_future_seconds)
     max_body = settings.ingest_max_body
@@ -267,17 +269,12 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
         closes the connection. Two deadlines, each ``ingest_request_timeout_s``: the body's arrival (408, kept by
         the connection: streamboard.serving), and its events' write (503, not acknowledged; kept by the group
         committer, per group)."""
-        key = declared = encoding = None
-        chunked = False
-        for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                key = value
-            elif name == b"content-length":
-                declared = int(value) if value.isdigit() and len(value) < 19 else -1
-            elif name == b"content-encoding":
-                encoding = value
-            elif name == b"transfer-encoding":
-                chunked = True
+        head = dict(scope["headers"])  # (a repeated header: its last value, as a loop over them would take)
+        key = head.get(b"x-api-key")
+        encoding = head.get(b"content-encoding")
+        chunked = b"transfer-encoding" in head
+        length = head.get(b"content-length")
+        declared = None if length is None else int(length) if length.isdigit() and len(length) < 19 else -1
         if declared is not None and (declared < 0 or declared > max_body):
             await _send_json(send, 413, {"error": f"the request body is over the limit of {max_body} bytes "
                                                   f"(content-length: {declared if declared >= 0 else 'invalid'})"},
@@ -304,7 +301,19 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
                 if len(body) > max_body:
                     raise PayloadTooLarge(f"request body exceeds the limit of {max_body} bytes")
             read = True
-            count, records, rejected, bad = validated(app, body)
+            ns = time_ns()
+            now_text = clock.text(ns)
+            # Fast path: a body whose every event is valid, checked in one pass. Its bound on ts is from the
+            # start of this second (stricter by less than a second: an event past it takes the slow path).
+            fast = registry.validate_batch(body, app_id=app.app_id, received_at=clock.second,
+                                           received_at_text=now_text, max_future=max_future, max_events=max_events)
+            if fast is not None:
+                count, records = fast
+                rejected = bad = None
+            else:
+                count, records, rejected, bad = checked_each(app, body, ns, now_text)
+            if limiting:
+                limit(app, count + len(rejected or ()))
             if bad:
                 try:
                     await asyncio.to_thread(keep_bad_events, sinks.lake, f"ingest-{app.app_id}", bad,
@@ -332,8 +341,8 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
         counts = tally.counts
         counts[0] += 1
         counts[1] += count
-        counts[2] += len(rejected)
         if rejected:
+            counts[2] += len(rejected)
             await _send_json(send, 202, {"accepted": count, "rejected": rejected})
             return
         answer = accepted_answers.get(count)
@@ -342,23 +351,12 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
         await send(answer[0])
         await send(answer[1])
 
-    def validated(app: App, body: bytes) -> tuple[int, list[StreamRecord], list[dict[str, Any]], list[tuple[Any, str]]]:
-        """A body's accepted events' count and stream records, and its rejected events: for the answer
-        (index, reason) and for the bad-events sink (event, reason)."""
-        ns = time.time_ns()
-        now_text = clock.text(ns)
-        # Fast path: a batch whose every event is valid, checked in one pass. Its bound on ts is from the start
-        # of this second (stricter by less than a second: an event past it takes the slow path, which decides).
-        fast = registry.validate_batch(body, app_id=app.app_id, received_at=clock.second,
-                                       received_at_text=now_text, max_future=max_future,
-                                       max_events=settings.ingest_max_events)
-        if fast is not None:
-            count, records = fast
-            limit(app, count)
-            return count, list(starmap(StreamRecord, records)), [], []
+    def checked_each(app: App, body: bytes, ns: int, now_text: str) -> tuple[
+            int, list[StreamRecord], list[dict[str, Any]], list[tuple[Any, str]]]:
+        """The slow path: each event checked on its own. The accepted events' count and stream records, and the
+        rejected events, for the answer (index, reason) and for the bad-events sink (event, reason)."""
         now = clock.exact(ns)
-        events = _events_of(body, settings.ingest_max_events)
-        limit(app, len(events))
+        events = _events_of(body, max_events)
         valid, rejected, bad = [], [], []
         for i, raw in enumerate(events):
             try:
@@ -367,7 +365,7 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
                 rejected.append({"index": i, "error": str(exc)})
                 bad.append((raw, str(exc)))
         records = registry.records(valid, app_id=app.app_id, received_at_text=now_text)
-        return len(valid), list(starmap(StreamRecord, records)), rejected, bad
+        return len(valid), records, rejected, bad
 
     def limit(app: App, events: int) -> None:
         try:

@@ -9,15 +9,18 @@ entry in :data:`EVENT_TYPES`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
+
+from streamboard.ports import StreamRecord
 
 # Column kinds, with their spelling in each system that stores events.
 Kind = Literal["string", "bigint", "timestamp", "map<string,string>"]
@@ -53,6 +56,8 @@ AwareDatetime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 # Timestamps before this may not convert to UTC (year 1 with a positive offset): the slow path says so.
 EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
 _TS = attrgetter("ts")
+# A StreamRecord from a (partition key, data) pair, made in C (the NamedTuple's own __new__ is a Python frame).
+_record: Callable[[tuple[str, bytes]], StreamRecord] = functools.partial(tuple.__new__, StreamRecord)
 # A stream record's limit: Kinesis takes 1 MiB of data and partition key together.
 MAX_RECORD_BYTES = 1_000_000
 
@@ -219,7 +224,7 @@ class Registry:
         received_at_text: str,
         max_future: dt.timedelta = DEFAULT_MAX_FUTURE,
         max_events: int = 500,
-    ) -> tuple[int, list[tuple[str, bytes]]] | None:
+    ) -> tuple[int, list[StreamRecord]] | None:
         """The fast path for a body (``{"events": [...]}`` or one event) whose every event is valid: decoded
         and checked in one pass; returns the number of events and the stream records, as
         ``(partition key, data)``.
@@ -246,7 +251,7 @@ class Registry:
                 data = self._head(app_id, received_at_text) + b'"events":[' + body + b"]}"
                 if len(data) > MAX_RECORD_BYTES:
                     return 1, self.records([first], app_id=app_id, received_at_text=received_at_text)
-                return 1, [(first.event_id.hex, data)]  # partition_key(), inline
+                return 1, [_record((first.event_id.hex, data))]  # partition_key(), inline
         try:  # then a batch, the only other form
             events = self._batch_decoder.decode(body).events  # type: ignore[attr-defined]
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
@@ -264,7 +269,7 @@ class Registry:
         data = self._head(app_id, received_at_text) + body.lstrip()[1:]
         if len(data) > MAX_RECORD_BYTES:
             return len(events), self.records(events, app_id=app_id, received_at_text=received_at_text)
-        return len(events), [(events[0].event_id.hex, data)]  # partition_key(), inline
+        return len(events), [_record((events[0].event_id.hex, data))]  # partition_key(), inline
 
     def decode(self, body: bytes) -> tuple[list[Any], bool] | None:
         """A body's events typed by their schemas (``{"events": [...]}``, or one event: then True), or None when
@@ -281,7 +286,7 @@ class Registry:
             return ([doc] if single else doc.events), single
         return None
 
-    def records(self, events: list[Any], *, app_id: str, received_at_text: str) -> list[tuple[str, bytes]]:
+    def records(self, events: list[Any], *, app_id: str, received_at_text: str) -> list[StreamRecord]:
         """The stream records of events checked by :meth:`check`: one, or more if one would be too large.
         The partition key is the first event's id (:func:`partition_key`; random: records spread evenly over
         the shards)."""
@@ -289,7 +294,7 @@ class Registry:
             return []
         data = self._head(app_id, received_at_text) + b'"events":' + self._encoder.encode(events) + b"}"
         if len(data) <= MAX_RECORD_BYTES or len(events) == 1:  # one event is far below the limit
-            return [(partition_key(events[0].event_id), data)]
+            return [_record((partition_key(events[0].event_id), data))]
         half = len(events) // 2
         return (self.records(events[:half], app_id=app_id, received_at_text=received_at_text)
                 + self.records(events[half:], app_id=app_id, received_at_text=received_at_text))
