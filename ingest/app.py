@@ -15,8 +15,8 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from time import time_ns
-from typing import TYPE_CHECKING, Any
+from time import monotonic, time_ns
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import msgspec
 from starlette.applications import Starlette
@@ -67,18 +67,18 @@ class _AuthCache:
 
     def __init__(self, apps: AppRegistry, ttl: float = 30.0) -> None:
         self.apps, self.ttl = apps, ttl
-        self._cache: dict[bytes, tuple[float, App | None]] = {}
+        self.cache: dict[bytes, tuple[float, App | None]] = {}  # by key: (until, its app)
 
     def get(self, key: bytes) -> App | None:
         """The app of a key as the header carries it (bytes, decoded as latin-1 on a miss)."""
         now = time.monotonic()
-        hit = self._cache.get(key)
+        hit = self.cache.get(key)
         if hit and hit[0] > now:
             return hit[1]
         app = self.apps.authenticate(key.decode("latin-1"))
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (now + self.ttl, app)
+        if len(self.cache) > 10_000:
+            self.cache.clear()
+        self.cache[key] = (now + self.ttl, app)
         return app
 
 
@@ -225,19 +225,14 @@ class _Asgi:
         await self.app(scope, receive, send)
 
 
-class IngestApp:
-    """The ingest service's ASGI app: ``POST /v1/events`` straight to its handler, everything else (health,
-    the OpenAPI document, lifespan, 404 and 405) to the Starlette app."""
+class IngestApp(Protocol):
+    """What :func:`create_app` returns: the ingest service's ASGI callable, ``POST /v1/events`` handled in it
+    and everything else (health, the OpenAPI document, lifespan, 404 and 405) passed to its Starlette app,
+    whose ``state`` it carries (``state.committer``)."""
 
-    def __init__(self, app: Starlette, post_events: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
-        self.app, self.post_events = app, post_events
-        self.state = app.state
+    state: Any
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/v1/events":
-            await self.post_events(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]: ...
 
 
 def _count_accepted(usage: Usage) -> Callable[[int], None]:
@@ -256,19 +251,23 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
     limiting = settings.rate_limit_events_per_s > 0
     max_events = settings.ingest_max_events
     auth = _AuthCache(sinks.apps)
+    auth_cache = auth.cache  # looked up in the handler first (a call less per request)
     max_future = dt.timedelta(seconds=settings.max_future_seconds)
     max_body = settings.ingest_max_body
     clock = _Clock()
     accepted_answers: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}  # by count, for bodies all accepted
 
-    async def post_events(scope: Scope, receive: Receive, send: Send) -> None:
-        """``POST /v1/events`` as a plain ASGI callable: the hot path skips the framework's routing,
-        middleware and request objects (a third of a single event's cost under Starlette). Body limits as
-        :class:`BodyGuard` sets them for the other routes: a declared length over the cap is refused before
-        the body is read; a body cut off at the cap, or any answer before the body was read to its end,
-        closes the connection. Two deadlines, each ``ingest_request_timeout_s``: the body's arrival (408, kept by
-        the connection: streamboard.serving), and its events' write (503, not acknowledged; kept by the group
-        committer, per group)."""
+    async def ingest_app(scope: Scope, receive: Receive, send: Send) -> None:
+        """The app; ``POST /v1/events`` here, as a plain ASGI callable: the hot path skips the framework's
+        routing, middleware and request objects (a third of a single event's cost under Starlette). Body
+        limits as :class:`BodyGuard` sets them for the other routes: a declared length over the cap is refused
+        before the body is read; a body cut off at the cap, or any answer before the body was read to its end,
+        closes the connection. Two deadlines, each ``ingest_request_timeout_s``: the body's arrival (408, kept
+        by the connection: streamboard.serving), and its events' write (503, not acknowledged; kept by the
+        group committer, per group)."""
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/v1/events":
+            await framework(scope, receive, send)
+            return
         head = dict(scope["headers"])  # (a repeated header: its last value, as a loop over them would take)
         key = head.get(b"x-api-key")
         encoding = head.get(b"content-encoding")
@@ -284,7 +283,8 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
         try:
             if not key:
                 raise Unauthorized("missing x-api-key header")
-            app = auth.get(key)
+            hit = auth_cache.get(key)
+            app = hit[1] if hit is not None and hit[0] > monotonic() else auth.get(key)
             if app is None:
                 raise Unauthorized("unknown API key")
             if app.role != "app":
@@ -431,10 +431,10 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
             metrics.add("BreakerOpen", 1 if committer.breaker.state != "closed" else 0)
             metrics.flush()
 
-    app = Starlette(
+    framework = Starlette(
         routes=[
-            # reached only by other methods (405 with Allow: POST): IngestApp sends every POST straight to it
-            Route("/v1/events", _Asgi(post_events), methods=["POST"]),
+            # reached only by other methods (405 with Allow: POST): ingest_app serves every POST itself
+            Route("/v1/events", _Asgi(ingest_app), methods=["POST"]),
             Route("/healthz", guarded(healthz), methods=["GET"]),
             Route("/openapi.json", guarded(openapi), methods=["GET"]),
         ],
@@ -444,8 +444,9 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
         exception_handlers={HTTPException: on_http_error},
         lifespan=lifespan,
     )
-    app.state.committer = committer
-    return IngestApp(app, post_events)
+    framework.state.committer = committer
+    ingest_app.state = framework.state  # type: ignore[attr-defined]
+    return cast(IngestApp, ingest_app)
 
 
 def openapi_document(registry: Registry, settings: Settings) -> dict[str, Any]:

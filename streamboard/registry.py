@@ -248,7 +248,8 @@ class Registry:
                     if value not in rule.good and rule.error(value) is not None:
                         return None
                 # with the server's fields in front, the client's bytes are the record
-                data = self._head(app_id, received_at_text) + b'"events":[' + body + b"]}"
+                start = self._heads.get(app_id) or self._start(app_id)
+                data = b"".join((start, self._encoder.encode(received_at_text), b',"events":[', body, b"]}"))
                 if len(data) > MAX_RECORD_BYTES:
                     return 1, self.records([first], app_id=app_id, received_at_text=received_at_text)
                 return 1, [_record((first.event_id.hex, data))]  # partition_key(), inline
@@ -312,12 +313,16 @@ class Registry:
         return True
 
     def _head(self, app_id: str, received_at_text: str) -> bytes:
-        start = self._heads.get(app_id)
-        if start is None:
-            if len(self._heads) > 10_000:
-                self._heads.clear()
-            start = self._heads[app_id] = b'{"app_id":' + self._encoder.encode(app_id) + b',"received_at":'
+        """A record's start, up to its events: ``{"app_id":...,"received_at":...,``."""
+        start = self._heads.get(app_id) or self._start(app_id)
         return start + self._encoder.encode(received_at_text) + b","
+
+    def _start(self, app_id: str) -> bytes:
+        """``{"app_id":...,"received_at":`` for an app, kept."""
+        if len(self._heads) > 10_000:
+            self._heads.clear()
+        start = self._heads[app_id] = b'{"app_id":' + self._encoder.encode(app_id) + b',"received_at":'
+        return start
 
     def read_record(self, data: bytes) -> tuple[list[dict[str, Any]], list[tuple[Any, str]]]:
         """The events of a stream record in their normalized form, and any that are not valid events (with
