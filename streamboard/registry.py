@@ -267,7 +267,8 @@ class Registry:
             return None
         # All valid, and the body is exactly {"events": [...]} (no other key decodes): with the server's fields
         # in front, the client's bytes are the record.
-        data = self._head(app_id, received_at_text) + body.lstrip()[1:]
+        start = self._heads.get(app_id) or self._start(app_id)
+        data = b"".join((start, self._encoder.encode(received_at_text), b",", memoryview(body.lstrip())[1:]))  # a copy
         if len(data) > MAX_RECORD_BYTES:
             return len(events), self.records(events, app_id=app_id, received_at_text=received_at_text)
         return len(events), [_record((events[0].event_id.hex, data))]  # partition_key(), inline
