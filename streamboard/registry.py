@@ -541,6 +541,7 @@ def _client_struct(t: EventType) -> Any:
         forbid_unknown_fields=True,
         kw_only=True,
         omit_defaults=True,  # a record leaves out the optional fields the client left out
+        gc=False,  # its values (strings, numbers, datetimes, a dict of strings) hold no cycle: nothing to track
     )
 
 
