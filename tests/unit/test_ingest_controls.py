@@ -145,3 +145,51 @@ def test_a_throttling_stream_keeps_the_breaker_shut_a_failing_one_opens_it(error
     assert dlq.sent == [b"{}"]
     assert stream.calls >= 3
     assert (committer.breaker.state == "open") is opens
+
+
+class _Recording:
+    """Records each PutRecords call's partition keys; fails every call whose first key is in ``fail``."""
+
+    def __init__(self, fail: frozenset[str] = frozenset()) -> None:
+        self.fail, self.calls = fail, []
+
+    def put_records(self, records: list[StreamRecord]) -> list[PutResult]:
+        self.calls.append([r.partition_key for r in records])
+        if records[0].partition_key in self.fail:
+            raise ConnectionError("down")
+        return [PutResult("shardId-000000000000", "1") for _ in records]
+
+
+class _DownQueue:
+    def send(self, bodies: list[bytes]) -> None:
+        raise ConnectionError("the queue is down too")
+
+
+def test_requests_join_groups_of_at_most_max_records_and_share_each_groups_fate() -> None:
+    """Requests queued together form groups (one PutRecords each) of whole requests, at most 3 records here;
+    a group whose write fails (stream and queue down) fails each of its requests, and only those."""
+    import asyncio
+
+    from ingest.batcher import GroupCommitter
+    from streamboard.errors import Unavailable
+
+    stream = _Recording(fail=frozenset({"r3"}))
+    committer = GroupCommitter(stream, _DownQueue(), max_records=3, retry_seconds=0.01,  # type: ignore[arg-type]
+                               breaker=CircuitBreaker(threshold=100))
+    requests = [[StreamRecord("r0", b"{}")], [StreamRecord("r1", b"{}"), StreamRecord("r2", b"{}")],
+                [StreamRecord("r3", b"{}")], [StreamRecord("r4", b"{}")], [StreamRecord("r5", b"{}")],
+                [StreamRecord("r6", b"{}"), StreamRecord("r7", b"{}")]]
+
+    async def run() -> list[BaseException | None]:
+        await committer.start()
+        futures = [committer.join(records, len(records)) for records in requests]  # all before the first write
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        await committer.stop()
+        return outcomes
+
+    outcomes = asyncio.run(run())
+    assert [call for call in stream.calls if call[0] != "r3"] == [["r0", "r1", "r2"], ["r6", "r7"]]
+    assert {tuple(call) for call in stream.calls if call[0] == "r3"} == {("r3", "r4", "r5")}  # retried whole
+    assert outcomes[:2] == [None, None] and outcomes[5] is None
+    assert all(isinstance(o, Unavailable) for o in outcomes[2:5])
+    assert committer.pending == 0 and committer.stats.failed_requests == 3
