@@ -71,14 +71,15 @@ class _AuthCache:
 
     def get(self, key: bytes) -> App | None:
         """The app of a key as the header carries it (bytes, decoded as latin-1 on a miss)."""
-        now = time.monotonic()
         hit = self.cache.get(key)
-        if hit and hit[0] > now:
-            return hit[1]
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else self.load(key)
+
+    def load(self, key: bytes) -> App | None:
+        """Look the key up in the registry and keep the answer for ``ttl`` seconds."""
         app = self.apps.authenticate(key.decode("latin-1"))
         if len(self.cache) > 10_000:
             self.cache.clear()
-        self.cache[key] = (now + self.ttl, app)
+        self.cache[key] = (time.monotonic() + self.ttl, app)
         return app
 
 
@@ -284,7 +285,7 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
             if not key:
                 raise Unauthorized("missing x-api-key header")
             hit = auth_cache.get(key)
-            app = hit[1] if hit is not None and hit[0] > monotonic() else auth.get(key)
+            app = hit[1] if hit is not None and hit[0] > monotonic() else auth.load(key)  # auth.get, inline
             if app is None:
                 raise Unauthorized("unknown API key")
             if app.role != "app":
@@ -310,10 +311,10 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
             if fast is not None:
                 count, records = fast
                 rejected = bad = None
+                if limiting:
+                    limit(app, count)
             else:
                 count, records, rejected, bad = checked_each(app, body, ns, now_text)
-            if limiting:
-                limit(app, count + len(rejected or ()))
             if bad:
                 try:
                     await asyncio.to_thread(keep_bad_events, sinks.lake, f"ingest-{app.app_id}", bad,
@@ -357,6 +358,8 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
         rejected events, for the answer (index, reason) and for the bad-events sink (event, reason)."""
         now = clock.exact(ns)
         events = _events_of(body, max_events)
+        if limiting:  # before each event's checks: a request over the limit costs no more than its decode
+            limit(app, len(events))
         valid, rejected, bad = [], [], []
         for i, raw in enumerate(events):
             try:

@@ -193,7 +193,7 @@ class GroupCommitter:
         group's other requests' wait but not the write. Raises :class:`Unavailable` at once when the buffer
         is full or the committer is not started."""
         loop = self._loop
-        if loop is None or self._wake is None:
+        if loop is None:
             raise Unavailable("the ingest service is not started")
         if self.pending + events > self.max_pending:
             self.stats.rejected_busy += 1
@@ -210,6 +210,7 @@ class GroupCommitter:
             lingering = self._lingering
             if lingering is not None and not lingering.done():
                 lingering.set_result(None)  # a full group does not wait out the linger
+            assert self._wake is not None  # set by start, with the loop
             self._wake.set()
         group.records += records
         group.size += size
