@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import operator
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -92,6 +93,45 @@ def repeats_top_level_key(body: bytes) -> bool:
     except (ValueError, RecursionError):
         return True  # msgspec read it and the stdlib cannot: do not guess
     return top_has_duplicate
+
+
+# An event id as the fast path decodes it: its text, checked by uuid_texts (a uuid.UUID per event costs the
+# decode more than all the fast path's other checks).
+UuidText = Annotated[str, msgspec.Meta(min_length=32, max_length=36)]
+_EVENT_ID = attrgetter("event_id")
+# Each byte of a text as its class: a hex digit 0, a hyphen -, anything else x.
+_UUID_CLASSES = bytes(0x30 if chr(c) in "0123456789abcdefABCDEF" else c if c == 0x2D else 0x78 for c in range(256))
+_HYPHENATED, _BARE = b"00000000-0000-0000-0000-000000000000", b"0" * 32
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}")
+
+
+def uuid_texts(ids: list[str]) -> bool:
+    """Whether every text is a UUID as msgspec reads one: hex digits hyphenated 8-4-4-4-12, or 32 hex digits;
+    either case. Each text is 32 to 36 characters long (as UuidText decodes them). In bulk, in C: the texts
+    joined, each byte mapped to its class, compared with the form's classes repeated; texts of both forms are
+    matched one by one."""
+    n = len(ids)
+    shape = "".join(ids).encode(errors="replace").translate(_UUID_CLASSES)  # not ASCII: x, in 1 to 4 bytes
+    if len(shape) == 36 * n:  # all hyphenated (or something in them is not ASCII: then unequal)
+        return shape == _HYPHENATED * n
+    if len(shape) == 32 * n:
+        return shape == _BARE * n
+    return all(map(_UUID_TEXT.fullmatch, ids))
+
+
+def _hex(uuid_text: str) -> str:
+    """``UUID(uuid_text).hex`` (:func:`partition_key`) of a text uuid_texts accepted."""
+    return uuid_text.replace("-", "").lower()
+
+
+def _union(structs: Iterable[Any]) -> Any:
+    """The tagged union of event structs."""
+    return functools.reduce(operator.or_, structs)
+
+
+def _holds(rule: _ValueRule, values: set[Any]) -> bool:
+    """Whether every value keeps the rule (most of them remembered as good: a set comparison)."""
+    return values <= rule.good or all(rule.error(v) is None for v in values)
 
 
 @dataclass(frozen=True)
@@ -194,20 +234,34 @@ class Registry:
         self._struct_of: dict[str, Any] = {}
         self._rules_of: dict[Any, tuple[_ValueRule, ...]] = {}  # by struct
         self._own_fields_of: dict[Any, tuple[str, ...]] = {}  # by struct
+        # The fast path's structs (validate_batch): the same, but event_id as its text, checked in bulk.
+        fast_structs = []
         for t in types:
             if t.name in self.types:
                 raise ValueError(f"event type {t.name!r} registered twice")
             self.types[t.name] = t
             struct = self._struct_of[t.name] = _client_struct(t)
-            self._rules_of[struct] = tuple(_ValueRule(f) for f in t.fields if f.pattern or f.reserved)
+            fast = _client_struct(t, event_id=UuidText)
+            fast_structs.append(fast)
+            self._rules_of[struct] = self._rules_of[fast] = tuple(
+                _ValueRule(f) for f in t.fields if f.pattern or f.reserved)
             self._own_fields_of[struct] = tuple(f.name for f in t.fields)
-        structs = list(self._struct_of.values())
-        union: Any = structs[0]
-        for st in structs[1:]:
-            union = union | st
+        # A type's rules checked over a whole batch without grouping by type first: when no other type has a
+        # field of a rule's name, reading it from every event succeeds only if all are of that type.
+        self._alone: dict[Any, tuple[_ValueRule, ...]] = {}
+        for t, fast in zip(self.types.values(), fast_structs, strict=True):
+            others = {f.name for o in self.types.values() if o is not t for f in o.fields}
+            rules = self._rules_of[fast]
+            if rules and not others & {r.name for r in rules}:
+                self._alone[self._struct_of[t.name]] = self._alone[fast] = rules
+        union: Any = _union(self._struct_of.values())
+        fast_union: Any = _union(fast_structs)
         batch = msgspec.defstruct("EventBatch", [("events", list[union])], forbid_unknown_fields=True)
         self._batch_decoder = msgspec.json.Decoder(batch)
         self._event_decoder = msgspec.json.Decoder(union)
+        fast_batch = msgspec.defstruct("FastBatch", [("events", list[fast_union])], forbid_unknown_fields=True)
+        self._fast_batch_decoder = msgspec.json.Decoder(fast_batch)
+        self._fast_event_decoder = msgspec.json.Decoder(fast_union)
         record = msgspec.defstruct("Record", [("app_id", str), ("received_at", str), ("events", list[union])])
         self._record_decoder = msgspec.json.Decoder(record)
         self._loose_record_decoder = msgspec.json.Decoder(
@@ -236,12 +290,12 @@ class Registry:
         makes the bound stricter, and an event past it takes the slow path, which checks it exactly."""
         if not body.startswith(b'{"events"'):  # most likely one event: decoded as one first
             try:
-                first: Any = self._event_decoder.decode(body)
+                first: Any = self._fast_event_decoder.decode(body)
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 pass
             else:
-                # its ts and rules checked directly (a single event's request is the costliest per event)
-                if first.ts <= EARLIEST or first.ts > received_at + max_future:
+                # its ts, id and rules checked directly (a single event's request is the costliest per event)
+                if first.ts <= EARLIEST or first.ts > received_at + max_future or not uuid_texts([first.event_id]):
                     return None
                 for rule in self._rules_of[type(first)]:
                     value = rule.get(first)
@@ -252,18 +306,22 @@ class Registry:
                 data = b"".join((start, self._encoder.encode(received_at_text), b',"events":[', body, b"]}"))
                 if len(data) > MAX_RECORD_BYTES:
                     return 1, self.records([first], app_id=app_id, received_at_text=received_at_text)
-                return 1, [_record((first.event_id.hex, data))]  # partition_key(), inline
+                return 1, [_record((_hex(first.event_id), data))]
         try:  # then a batch, the only other form
-            events = self._batch_decoder.decode(body).events  # type: ignore[attr-defined]
+            events = self._fast_batch_decoder.decode(body).events  # type: ignore[attr-defined]
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return None
-        if not events or len(events) > max_events or repeats_top_level_key(body):
+        if not events or len(events) > max_events:
+            return None
+        # A repeated key: msgspec decodes each of its values as an array of events (and keeps the last), so a body
+        # with a single "]" (found from each end, in C) has the key once; else look closer.
+        if body.find(b"]") != body.rfind(b"]") and repeats_top_level_key(body):
             return None
         ts = list(map(_TS, events))
         # EARLIEST: a ts that may not convert to UTC (year 1) takes the slow path and its clear message.
         if min(ts) <= EARLIEST or max(ts) > received_at + max_future:
             return None
-        if not self._rules_hold(events):
+        if not self._rules_hold(events) or not uuid_texts(list(map(_EVENT_ID, events))):
             return None
         # All valid, and the body is exactly {"events": [...]} (no other key decodes): with the server's fields
         # in front, the client's bytes are the record.
@@ -271,7 +329,7 @@ class Registry:
         data = b"".join((start, self._encoder.encode(received_at_text), b",", memoryview(body.lstrip())[1:]))  # a copy
         if len(data) > MAX_RECORD_BYTES:
             return len(events), self.records(events, app_id=app_id, received_at_text=received_at_text)
-        return len(events), [_record((events[0].event_id.hex, data))]  # partition_key(), inline
+        return len(events), [_record((_hex(events[0].event_id), data))]
 
     def decode(self, body: bytes) -> tuple[list[Any], bool] | None:
         """A body's events typed by their schemas (``{"events": [...]}``, or one event: then True), or None when
@@ -304,13 +362,17 @@ class Registry:
     def _rules_hold(self, events: list[Any]) -> bool:
         """Whether every event's values keep its fields' patterns and reserved words (checked per distinct
         value, most of them remembered as good)."""
+        alone = self._alone.get(type(events[0])) if events else None
+        if alone is not None:  # likely all of the first one's type: its rules over all, without grouping
+            try:
+                return all(_holds(rule, set(map(rule.get, events))) for rule in alone)
+            except AttributeError:
+                pass  # an event of another type: each type on its own
         kinds = set(map(type, events))
         for kind in kinds:
             group = events if len(kinds) == 1 else [obj for obj in events if type(obj) is kind]
-            for rule in self._rules_of[kind]:
-                values = set(map(rule.get, group))
-                if not values <= rule.good and any(rule.error(v) is not None for v in values):
-                    return False
+            if not all(_holds(rule, set(map(rule.get, group))) for rule in self._rules_of[kind]):
+                return False
         return True
 
     def _head(self, app_id: str, received_at_text: str) -> bytes:
@@ -518,11 +580,15 @@ def utc_iso(value: Any) -> str | None:
     return str(value)
 
 
-def _client_struct(t: EventType) -> Any:
-    """The msgspec type a client's event of type ``t`` must match (server-set fields excluded)."""
+def _client_struct(t: EventType, event_id: Any = None) -> Any:
+    """The msgspec type a client's event of type ``t`` must match (server-set fields excluded); ``event_id``
+    decodes that field as another type."""
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for f in ENVELOPE + t.fields:
         if f.name == "event_type":
+            continue
+        if f.name == "event_id" and event_id is not None:
+            fields.append((f.name, event_id))
             continue
         if f.name in ("app_id", "received_at"):
             # Server-set: not in the struct, so a client's value stops the fast path; the slow path accepts
