@@ -102,26 +102,22 @@ _EVENT_ID = attrgetter("event_id")
 # Each byte of a text as its class: a hex digit 0, a hyphen -, anything else x.
 _UUID_CLASSES = bytes(0x30 if chr(c) in "0123456789abcdefABCDEF" else c if c == 0x2D else 0x78 for c in range(256))
 _HYPHENATED, _BARE = b"00000000-0000-0000-0000-000000000000", b"0" * 32
-_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}")
+_UUID_FORMS = (_HYPHENATED, _BARE)
+_LOWER = bytes.maketrans(b"ABCDEF", b"abcdef")  # with the hyphens deleted: UUID(text).hex, of a text checked
 
 
 def uuid_texts(ids: list[str]) -> bool:
     """Whether every text is a UUID as msgspec reads one: hex digits hyphenated 8-4-4-4-12, or 32 hex digits;
     either case. Each text is 32 to 36 characters long (as UuidText decodes them). In bulk, in C: the texts
     joined, each byte mapped to its class, compared with the form's classes repeated; texts of both forms are
-    matched one by one."""
+    compared one by one."""
     n = len(ids)
     shape = "".join(ids).encode(errors="replace").translate(_UUID_CLASSES)  # not ASCII: x, in 1 to 4 bytes
     if len(shape) == 36 * n:  # all hyphenated (or something in them is not ASCII: then unequal)
         return shape == _HYPHENATED * n
     if len(shape) == 32 * n:
         return shape == _BARE * n
-    return all(map(_UUID_TEXT.fullmatch, ids))
-
-
-def _hex(uuid_text: str) -> str:
-    """``UUID(uuid_text).hex`` (:func:`partition_key`) of a text uuid_texts accepted."""
-    return uuid_text.replace("-", "").lower()
+    return all(text.encode(errors="replace").translate(_UUID_CLASSES) in _UUID_FORMS for text in ids)
 
 
 def _union(structs: Iterable[Any]) -> Any:
@@ -295,7 +291,9 @@ class Registry:
                 pass
             else:
                 # its ts, id and rules checked directly (a single event's request is the costliest per event)
-                if first.ts <= EARLIEST or first.ts > received_at + max_future or not uuid_texts([first.event_id]):
+                event_id = first.event_id.encode()  # (msgspec gives no lone surrogate) uuid_texts, inline:
+                if first.ts <= EARLIEST or first.ts > received_at + max_future \
+                        or event_id.translate(_UUID_CLASSES) not in _UUID_FORMS:
                     return None
                 for rule in self._rules_of[type(first)]:
                     value = rule.get(first)
@@ -306,7 +304,7 @@ class Registry:
                 data = b"".join((start, self._encoder.encode(received_at_text), b',"events":[', body, b"]}"))
                 if len(data) > MAX_RECORD_BYTES:
                     return 1, self.records([first], app_id=app_id, received_at_text=received_at_text)
-                return 1, [_record((_hex(first.event_id), data))]
+                return 1, [_record((event_id.translate(_LOWER, b"-").decode(), data))]  # UUID(event_id).hex
         try:  # then a batch, the only other form
             events = self._fast_batch_decoder.decode(body).events  # type: ignore[attr-defined]
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
@@ -329,7 +327,7 @@ class Registry:
         data = b"".join((start, self._encoder.encode(received_at_text), b",", memoryview(body.lstrip())[1:]))  # a copy
         if len(data) > MAX_RECORD_BYTES:
             return len(events), self.records(events, app_id=app_id, received_at_text=received_at_text)
-        return len(events), [_record((_hex(events[0].event_id), data))]
+        return len(events), [_record((events[0].event_id.encode().translate(_LOWER, b"-").decode(), data))]
 
     def decode(self, body: bytes) -> tuple[list[Any], bool] | None:
         """A body's events typed by their schemas (``{"events": [...]}``, or one event: then True), or None when
