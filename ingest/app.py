@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -63,23 +62,20 @@ class IngestSinks:
 
 
 class _AuthCache:
-    """Key-hash lookups cached briefly, so a hot app does not hit the registry on every request."""
+    """Key-hash lookups cached briefly, so a hot app does not hit the registry on every request. The handler
+    looks a key (as the header carries it, bytes) up in :attr:`cache` itself, and calls :meth:`load` on a miss
+    or an expired entry."""
 
     def __init__(self, apps: AppRegistry, ttl: float = 30.0) -> None:
         self.apps, self.ttl = apps, ttl
         self.cache: dict[bytes, tuple[float, App | None]] = {}  # by key: (until, its app)
 
-    def get(self, key: bytes) -> App | None:
-        """The app of a key as the header carries it (bytes, decoded as latin-1 on a miss)."""
-        hit = self.cache.get(key)
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else self.load(key)
-
     def load(self, key: bytes) -> App | None:
-        """Look the key up in the registry and keep the answer for ``ttl`` seconds."""
+        """Look the key up in the registry (decoded as latin-1) and keep the answer for ``ttl`` seconds."""
         app = self.apps.authenticate(key.decode("latin-1"))
         if len(self.cache) > 10_000:
             self.cache.clear()
-        self.cache[key] = (time.monotonic() + self.ttl, app)
+        self.cache[key] = (monotonic() + self.ttl, app)
         return app
 
 
@@ -285,7 +281,7 @@ def create_app(settings: Settings, sinks: IngestSinks, registry: Registry = REGI
             if not key:
                 raise Unauthorized("missing x-api-key header")
             hit = auth_cache.get(key)
-            app = hit[1] if hit is not None and hit[0] > monotonic() else auth.load(key)  # auth.get, inline
+            app = hit[1] if hit is not None and hit[0] > monotonic() else auth.load(key)
             if app is None:
                 raise Unauthorized("unknown API key")
             if app.role != "app":

@@ -11,12 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import operator
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import attrgetter, or_
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -122,12 +121,7 @@ def uuid_texts(ids: list[str]) -> bool:
 
 def _union(structs: Iterable[Any]) -> Any:
     """The tagged union of event structs."""
-    return functools.reduce(operator.or_, structs)
-
-
-def _holds(rule: _ValueRule, values: set[Any]) -> bool:
-    """Whether every value keeps the rule (most of them remembered as good: a set comparison)."""
-    return values <= rule.good or all(rule.error(v) is None for v in values)
+    return functools.reduce(or_, structs)
 
 
 @dataclass(frozen=True)
@@ -363,13 +357,13 @@ class Registry:
         alone = self._alone.get(type(events[0])) if events else None
         if alone is not None:  # likely all of the first one's type: its rules over all, without grouping
             try:
-                return all(_holds(rule, set(map(rule.get, events))) for rule in alone)
+                return all(rule.holds(set(map(rule.get, events))) for rule in alone)
             except AttributeError:
                 pass  # an event of another type: each type on its own
         kinds = set(map(type, events))
         for kind in kinds:
             group = events if len(kinds) == 1 else [obj for obj in events if type(obj) is kind]
-            if not all(_holds(rule, set(map(rule.get, group))) for rule in self._rules_of[kind]):
+            if not all(rule.holds(set(map(rule.get, group))) for rule in self._rules_of[kind]):
                 return False
         return True
 
@@ -519,6 +513,10 @@ class _ValueRule:
         self.regex = re.compile(f.pattern) if f.pattern else None
         self.reserved = f.reserved
         self.good: set[Any] = {None}  # an optional field left out
+
+    def holds(self, values: set[Any]) -> bool:
+        """Whether every value keeps the rule (most of them remembered as good: a set comparison)."""
+        return values <= self.good or all(self.error(v) is None for v in values)
 
     def error(self, value: Any) -> str | None:
         """Why ``value`` is not allowed in this field, or None."""
